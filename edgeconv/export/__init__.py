@@ -1,0 +1,1 @@
+"""Export side (torch): folding, ONNX and TFLite writers, parity gate, metadata."""

@@ -1,0 +1,88 @@
+"""Model metadata that travels with every exported file (torch-free).
+
+Written by the exporter into ONNX ``metadata_props`` (key ``edgeconv``, a JSON
+string) and into a sidecar ``<model file>.json``; read by the bench harness and
+the runtime/unlock side, which need nothing else to preprocess inputs.
+
+Schema (``format_version`` 1)::
+
+    {
+      "format_version": 1,
+      "edgeconv_version": "0.1.0",
+      "model": "mbv2_x0_5", "op": "tvconv", "width": 0.5,
+      "input_size": [96, 96],            # height, width
+      "layout": "NCHW", "color": "RGB",
+      "scale": 0.00392156862745098,      # x/255 first ...
+      "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],   # ... then (x - mean) / std
+      "embedding_dim": 512,
+      "macs": 74030000, "params": 828000,
+      "input_name": "input", "output_name": "embedding",
+      "verification": {                  # optional, from `edgeconv eval`
+        "accuracy": 0.97, "accuracy_std": 0.01, "threshold": 0.31,
+        "far_thresholds": {"1e-3": 0.45, "1e-4": 0.52}, "pairs": "synthetic"
+      },
+      "format": "onnx" | "tflite", "folding": "exact" | "lowrank", ...
+    }
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edgeconv.errors import EdgeconvError
+
+METADATA_FORMAT_VERSION = 1
+ONNX_METADATA_KEY = "edgeconv"
+TFLITE_METADATA_NAME = "edgeconv"  # name of the metadata buffer inside .tflite files
+
+
+def sidecar_path(model_path: str | Path) -> Path:
+    """``model.onnx`` -> ``model.onnx.json``."""
+    model_path = Path(model_path)
+    return model_path.with_name(model_path.name + ".json")
+
+
+def read_sidecar(model_path: str | Path) -> dict | None:
+    """Metadata from the sidecar JSON, or None when there is none."""
+    path = sidecar_path(model_path)
+    if not path.exists():
+        return None
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise EdgeconvError(f"{path}: unreadable metadata ({exc})") from None
+    if not isinstance(meta, dict):
+        raise EdgeconvError(f"{path}: metadata must be a JSON object")
+    return meta
+
+
+def read_onnx_metadata(model_path: str | Path) -> dict | None:
+    """Metadata from an ONNX file's metadata_props via onnxruntime (no onnx package needed)."""
+    import onnxruntime as ort
+
+    try:
+        sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise EdgeconvError(f"{model_path}: not a readable ONNX model ({_first_line(exc)})") from None
+    props = sess.get_modelmeta().custom_metadata_map or {}
+    raw = props.get(ONNX_METADATA_KEY)
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise EdgeconvError(f"{model_path}: corrupt edgeconv metadata in the ONNX file") from None
+
+
+def load_metadata(model_path: str | Path) -> dict | None:
+    """Sidecar JSON first, then (for ONNX) embedded metadata; None for foreign models."""
+    meta = read_sidecar(model_path)
+    if meta is None and str(model_path).lower().endswith(".onnx"):
+        meta = read_onnx_metadata(model_path)
+    return meta
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__

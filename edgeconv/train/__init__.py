@@ -1,0 +1,1 @@
+"""Training side. Keep this package import torch-free; submodules import torch themselves."""

@@ -1,0 +1,178 @@
+"""The project's checkpoint format: a versioned dict loaded with ``torch.load(weights_only=True)``.
+
+::
+
+    {
+      "format": "edgeconv.checkpoint", "format_version": 1, "edgeconv_version": "0.1.0",
+      "model_config": {"name", "op", "input_size", "embedding_dim", "op_kwargs"},
+      "state_dict": {...},            # model weights (training form)
+      "training": None | {...},       # optimizer, scheduler, epoch, ... (set by `edgeconv train`)
+      "metrics": {...},               # e.g. verification results (set by `edgeconv eval`)
+    }
+
+Checkpoints are never loaded with plain pickle: ``weights_only=True`` refuses any pickle that
+would import or call code. Every failure is an :class:`EdgeconvError` naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import warnings
+from pathlib import Path
+
+import torch
+
+from edgeconv import __version__
+from edgeconv.errors import EdgeconvError
+from edgeconv.fileio import atomic_path
+
+CHECKPOINT_FORMAT = "edgeconv.checkpoint"
+FORMAT_VERSION = 1
+
+
+def make_checkpoint(model: torch.nn.Module, training: dict | None = None,
+                    metrics: dict | None = None) -> dict:
+    config = getattr(model, "config", None)
+    if config is None:
+        raise ValueError("model has no .config: build it with edgeconv.models.create_model")
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "edgeconv_version": __version__,
+        "model_config": dict(config),
+        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "training": training,
+        "metrics": dict(metrics or {}),
+    }
+
+
+def save_checkpoint(path: str | os.PathLike, ckpt_or_model, training: dict | None = None,
+                    metrics: dict | None = None) -> Path:
+    """Write atomically: a crash mid-write leaves any previous file intact."""
+    ckpt = (ckpt_or_model if isinstance(ckpt_or_model, dict)
+            else make_checkpoint(ckpt_or_model, training, metrics))
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
+    return Path(path)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Load and validate a checkpoint; clear one-line errors for every kind of bad file."""
+    path = Path(path)
+    if not path.exists():
+        raise EdgeconvError(f"{path}: no such file")
+    if path.is_dir():
+        raise EdgeconvError(f"{path}: is a directory, not a checkpoint")
+    if path.stat().st_size == 0:
+        raise EdgeconvError(f"{path}: empty file, not a checkpoint")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = str(exc).strip().splitlines()
+        detail = next((ln for ln in reason if "GLOBAL" in ln or "Unsupported" in ln), "")
+        raise EdgeconvError(f"{path}: refused: the file holds objects a checkpoint never needs, "
+                            f"possibly code (safe loading is on){': ' + detail.strip() if detail else ''}") from None
+    except Exception as exc:  # torch raises RuntimeError, EOFError, KeyError, ... for bad bytes
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = f"{type(exc).__name__}: {first.split('. ')[0][:120]}"
+        raise EdgeconvError(f"{path}: corrupt or truncated checkpoint ({first})") from None
+    return validate_checkpoint(ckpt, path)
+
+
+def validate_checkpoint(ckpt, path="checkpoint") -> dict:
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise EdgeconvError(f"{path}: not an edgeconv checkpoint (no '{CHECKPOINT_FORMAT}' header)")
+    version = ckpt.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        raise EdgeconvError(f"{path}: checkpoint format version {version!r} is not supported by "
+                            f"edgeconv {__version__} (supports 1..{FORMAT_VERSION})")
+    config = ckpt.get("model_config")
+    if not isinstance(config, dict) or "name" not in config or "op" not in config:
+        raise EdgeconvError(f"{path}: checkpoint has no valid model_config")
+    if not isinstance(ckpt.get("state_dict"), dict):
+        raise EdgeconvError(f"{path}: checkpoint has no state_dict")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict, path="checkpoint") -> torch.nn.Module:
+    """Rebuild the model from ``model_config`` and load its weights strictly."""
+    from edgeconv.models import create_model
+
+    config = dict(ckpt["model_config"])
+    name = config.pop("name")
+    model = create_model(name, **config)
+    result = _load_state(model, ckpt["state_dict"])
+    if result:
+        raise EdgeconvError(f"{path}: weights do not fit {name} ({ckpt['model_config'].get('op')}): {result}")
+    return model
+
+
+def _load_state(model: torch.nn.Module, state: dict) -> str:
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        return ", ".join(parts)
+    for k, v in state.items():
+        if not isinstance(v, torch.Tensor) or v.shape != own[k].shape:
+            shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+            return f"{k} has shape {shape}, expected {tuple(own[k].shape)}"
+    model.load_state_dict(state, strict=True)
+    return ""
+
+
+def load_model(path: str | os.PathLike) -> tuple[torch.nn.Module, dict]:
+    """Checkpoint file -> (model in eval mode, checkpoint dict)."""
+    ckpt = load_checkpoint(path)
+    model = model_from_checkpoint(ckpt, path)
+    return model.eval(), ckpt
+
+
+def init_checkpoint(name: str, op: str = "tvconv", input_size=None, embedding_dim: int = 512,
+                    seed: int = 0, output: str | os.PathLike = "model.ckpt") -> Path:
+    """Write a freshly initialised checkpoint (``edgeconv init``)."""
+    from edgeconv.models import create_model
+
+    torch.manual_seed(seed)
+    model = create_model(name, op=op, input_size=input_size or 96, embedding_dim=embedding_dim)
+    return save_checkpoint(output, model, metrics={"seed": seed, "trained": False})
+
+
+def describe_checkpoint(path: str | os.PathLike, as_json: bool = False) -> dict:
+    """`edgeconv info`: validate the checkpoint fully (weights included) and summarise it."""
+    import json
+
+    import click
+
+    ckpt = load_checkpoint(path)
+    model = model_from_checkpoint(ckpt, path)
+    training = ckpt.get("training") or {}
+    summary = {
+        "file": str(path),
+        "format_version": ckpt["format_version"],
+        "edgeconv_version": ckpt.get("edgeconv_version"),
+        "model_config": ckpt["model_config"],
+        "params": sum(p.numel() for p in model.parameters()),
+        "epoch": training.get("epoch") if isinstance(training, dict) else None,
+        "metrics": ckpt.get("metrics", {}),
+    }
+    if as_json:
+        click.echo(json.dumps(summary, default=str))
+    else:
+        cfg = summary["model_config"]
+        click.echo(f"{path}: edgeconv checkpoint v{summary['format_version']}")
+        click.echo(f"  model     {cfg['name']} op={cfg['op']} input={cfg.get('input_size')} "
+                   f"embedding={cfg.get('embedding_dim')}")
+        click.echo(f"  params    {summary['params'] / 1e6:.3f} M")
+        click.echo(f"  epoch     {summary['epoch'] if summary['epoch'] is not None else '-'}")
+        for k, v in summary["metrics"].items():
+            click.echo(f"  {k:<9} {v}")
+    return summary
