@@ -36,16 +36,40 @@ class FaceHead(nn.Sequential):
                          nn.Linear(in_ch, embedding_dim), nn.BatchNorm1d(embedding_dim))
 
 
+def op_setup(op: str, op_kwargs: dict, input_size) -> tuple[dict, nn.Module | None]:
+    """Per-model extras an operator needs: (kwargs for every build_op call, auxiliary module).
+
+    ``filtergen`` layers share one autoencoder on the input image; the model owns it.
+    """
+    if op == "filtergen":
+        from edgeconv.ops.filtergen import FilterGenAutoencoder
+
+        ae_channels = op_kwargs.get("encoder_channels", (16, 32, 64))
+        autoencoder = FilterGenAutoencoder(ae_channels)
+        layer_kwargs = {k: v for k, v in op_kwargs.items() if k != "encoder_channels"}
+        return {**layer_kwargs, "autoencoder": autoencoder, "input_hw": tuple(input_size)}, autoencoder
+    return dict(op_kwargs), None
+
+
 class FaceModel(nn.Module):
-    """Backbone ``features`` + :class:`FaceHead`; checks the input size when layers are size-bound."""
+    """Backbone ``features`` + :class:`FaceHead`; checks the input size when layers are size-bound.
+
+    ``autoencoder`` (filtergen models) runs on the input first and publishes its features to the
+    backbone's per-sample filter generators; ``reconstruction_loss(x)`` is its training loss.
+    """
 
     def __init__(self, features: nn.Module, out_ch: int, input_size, embedding_dim: int,
-                 size_bound: bool):
+                 size_bound: bool, autoencoder: nn.Module | None = None):
         super().__init__()
         self.features = features
         self.head = FaceHead(out_ch, embedding_dim)
+        self.autoencoder = autoencoder
         self.input_size = tuple(input_size)
         self.size_bound = size_bound
+
+    def reconstruction_loss(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The autoencoder's BCE loss for ``x`` (None for models without one)."""
+        return self.autoencoder.reconstruction_loss(x) if self.autoencoder is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.size_bound and tuple(x.shape[-2:]) != self.input_size:
@@ -53,4 +77,6 @@ class FaceModel(nn.Module):
             raise InputSizeError(
                 f"{name} was built for {self.input_size[0]}x{self.input_size[1]} inputs, got "
                 f"{x.shape[-2]}x{x.shape[-1]} (rebuild it with input_size={x.shape[-2]}x{x.shape[-1]})")
+        if self.autoencoder is not None:
+            self.autoencoder.encode(x)
         return self.head(self.features(x))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from edgeconv.models.common import FaceModel, conv_bn, make_divisible
+from edgeconv.models.common import FaceModel, conv_bn, op_setup, make_divisible
 from edgeconv.models.registry import register_model
 from edgeconv.ops import build_op, out_hw
 
@@ -39,7 +39,7 @@ class InvertedResidual(nn.Module):
 def mobilenetv2(width: float, op: str = "depthwise", input_size=(96, 96), embedding_dim: int = 512,
                 op_kwargs: dict | None = None) -> FaceModel:
     """The one MobileNetV2 builder; registered variants differ only in ``width``."""
-    op_kwargs = op_kwargs or {}
+    op_kwargs, autoencoder = op_setup(op, op_kwargs or {}, input_size)
     in_ch = make_divisible(32 * width, 8)
     layers: list[nn.Module] = conv_bn(3, in_ch, 3, stride=1)
     hw = tuple(input_size)
@@ -53,7 +53,7 @@ def mobilenetv2(width: float, op: str = "depthwise", input_size=(96, 96), embedd
     last_ch = int(512 * max(1.0, width))
     layers += conv_bn(in_ch, last_ch, 1)
     model = FaceModel(nn.Sequential(*layers), last_ch, input_size, embedding_dim,
-                      size_bound=op != "depthwise")
+                      size_bound=op == "tvconv", autoencoder=autoencoder)
     model.width = width
     return model
 

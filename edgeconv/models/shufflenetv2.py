@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgeconv.models.common import FaceModel, conv_bn
+from edgeconv.models.common import FaceModel, conv_bn, op_setup
 from edgeconv.models.registry import register_model
 from edgeconv.ops import build_op, out_hw
 
@@ -55,7 +55,7 @@ class ShuffleBlock(nn.Module):
 def shufflenetv2(width: float, op: str = "depthwise", input_size=(96, 96), embedding_dim: int = 512,
                  op_kwargs: dict | None = None) -> FaceModel:
     """The one ShuffleNetV2 builder; registered variants differ only in ``width``."""
-    op_kwargs = op_kwargs or {}
+    op_kwargs, autoencoder = op_setup(op, op_kwargs or {}, input_size)
     chans = STAGE_OUT_CHANNELS[width]
     layers: list[nn.Module] = conv_bn(3, chans[0], 3, stride=1, act=nn.ReLU)
     layers.append(nn.MaxPool2d(3, 2, 1))
@@ -69,7 +69,7 @@ def shufflenetv2(width: float, op: str = "depthwise", input_size=(96, 96), embed
             in_ch = out_ch
     layers += conv_bn(in_ch, chans[4], 1, act=nn.ReLU)
     model = FaceModel(nn.Sequential(*layers), chans[4], input_size, embedding_dim,
-                      size_bound=op != "depthwise")
+                      size_bound=op == "tvconv", autoencoder=autoencoder)
     model.width = width
     return model
 

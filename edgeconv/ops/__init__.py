@@ -19,6 +19,7 @@ from edgeconv.errors import EdgeconvError
 _OPS = {
     "depthwise": ("edgeconv.ops.depthwise", "DepthwiseConv"),
     "tvconv": ("edgeconv.ops.tvconv", "TVConv"),
+    "filtergen": ("edgeconv.ops.filtergen", "FilterGenConv"),
 }
 
 

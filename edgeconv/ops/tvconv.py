@@ -28,13 +28,15 @@ class InputSizeError(EdgeconvError, ValueError):
 
 
 def apply_per_pixel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                    kernel_size: int, stride: int) -> torch.Tensor:
-    """out[n,c,i,j] = sum_{u,v} pad(x)[n,c,i*s+u,j*s+v] * weight[0,c,u*k+v,i,j] (+ bias).
+                    kernel_size: int, stride: int, out_hw: tuple[int, int]) -> torch.Tensor:
+    """out[n,c,i,j] = sum_{u,v} pad(x)[n,c,i*s+u,j*s+v] * weight[:,c,u*k+v,i,j] (+ bias).
 
-    ``weight``: (1, C, k*k, h, w); ``bias``: None or broadcastable to (1, C, h, w).
+    ``weight``: (1 or N, C, k*k, h or 1, w or 1), broadcast over the batch and/or positions;
+    ``bias``: None or broadcastable to (N, C, h, w); ``out_hw``: (h, w) as static ints, so traced
+    and exported graphs get static slices.
     """
     k, s = kernel_size, stride
-    h, w = weight.shape[-2:]
+    h, w = out_hw
     p = k // 2
     xp = nn.functional.pad(x, (p, p, p, p))
     out = None
@@ -114,7 +116,7 @@ class TVConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
         weight, bias = self.generate()
-        return apply_per_pixel(x, weight, bias, self.kernel_size, self.stride)
+        return apply_per_pixel(x, weight, bias, self.kernel_size, self.stride, self.out_hw)
 
     @torch.no_grad()
     def folded_weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -134,7 +136,8 @@ class FoldedTVConv(nn.Module):
     """TVConv inference form: static per-pixel weights, optional per-pixel/per-channel bias."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                 kernel_size: int = 3, stride: int = 1, in_hw=(96, 96)):
+                 kernel_size: int = 3, stride: int = 1, in_hw=(96, 96),
+                 formulation: str = "slices"):
         super().__init__()
         if weight.dim() != 5 or weight.shape[0] != 1 or weight.shape[2] != kernel_size ** 2:
             raise ValueError(f"weight must be (1, C, k*k, h, w), got {tuple(weight.shape)}")
@@ -145,16 +148,43 @@ class FoldedTVConv(nn.Module):
         self.channels = int(weight.shape[1])
         self.register_buffer("weight", weight)
         self.register_buffer("bias", bias)
+        self.formulation = "slices"
+        self._aux: dict = {}
+        if formulation != "slices":
+            self.set_formulation(formulation)
 
     def extra_repr(self) -> str:
         return (f"{self.channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"in_hw={self.in_hw}, out_hw={self.out_hw}, bias={self.bias is not None}")
+                f"in_hw={self.in_hw}, out_hw={self.out_hw}, bias={self.bias is not None}"
+                + (f", formulation={self.formulation}" if self.formulation != "slices" else ""))
 
     check_input = TVConv.check_input
 
+    def set_formulation(self, formulation: str) -> "FoldedTVConv":
+        """Choose how the product is lowered to graph ops (edgeconv.export.formulations)."""
+        from edgeconv.export import formulations as fm
+
+        fm.check_formulation(formulation)
+        self.formulation = formulation
+        k, c = self.kernel_size, self.channels
+        if formulation == "onehot":
+            self._aux = {"onehot": fm.onehot_kernels(c, k, self.weight.dtype)}
+        elif formulation == "tapconv":
+            self._aux = {"tapconv": [fm.tap_kernel(c, k, t, self.weight.dtype)
+                                     for t in range(k * k)]}
+        else:
+            self._aux = {}
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
-        return apply_per_pixel(x, self.weight, self.bias, self.kernel_size, self.stride)
+        if self.formulation == "slices":
+            return apply_per_pixel(x, self.weight, self.bias, self.kernel_size, self.stride,
+                               self.out_hw)
+        from edgeconv.export.formulations import per_pixel
+
+        return per_pixel(x, self.weight, self.bias, self.kernel_size, self.stride,
+                         self.formulation, self._aux)
 
     def fold(self) -> "FoldedTVConv":
         """Idempotent: folding a folded layer returns it unchanged."""
@@ -169,7 +199,8 @@ class FoldedTVConv(nn.Module):
         bias = shift.view(1, -1, 1, 1)
         if self.bias is not None:
             bias = self.bias * scale.view(1, -1, 1, 1) + bias
-        return FoldedTVConv(weight, bias, self.kernel_size, self.stride, self.in_hw)
+        return FoldedTVConv(weight, bias, self.kernel_size, self.stride, self.in_hw,
+                            formulation=self.formulation)
 
     @property
     def map_bytes(self) -> int:
