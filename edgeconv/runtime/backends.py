@@ -1,0 +1,422 @@
+"""Open an ONNX or TFLite model file behind one small interface (torch-free).
+
+    with open_model("face.onnx", threads=4) as m:      # backend chosen by file type
+        m.set_batch(8)                                  # -> (8, 3, 96, 96)
+        emb = m.run(np.zeros(m.input_shape, m.input_dtype))
+
+Used by ``edgeconv bench`` and the on-device runtime. Only numpy is imported at
+module level; onnxruntime and the TFLite interpreter (ai-edge-litert, falling
+back to tflite-runtime) are imported when a model of that kind is opened.
+
+Problems with the file itself (missing, empty, not a model, truncated) raise
+:class:`ModelFileError`; a configuration the model cannot run (a batch size a
+fixed-batch model refuses, an input shape that cannot be inferred) raises
+:class:`UnsupportedConfig`. Both are :class:`~edgeconv.errors.EdgeconvError`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from edgeconv.errors import EdgeconvError
+
+ONNXRUNTIME = "onnxruntime"
+TFLITE = "tflite"
+BACKENDS = (ONNXRUNTIME, TFLITE)
+_ALIASES = {"onnxruntime": ONNXRUNTIME, "ort": ONNXRUNTIME, "onnx": ONNXRUNTIME,
+            "tflite": TFLITE, "litert": TFLITE, "tfl": TFLITE}
+_SUFFIXES = {".onnx": ONNXRUNTIME, ".tflite": TFLITE, ".lite": TFLITE}
+TFLITE_RUNTIMES = ("ai-edge-litert", "tflite-runtime")
+# Set to "tflite-runtime" to force the legacy interpreter (e.g. to test the fallback).
+TFLITE_RUNTIME_ENV = "EDGECONV_TFLITE_RUNTIME"
+
+_ORT_DTYPES = {
+    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+    "tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(int16)": np.int16,
+    "tensor(int32)": np.int32, "tensor(int64)": np.int64, "tensor(bool)": np.bool_,
+}
+
+
+class ModelFileError(EdgeconvError):
+    """The model file is missing, empty, of an unknown kind, corrupt or truncated."""
+
+
+class UnsupportedConfig(EdgeconvError):
+    """The model cannot run this configuration (``kind`` says which part)."""
+
+    def __init__(self, message: str, kind: str = "unsupported"):
+        super().__init__(message)
+        self.kind = kind
+
+
+def normalize_backend(name: str) -> str:
+    """'ort' -> 'onnxruntime', 'litert' -> 'tflite'; EdgeconvError for unknown names."""
+    key = str(name).strip().lower()
+    if key not in _ALIASES:
+        raise EdgeconvError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")
+    return _ALIASES[key]
+
+
+def backend_for_path(path: str | os.PathLike) -> str:
+    """The backend that runs this file: by suffix, else by the TFLite file identifier."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in _SUFFIXES:
+        return _SUFFIXES[suffix]
+    head = _read_head(path)
+    if head[4:8] == b"TFL3":
+        return TFLITE
+    raise ModelFileError(f"{path}: unknown model type (expected a .onnx or .tflite file)")
+
+
+def check_model_file(path: str | os.PathLike) -> Path:
+    """Cheap checks before a runtime sees the file (a clear message beats a crash)."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"{path}: no such file")
+    if not path.is_file():
+        raise ModelFileError(f"{path}: not a file")
+    size = path.stat().st_size
+    if size == 0:
+        raise ModelFileError(f"{path}: empty file")
+    return path
+
+
+def _read_head(path: Path, n: int = 8) -> bytes:
+    check_model_file(path)
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(n)
+    except OSError as exc:
+        raise ModelFileError(f"{path}: unreadable ({exc.strerror or exc})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    return lines[0][:240] if lines else type(exc).__name__
+
+
+def runtime_version(backend: str) -> tuple[str, str | None]:
+    """(distribution name, version) of the runtime a backend would use, without importing it."""
+    from importlib import metadata
+
+    backend = normalize_backend(backend)
+    names = ("onnxruntime",) if backend == ONNXRUNTIME else _tflite_order()
+    for dist in names:
+        try:
+            return dist, metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return names[0], None
+
+
+def _tflite_order() -> tuple[str, ...]:
+    forced = os.environ.get(TFLITE_RUNTIME_ENV, "").strip().lower()
+    if forced in TFLITE_RUNTIMES:
+        return (forced,) + tuple(r for r in TFLITE_RUNTIMES if r != forced)
+    return TFLITE_RUNTIMES
+
+
+def import_runtime(backend: str):
+    """Import the runtime module of ``backend``; returns (module, runtime name)."""
+    backend = normalize_backend(backend)
+    if backend == ONNXRUNTIME:
+        try:
+            import onnxruntime
+        except ImportError:
+            raise EdgeconvError("onnxruntime is not installed: pip install onnxruntime") from None
+        return onnxruntime, "onnxruntime"
+    errors = []
+    for name in _tflite_order():
+        try:
+            if name == "ai-edge-litert":
+                from ai_edge_litert import interpreter as mod
+            else:
+                from tflite_runtime import interpreter as mod
+            return mod, name
+        except Exception as exc:  # ImportError, or tflite-runtime failing under numpy 2
+            errors.append(f"{name}: {_first_line(exc)}")
+    raise EdgeconvError("no TFLite interpreter could be imported (" + "; ".join(errors)
+                        + "): pip install ai-edge-litert (or tflite-runtime with numpy<2)")
+
+
+class ModelBackend:
+    """One opened model. Subclasses fill the ``input_*``/``output_*`` attributes."""
+
+    backend: str = ""
+    runtime: str = ""
+    runtime_version: str | None = None
+
+    def __init__(self, path: str | os.PathLike, threads: int = 1):
+        if int(threads) < 1:
+            raise EdgeconvError(f"threads must be >= 1, got {threads}")
+        self.path = Path(path)
+        self.threads = int(threads)
+        self.input_name: str = ""
+        self.input_dtype = np.dtype(np.float32)
+        # declared shape: ints for fixed dims, None for symbolic/dynamic ones
+        self.declared_input_shape: tuple = ()
+        self.output_name: str = ""
+        self.declared_output_shape: tuple = ()
+        self.input_shape: tuple[int, ...] | None = None  # current concrete shape (after set_batch)
+
+    # -- shape handling ----------------------------------------------------
+    @property
+    def dynamic_batch(self) -> bool:
+        """True when the declared batch dimension is symbolic (any batch accepted)."""
+        return bool(self.declared_input_shape) and self.declared_input_shape[0] is None
+
+    def concrete_input_shape(self, batch: int, input_size=None, layout: str | None = None):
+        """Declared input shape with the batch set and symbolic dims filled.
+
+        ``input_size`` (height, width) fills symbolic spatial dims of a 4-D input
+        (``layout`` NCHW, the default, or NHWC); any other symbolic dim raises
+        :class:`UnsupportedConfig`.
+        """
+        dims = list(self.declared_input_shape)
+        if not dims:
+            raise UnsupportedConfig(f"{self.path.name}: scalar input has no batch dimension",
+                                    "unsupported_input")
+        dims[0] = int(batch)
+        if any(d is None for d in dims[1:]):
+            if input_size is not None and len(dims) == 4:
+                h, w = (int(v) for v in input_size)
+                hw = (1, 2) if str(layout or "NCHW").upper() == "NHWC" else (2, 3)
+                for axis, val in zip(hw, (h, w)):
+                    if dims[axis] is None:
+                        dims[axis] = val
+            if any(d is None for d in dims[1:]):
+                raise UnsupportedConfig(
+                    f"{self.path.name}: input {self.input_name!r} has symbolic non-batch dims "
+                    f"{self.declared_input_shape}; give the model metadata an input_size",
+                    "unsupported_input")
+        return tuple(dims)
+
+    def set_batch(self, batch: int, input_size=None, layout: str | None = None):
+        """Prepare the model for ``batch`` images; returns the concrete input shape."""
+        shape = self.concrete_input_shape(batch, input_size, layout)
+        self._apply_shape(shape)
+        self.input_shape = shape
+        return shape
+
+    def _apply_shape(self, shape):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def run(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        """Run one inference on ``x`` and return the first output."""
+        raise NotImplementedError
+
+    def close(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        return {
+            "backend": self.backend, "runtime": self.runtime,
+            "runtime_version": self.runtime_version, "threads": self.threads,
+            "input_name": self.input_name, "input_dtype": str(self.input_dtype),
+            "input_shape": list(self.declared_input_shape), "dynamic_batch": self.dynamic_batch,
+            "output_name": self.output_name, "output_shape": list(self.declared_output_shape),
+        }
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.path.name} threads={self.threads}>"
+
+
+class OnnxRuntimeBackend(ModelBackend):
+    """ONNX Runtime CPU session with explicit threading and spinning settings."""
+
+    backend = ONNXRUNTIME
+
+    def __init__(self, path, threads: int = 1, allow_spinning: bool = True,
+                 optimization: str = "all"):
+        super().__init__(path, threads)
+        check_model_file(self.path)
+        ort, self.runtime = import_runtime(ONNXRUNTIME)
+        self.runtime_version = getattr(ort, "__version__", None)
+        self.allow_spinning = bool(allow_spinning)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self.threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = {
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        }[optimization]
+        so.log_severity_level = 3
+        flag = "1" if self.allow_spinning else "0"
+        so.add_session_config_entry("session.intra_op.allow_spinning", flag)
+        so.add_session_config_entry("session.inter_op.allow_spinning", flag)
+        try:
+            self._sess = ort.InferenceSession(str(self.path), sess_options=so,
+                                              providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime's own exception types
+            raise ModelFileError(f"{self.path}: not a readable ONNX model ({_first_line(exc)})") \
+                from None
+        inputs = self._sess.get_inputs()
+        if len(inputs) != 1:
+            self.close()
+            raise UnsupportedConfig(f"{self.path.name}: {len(inputs)} inputs; only single-input "
+                                    "models are supported", "unsupported_input")
+        inp, out = inputs[0], self._sess.get_outputs()[0]
+        self.input_name, self.output_name = inp.name, out.name
+        if inp.type not in _ORT_DTYPES:
+            self.close()
+            raise UnsupportedConfig(f"{self.path.name}: input type {inp.type} not supported",
+                                    "unsupported_input")
+        self.input_dtype = np.dtype(_ORT_DTYPES[inp.type])
+        self.declared_input_shape = tuple(_ort_dim(d) for d in inp.shape)
+        self.declared_output_shape = tuple(_ort_dim(d) for d in out.shape)
+        self._run = self._sess.run
+
+    @property
+    def session(self):
+        return self._sess
+
+    def _apply_shape(self, shape):
+        declared = self.declared_input_shape
+        if len(shape) != len(declared):
+            raise UnsupportedConfig(f"{self.path.name}: rank mismatch", "unsupported_input")
+        for axis, (want, have) in enumerate(zip(shape, declared)):
+            if have is not None and have != want:
+                kind = "unsupported_batch" if axis == 0 else "unsupported_input"
+                what = "fixed batch" if axis == 0 else f"fixed dim {axis}"
+                raise UnsupportedConfig(
+                    f"{self.path.name}: {what} {have} in input {self.input_name!r}; "
+                    f"cannot run {want}", kind)
+
+    def run(self, x):
+        return self._run(None, {self.input_name: x})[0]
+
+    def close(self):
+        self._sess = None
+        self._run = None
+
+
+def _ort_dim(d):
+    return d if isinstance(d, int) and d >= 0 else None
+
+
+class TFLiteBackend(ModelBackend):
+    """TFLite interpreter (ai-edge-litert, else tflite-runtime) with ``threads`` threads."""
+
+    backend = TFLITE
+
+    def __init__(self, path, threads: int = 1):
+        super().__init__(path, threads)
+        check_model_file(self.path)
+        with open(self.path, "rb") as fh:
+            head = fh.read(8)
+        if head[4:8] != b"TFL3":
+            raise ModelFileError(f"{self.path}: not a TFLite model (no TFL3 file identifier)")
+        mod, self.runtime = import_runtime(TFLITE)
+        self.runtime_version = _dist_version(self.runtime)
+        try:
+            self._it = mod.Interpreter(model_path=str(self.path), num_threads=self.threads)
+            self._it.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelFileError(f"{self.path}: not a readable TFLite model ({_first_line(exc)})") \
+                from None
+        ins, outs = self._it.get_input_details(), self._it.get_output_details()
+        if len(ins) != 1:
+            self.close()
+            raise UnsupportedConfig(f"{self.path.name}: {len(ins)} inputs; only single-input "
+                                    "models are supported", "unsupported_input")
+        self._in, self._out = ins[0], outs[0]
+        self.input_name, self.output_name = self._in["name"], self._out["name"]
+        self.input_dtype = np.dtype(self._in["dtype"])
+        self.declared_input_shape = _tfl_shape(self._in)
+        self.declared_output_shape = _tfl_shape(self._out)
+        self._in_index, self._out_index = self._in["index"], self._out["index"]
+        self._current = tuple(int(v) for v in self._in["shape"])
+
+    @property
+    def input_quantization(self):
+        """(scale, zero_point) of a quantised input, (0.0, 0) for float inputs."""
+        return tuple(self._in.get("quantization", (0.0, 0)))
+
+    def concrete_input_shape(self, batch, input_size=None, layout=None):
+        # A TFLite model stores concrete shapes; only the batch is resized here.
+        dims = list(self._in["shape"])
+        if not dims:
+            raise UnsupportedConfig(f"{self.path.name}: scalar input has no batch dimension",
+                                    "unsupported_input")
+        dims[0] = int(batch)
+        return tuple(int(v) for v in dims)
+
+    def _apply_shape(self, shape):
+        if tuple(shape) == self._current:
+            return
+        try:
+            self._it.resize_tensor_input(self._in_index, list(shape), strict=False)
+            self._it.allocate_tensors()
+        except Exception as exc:  # the interpreter raises ValueError/RuntimeError
+            raise UnsupportedConfig(f"{self.path.name}: resize to {list(shape)} failed "
+                                    f"({_first_line(exc)})", "unsupported_batch") from None
+        self._current = tuple(shape)
+
+    def run(self, x):
+        self._it.set_tensor(self._in_index, x)
+        self._it.invoke()
+        return self._it.get_tensor(self._out_index)
+
+    def close(self):
+        self._it = None
+
+
+def _tfl_shape(detail) -> tuple:
+    sig = detail.get("shape_signature")
+    shape = detail["shape"]
+    if sig is None or len(sig) != len(shape):
+        sig = shape
+    return tuple(None if int(s) < 0 else int(v) for s, v in zip(sig, shape))
+
+
+def _dist_version(dist: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def open_model(path: str | os.PathLike, backend: str | None = None, threads: int = 1,
+               allow_spinning: bool = True) -> ModelBackend:
+    """Open ``path`` with ``backend`` (default: by file type) and ``threads`` threads.
+
+    ``allow_spinning`` sets ONNX Runtime's ``session.intra_op.allow_spinning``
+    (ignored by TFLite).
+    """
+    path = check_model_file(path)
+    kind = backend_for_path(path)
+    backend = normalize_backend(backend) if backend else kind
+    if backend != kind:
+        raise EdgeconvError(f"{path}: backend {backend} cannot run a {kind} model file")
+    if backend == ONNXRUNTIME:
+        return OnnxRuntimeBackend(path, threads=threads, allow_spinning=allow_spinning)
+    return TFLiteBackend(path, threads=threads)
+
+
+def random_input(shape, dtype, seed: int = 0) -> np.ndarray:
+    """Deterministic input: N(0,1) for floats, the full range for integer types."""
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return rng.standard_normal(shape, dtype=np.float32).astype(dtype, copy=False)
+    if dtype.kind == "b":
+        return rng.integers(0, 2, size=shape).astype(np.bool_)
+    info = np.iinfo(dtype)
+    lo, hi = max(info.min, -128), min(info.max, 255)
+    return rng.integers(lo, hi, size=shape, endpoint=True).astype(dtype)
