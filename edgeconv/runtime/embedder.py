@@ -1,0 +1,549 @@
+"""Face embeddings from an exported model (ONNX or .tflite), torch-free.
+
+    from edgeconv.runtime.embedder import Embedder
+    emb = Embedder("face.onnx")                  # metadata from model.onnx.json / the file
+    e = emb.embed("alice.png")                   # (512,) float32, L2-normalised
+    E = emb.embed(["a.png", "b.png", arr])       # (3, 512); paths, bytes or uint8 arrays
+    s = float(e @ E[1])                          # cosine similarity = verification score
+
+Preprocessing follows the model's edgeconv metadata (``input_size``, ``color``,
+``layout``, ``scale``/``mean``/``std``), i.e. exactly what training did: decode to RGB
+with :mod:`edgeconv.data.images`, resize bilinearly to the model's input size when the
+image differs, then ``(x * scale - mean) / std``.  Only images with (about) the model's
+aspect ratio are accepted: the model expects aligned, centred face crops, and squashing
+a 4:3 photo into a square is never what the user wants.
+
+Models without edgeconv metadata work too: the input size is read from the model
+(96x96 when it is symbolic) and the edgeconv defaults (RGB, NCHW, ``(x/255-0.5)/0.5``)
+are assumed, with a :class:`MetadataWarning` saying so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import struct
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from edgeconv.data import images as _images
+from edgeconv.errors import EdgeconvError
+
+DEFAULT_INPUT_SIZE = (96, 96)
+DEFAULT_SCALE = 1.0 / 255.0
+DEFAULT_MEAN = (0.5, 0.5, 0.5)
+DEFAULT_STD = (0.5, 0.5, 0.5)
+#: Largest relative aspect-ratio difference accepted before resizing (2 %).
+ASPECT_TOLERANCE = 0.02
+#: Largest batch sent to a dynamic-batch model in one run.
+MAX_BATCH = 32
+
+
+class MetadataWarning(UserWarning):
+    """The model has no (or incomplete) edgeconv metadata; defaults were assumed."""
+
+
+class ThresholdError(EdgeconvError):
+    """No usable decision threshold (no calibration and no explicit --threshold)."""
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- metadata
+def read_tflite_metadata(path: str | os.PathLike, name: str | None = None) -> dict | None:
+    """The edgeconv JSON stored in a .tflite file's ``metadata`` (None when absent).
+
+    A minimal FlatBuffers walk of ``Model.metadata`` -> ``Buffer.data`` (no extra
+    packages); any structural surprise returns None rather than guessing.
+    """
+    import json
+
+    from edgeconv.metadata import TFLITE_METADATA_NAME
+
+    name = name or TFLITE_METADATA_NAME
+    try:
+        buf = Path(path).read_bytes()
+        raw = _tflite_metadata_bytes(buf, name)
+    except (OSError, struct.error, IndexError, ValueError, UnicodeDecodeError):
+        return None
+    if raw is None:
+        return None
+    try:
+        meta = json.loads(raw.rstrip(b"\0").decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise EdgeconvError(f"{path}: corrupt edgeconv metadata in the TFLite file") from None
+    return meta if isinstance(meta, dict) else None
+
+
+def _tflite_metadata_bytes(buf: bytes, name: str) -> bytes | None:
+    u32 = lambda o: struct.unpack_from("<I", buf, o)[0]  # noqa: E731
+    i32 = lambda o: struct.unpack_from("<i", buf, o)[0]  # noqa: E731
+
+    def field(table: int, index: int) -> int | None:
+        vtable = table - i32(table)
+        vt_len = struct.unpack_from("<H", buf, vtable)[0]
+        if 4 + 2 * index >= vt_len:
+            return None
+        off = struct.unpack_from("<H", buf, vtable + 4 + 2 * index)[0]
+        return table + off if off else None
+
+    def deref(pos: int) -> int:
+        return pos + u32(pos)
+
+    def vector(pos: int):
+        start = deref(pos)
+        return start + 4, u32(start)
+
+    root = u32(0)
+    meta_f = field(root, 6)      # Model.metadata: [Metadata]
+    bufs_f = field(root, 4)      # Model.buffers: [Buffer]
+    if meta_f is None or bufs_f is None:
+        return None
+    mstart, mlen = vector(meta_f)
+    bstart, blen = vector(bufs_f)
+    for k in range(mlen):
+        md = deref(mstart + 4 * k)
+        name_f, buf_f = field(md, 0), field(md, 1)
+        if name_f is None or buf_f is None:
+            continue
+        s, n = vector(name_f)
+        if buf[s:s + n].decode("utf-8") != name:
+            continue
+        index = u32(buf_f)
+        if index >= blen:
+            return None
+        b = deref(bstart + 4 * index)
+        data_f = field(b, 0)
+        if data_f is not None:
+            ds, dn = vector(data_f)
+            return bytes(buf[ds:ds + dn])
+        off_f, size_f = field(b, 1), field(b, 2)   # large models: data after the flatbuffer
+        if off_f is not None and size_f is not None:
+            off = struct.unpack_from("<Q", buf, off_f)[0]
+            size = struct.unpack_from("<Q", buf, size_f)[0]
+            return bytes(buf[off:off + size])
+        return None
+    return None
+
+
+def _parse_far(key) -> float:
+    try:
+        value = float(key)
+    except (TypeError, ValueError):
+        raise EdgeconvError(f"not a false-accept rate: {key!r} (expected e.g. 1e-3)") from None
+    if not 0.0 < value < 1.0:
+        raise EdgeconvError(f"false-accept rate must be between 0 and 1, got {key!r}")
+    return value
+
+
+def calibrated_thresholds(meta: dict | None) -> dict[float, float]:
+    """``{far: threshold}`` from metadata ``verification.far_thresholds`` ({} if none)."""
+    ver = (meta or {}).get("verification") or {}
+    table = ver.get("far_thresholds") or {}
+    out = {}
+    if isinstance(table, dict):
+        for k, v in table.items():
+            try:
+                far, thr = float(k), float(v)
+            except (TypeError, ValueError):
+                continue
+            if 0.0 < far < 1.0 and math.isfinite(thr):
+                out[far] = thr
+    return dict(sorted(out.items()))
+
+
+def select_threshold(meta: dict | None, far=None, threshold=None) -> tuple[float, str]:
+    """The decision threshold (cosine similarity; accept when ``score > threshold``,
+    the rule of :mod:`edgeconv.train.verification`).
+
+    ``threshold`` (explicit) wins.  Otherwise the model's calibrated threshold at the
+    false-accept rate ``far`` (default: 1e-3 when calibrated, else the strictest one
+    calibrated).  Without a calibration this refuses to guess (:class:`ThresholdError`).
+    Returns ``(threshold, human-readable source)``.
+    """
+    if threshold is not None:
+        thr = float(threshold)
+        if not math.isfinite(thr) or not -1.0 <= thr <= 1.0:
+            raise EdgeconvError(f"--threshold must be a cosine similarity in [-1, 1], "
+                                f"got {threshold}")
+        return thr, "explicit --threshold"
+    table = calibrated_thresholds(meta)
+    if not table:
+        ver = (meta or {}).get("verification") or {}
+        hint = ""
+        if isinstance(ver, dict) and ver.get("threshold") is not None:
+            hint = (f" (its metadata only has the best-accuracy threshold {ver['threshold']}, "
+                    "which is not a false-accept calibration)")
+        raise ThresholdError(
+            "the model has no calibrated verification thresholds" + hint + "; evaluate it "
+            "(metadata verification.far_thresholds) or pass an explicit --threshold")
+    ver = (meta or {}).get("verification") or {}
+    if far is None:
+        want = 1e-3 if any(math.isclose(f, 1e-3, rel_tol=1e-6) for f in table) else min(table)
+    else:
+        want = _parse_far(far)
+    for f, thr in table.items():
+        if math.isclose(f, want, rel_tol=1e-6):
+            return thr, f"calibrated at FAR {f:g}" + _calibration_note(ver, f)
+    avail = ", ".join(f"{f:g}" for f in table)
+    raise ThresholdError(f"the model has no threshold calibrated at FAR {want:g} "
+                         f"(calibrated: {avail}); choose one of those with --far or pass "
+                         "--threshold")
+
+
+def calibration_size(ver: dict) -> int | None:
+    """Number of impostor (different-identity) pairs the calibration used, if recorded."""
+    for key in ("num_different", "num_negatives", "num_impostors"):
+        v = ver.get(key) if isinstance(ver, dict) else None
+        if isinstance(v, (int, float)) and v > 0:
+            return int(v)
+    for entry in (ver.get("tar_at_far") or []) if isinstance(ver, dict) else []:
+        if isinstance(entry, dict) and isinstance(entry.get("num_negatives"), (int, float)):
+            return int(entry["num_negatives"])
+    return None
+
+
+def _calibration_note(ver: dict, far: float) -> str:
+    pairs = ver.get("pairs") if isinstance(ver, dict) else None
+    n_neg = calibration_size(ver)
+    what = f"{pairs} " if isinstance(pairs, str) else ""
+    note = f" on {n_neg} {what}impostor pairs" if n_neg else (f" on {what}pairs" if what else "")
+    if n_neg and far * n_neg < 1:
+        note += (f"; NOT resolvable: {n_neg} impostor pairs cannot measure a FAR below "
+                 f"{1 / n_neg:.2g}")
+    elif n_neg and far * n_neg < 10:
+        note += f"; only {int(far * n_neg + 1e-9)} false accept(s) allowed: a noisy estimate"
+    return note
+
+
+# ----------------------------------------------------------------------------- embedder
+class Embedder:
+    """An exported face model plus the preprocessing it was trained with.
+
+    Args:
+        model_path: ``.onnx`` or ``.tflite`` file (metadata from the sidecar
+            ``<file>.json``, else from the file itself).
+        threads: inference threads.
+        backend: force ``onnxruntime`` / ``tflite`` (default: by file type).
+        flip: flip-test: embed the image and its mirror image and average.  Default:
+            what the model's calibration used (metadata ``verification.flip_test``),
+            else off; thresholds are only valid for the setting they were calibrated with.
+        metadata: use this metadata dict instead of reading it.
+        warmup: run one inference at load time, so that the first real one is not
+            slowed down by the runtime's lazy initialisation.
+    """
+
+    def __init__(self, model_path: str | os.PathLike, threads: int = 1,
+                 backend: str | None = None, flip: bool | None = None,
+                 metadata: dict | None = None,
+                 warmup: bool = True):
+        from edgeconv.metadata import read_sidecar
+        from edgeconv.runtime.backends import open_model
+
+        self.path = Path(model_path)
+        t0 = time.perf_counter()
+        self.model = open_model(self.path, backend=backend, threads=threads)
+        self.warnings: list[str] = []
+        meta = metadata if metadata is not None else read_sidecar(self.path)
+        if meta is None:
+            meta = self._embedded_metadata()
+        self.has_metadata = meta is not None
+        self.meta: dict = dict(meta or {})
+        ver = self.meta.get("verification")
+        ver = ver if isinstance(ver, dict) else {}
+        self.calibrated_flip = ver.get("flip_test", ver.get("flip"))
+        if flip is None:
+            flip = bool(self.calibrated_flip)
+        self.flip = bool(flip)
+        self._configure()
+        self.sha256 = file_sha256(self.path)
+        if warmup:
+            self.warmup()
+        self.load_seconds = time.perf_counter() - t0
+
+    # -- set-up ------------------------------------------------------------------------
+    def _embedded_metadata(self) -> dict | None:
+        import json
+
+        from edgeconv.metadata import ONNX_METADATA_KEY
+
+        if self.model.backend == "onnxruntime":
+            props = self.model.session.get_modelmeta().custom_metadata_map or {}
+            raw = props.get(ONNX_METADATA_KEY)
+            if raw is None:
+                return None
+            try:
+                meta = json.loads(raw)
+            except ValueError:
+                raise EdgeconvError(f"{self.path}: corrupt edgeconv metadata in the ONNX file") \
+                    from None
+            return meta if isinstance(meta, dict) else None
+        return read_tflite_metadata(self.path)
+
+    def _warn(self, message: str) -> None:
+        self.warnings.append(message)
+        warnings.warn(f"{self.path.name}: {message}", MetadataWarning, stacklevel=3)
+
+    def _configure(self) -> None:
+        meta, model = self.meta, self.model
+        declared = tuple(model.declared_input_shape)
+        if len(declared) != 4:
+            raise EdgeconvError(f"{self.path.name}: expected a 4-D image input, the model's "
+                                f"input {model.input_name!r} has shape {list(declared)}")
+        layout = str(meta.get("layout") or "").upper()
+        if layout not in ("NCHW", "NHWC"):
+            if layout:
+                raise EdgeconvError(f"{self.path.name}: unsupported layout {layout!r} in metadata")
+            layout = "NHWC" if declared[3] == 3 and declared[1] != 3 else "NCHW"
+        self.layout = layout
+        hw_axes = (1, 2) if layout == "NHWC" else (2, 3)
+        c_axis = 3 if layout == "NHWC" else 1
+        if declared[c_axis] not in (None, 3):
+            raise EdgeconvError(f"{self.path.name}: expected 3 colour channels, the model's input "
+                                f"has shape {list(declared)} ({layout})")
+        model_hw = tuple(declared[a] for a in hw_axes)
+        size = meta.get("input_size")
+        if size is not None:
+            try:
+                size = tuple(int(v) for v in (size if isinstance(size, (list, tuple))
+                                              else (size, size)))
+                assert len(size) == 2 and min(size) > 0
+            except (TypeError, ValueError, AssertionError):
+                raise EdgeconvError(f"{self.path.name}: bad input_size {meta.get('input_size')!r} "
+                                    "in metadata") from None
+            for want, have in zip(size, model_hw):
+                if have is not None and have != want:
+                    raise EdgeconvError(f"{self.path.name}: metadata input_size {list(size)} does "
+                                        f"not match the model's input shape {list(declared)}")
+        elif all(v is not None for v in model_hw):
+            size = model_hw
+        else:
+            size = DEFAULT_INPUT_SIZE
+        self.input_size: tuple[int, int] = size
+        color = str(meta.get("color") or "RGB").upper()
+        if color not in ("RGB", "BGR"):
+            raise EdgeconvError(f"{self.path.name}: unsupported color order {color!r} in metadata")
+        self.color = color
+        self.scale = float(meta.get("scale", DEFAULT_SCALE))
+        self.mean = np.asarray(meta.get("mean", DEFAULT_MEAN), dtype=np.float32).reshape(-1)
+        self.std = np.asarray(meta.get("std", DEFAULT_STD), dtype=np.float32).reshape(-1)
+        if self.mean.size not in (1, 3) or self.std.size not in (1, 3) or (self.std == 0).any():
+            raise EdgeconvError(f"{self.path.name}: bad mean/std in metadata")
+        if not self.has_metadata:
+            self._warn(f"no edgeconv metadata; assuming input {size[0]}x{size[1]} "
+                       f"({'from the model' if size == model_hw else 'default'}), {layout}, RGB, "
+                       "(x/255 - 0.5)/0.5 and no calibrated threshold")
+        else:
+            missing = [k for k in ("input_size", "mean", "std") if k not in meta]
+            if missing:
+                self._warn(f"metadata lacks {', '.join(missing)}; edgeconv defaults assumed")
+        self._default_norm = (layout == "NCHW" and color == "RGB"
+                              and math.isclose(self.scale, DEFAULT_SCALE, rel_tol=1e-6)
+                              and np.allclose(self.mean, 0.5) and np.allclose(self.std, 0.5))
+        self.name = str(meta.get("model") or self.path.stem)
+        # batch strategy: dynamic -> chunks of MAX_BATCH; fixed B -> chunks of B (padded)
+        self.fixed_batch = None if model.dynamic_batch else int(declared[0] or 1)
+        if model.backend == "tflite":
+            self.fixed_batch = None  # the interpreter resizes its batch dimension
+        self._quant = getattr(model, "input_quantization", (0.0, 0))
+        self._batch = None
+
+    def warmup(self) -> None:
+        """One inference on a grey image (counted in :attr:`load_seconds`)."""
+        from PIL import Image
+
+        Image.init()  # Pillow registers its decoders lazily (tens of ms on first use)
+        grey = np.full((1, *self.input_size, 3), 128, dtype=np.uint8)
+        for _ in range(2):
+            np.linalg.norm(self._run(self.preprocess(grey)), axis=1)
+
+    # -- properties --------------------------------------------------------------------
+    @property
+    def embedding_dim(self) -> int | None:
+        dim = self.meta.get("embedding_dim")
+        if dim is None and self.model.declared_output_shape:
+            dim = self.model.declared_output_shape[-1]
+        return int(dim) if dim is not None else None
+
+    @property
+    def label(self) -> str:
+        """Model name and file format, e.g. ``mbv2_x0_5 (onnx)``: recorded with templates."""
+        fmt = "onnx" if self.model.backend == "onnxruntime" else "tflite"
+        return f"{self.name} ({fmt})"
+
+    @property
+    def identity(self) -> dict:
+        """What a template records about the model that made it."""
+        return {"sha256": self.sha256, "name": self.label, "file": self.path.name}
+
+    def threshold(self, far=None, threshold=None) -> tuple[float, str]:
+        """See :func:`select_threshold`."""
+        return select_threshold(self.meta, far=far, threshold=threshold)
+
+    # -- preprocessing -----------------------------------------------------------------
+    def load(self, item, name: str | None = None) -> np.ndarray:
+        """One input (path, encoded bytes or uint8 RGB array) -> uint8 (H, W, 3) at input size."""
+        decode_image_bytes = _images.decode_image_bytes
+        if isinstance(item, (str, os.PathLike)):
+            path = Path(item)
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                raise EdgeconvError(f"{path}: image file not found") from None
+            except IsADirectoryError:
+                raise EdgeconvError(f"{path}: is a directory, not an image file") from None
+            except OSError as exc:
+                raise EdgeconvError(f"{path}: cannot read image file ({exc.strerror or exc})") \
+                    from None
+            arr = decode_image_bytes(data, size=None, name=str(path))
+            name = str(path)
+        elif isinstance(item, (bytes, bytearray, memoryview)):
+            name = name or "<image bytes>"
+            arr = decode_image_bytes(bytes(item), size=None, name=name)
+        elif isinstance(item, np.ndarray):
+            name = name or "<array>"
+            arr = item
+            if arr.dtype != np.uint8:
+                raise EdgeconvError(f"{name}: expected a uint8 RGB image array, got {arr.dtype} "
+                                    "(use embed_normalized for already-normalised input)")
+            if arr.ndim != 3 or arr.shape[2] != 3:
+                raise EdgeconvError(f"{name}: expected an RGB image of shape (H, W, 3), got "
+                                    f"{tuple(arr.shape)}")
+        else:
+            raise EdgeconvError(f"expected an image path, bytes or a uint8 array, got "
+                                f"{type(item).__name__}")
+        return self._fit(arr, name)
+
+    def _fit(self, arr: np.ndarray, name: str) -> np.ndarray:
+        h, w = arr.shape[:2]
+        th, tw = self.input_size
+        if (h, w) == (th, tw):
+            return np.ascontiguousarray(arr)
+        if min(h, w) < 8 or abs((w / h) / (tw / th) - 1.0) > ASPECT_TOLERANCE:
+            raise EdgeconvError(
+                f"{name}: image is {w}x{h} (WxH) but the model expects an aligned face crop of "
+                f"{tw}x{th}; crop/align the face first (only images with the same aspect ratio "
+                "are resized)")
+        from PIL import Image
+
+        # resize exactly as edgeconv.data.images does when loading training images
+        img = Image.fromarray(np.ascontiguousarray(arr), "RGB")
+        helper = getattr(_images, "_pil_to_rgb_array", None)
+        if helper is not None:
+            return helper(img, (th, tw), name)
+        return np.asarray(img.resize((tw, th), Image.BILINEAR), dtype=np.uint8)
+
+    def preprocess(self, images: np.ndarray) -> np.ndarray:
+        """uint8 (N, H, W, 3) RGB at the input size -> the model's float input."""
+        images = np.asarray(images)
+        if images.ndim == 3:
+            images = images[None]
+        if self._default_norm:
+            x = _images.normalize(images)
+        else:
+            x = images.astype(np.float32)
+            if self.color == "BGR":
+                x = x[..., ::-1]
+            x = (x * np.float32(self.scale) - self.mean) / self.std
+            if self.layout == "NCHW":
+                x = x.transpose(0, 3, 1, 2)
+            x = np.ascontiguousarray(x, dtype=np.float32)
+        return self._to_input_dtype(x)
+
+    def _to_input_dtype(self, x: np.ndarray) -> np.ndarray:
+        dtype = np.dtype(self.model.input_dtype)
+        if dtype.kind == "f":
+            return x.astype(dtype, copy=False)
+        scale, zero = self._quant
+        if not scale:
+            raise EdgeconvError(f"{self.path.name}: integer input {dtype} without quantisation "
+                                "parameters is not supported")
+        info = np.iinfo(dtype)
+        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+
+    # -- inference ---------------------------------------------------------------------
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        n = len(x)
+        step = self.fixed_batch or MAX_BATCH
+        outs = []
+        for lo in range(0, n, step):
+            chunk = x[lo:lo + step]
+            m = len(chunk)
+            b = self.fixed_batch or m
+            if m < b:  # fixed-batch model: pad the last chunk
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - m, axis=0)])
+            if self._batch != b:
+                self.model.set_batch(b, input_size=self.input_size, layout=self.layout)
+                self._batch = b
+            y = np.asarray(self.model.run(chunk))
+            outs.append(y.reshape(b, -1)[:m].astype(np.float32))
+        return np.concatenate(outs) if outs else np.zeros((0, self.embedding_dim or 0), np.float32)
+
+    def embed_normalized(self, x: np.ndarray) -> np.ndarray:
+        """Model input (N, ...) already preprocessed -> L2-normalised (N, D) embeddings."""
+        y = self._run(np.asarray(x))
+        if not np.isfinite(y).all():
+            raise EdgeconvError(f"{self.path.name}: the model produced non-finite embeddings")
+        norm = np.linalg.norm(y, axis=1, keepdims=True)
+        if (norm <= 1e-12).any():
+            raise EdgeconvError(f"{self.path.name}: the model produced a zero embedding")
+        return (y / norm).astype(np.float32)
+
+    def embed_images(self, images: np.ndarray) -> np.ndarray:
+        """uint8 (N, H, W, 3) RGB at the input size -> (N, D) L2-normalised embeddings."""
+        images = np.asarray(images)
+        single = images.ndim == 3
+        if single:
+            images = images[None]
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise EdgeconvError(f"expected uint8 RGB images (N, H, W, 3), got {images.dtype} "
+                                f"{tuple(images.shape)}")
+        if tuple(images.shape[1:3]) != tuple(self.input_size):
+            images = np.stack([self._fit(im, "<array>") for im in images])
+        e = self.embed_normalized(self.preprocess(images))
+        if self.flip:
+            f = self.embed_normalized(self.preprocess(np.ascontiguousarray(images[:, :, ::-1])))
+            e = e + f
+            e /= np.linalg.norm(e, axis=1, keepdims=True)
+        return e[0] if single else e
+
+    def embed(self, items) -> np.ndarray:
+        """Path / bytes / uint8 array -> (D,); a list of them -> (N, D). L2-normalised."""
+        if isinstance(items, np.ndarray) and items.ndim == 4:
+            return self.embed_images(items)
+        single = not isinstance(items, (list, tuple))
+        batch = [items] if single else list(items)
+        if not batch:
+            raise EdgeconvError("no images given")
+        images = np.stack([self.load(it) for it in batch])
+        e = self.embed_images(images)
+        return e[0] if single else e
+
+    def close(self) -> None:
+        self.model.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __repr__(self):
+        return (f"<Embedder {self.path.name} {self.model.backend} input={self.input_size} "
+                f"flip={self.flip}>")
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of L2-normalised embeddings (broadcasts over leading dims)."""
+    return np.sum(np.asarray(a, np.float32) * np.asarray(b, np.float32), axis=-1)

@@ -1,0 +1,128 @@
+"""Lock-out policy for unlock attempts, persisted in the template database.
+
+Like a phone: after ``max_failures`` consecutive rejected attempts (default 5) the
+subject is locked out for ``cooldown`` seconds (default 30); every further lock-out
+multiplies the period by ``growth`` (default 2: 30 s, 60 s, 120 s, ... up to
+``max_cooldown``, 1 h).  An accepted attempt resets the counters.  The state lives in
+the ``attempts`` table of the :class:`~edgeconv.runtime.store.TemplateStore`, so it
+survives restarts and power cuts (each update is one durable transaction).
+
+A *subject* is a user name for 1:1 unlock (``--user``) or :data:`ANY_SUBJECT` for 1:N
+unlock (identify mode), where a rejection cannot be attributed to a user.
+
+Clocks: a Raspberry Pi has no real-time clock, so wall time can jump at boot.  A
+remaining lock-out is never longer than the period that was imposed (a clock set
+backwards cannot lock a user out for ever); a clock set forwards shortens it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from edgeconv.errors import EdgeconvError
+
+ANY_SUBJECT = "*"
+DEFAULT_MAX_FAILURES = 5
+DEFAULT_COOLDOWN = 30.0
+DEFAULT_GROWTH = 2.0
+DEFAULT_MAX_COOLDOWN = 3600.0
+
+
+class LockedOut(EdgeconvError):
+    """Too many rejected attempts: attempts are refused until the cool-down ends."""
+
+    def __init__(self, subject: str, remaining: float, failures: int):
+        who = "identify/unlock" if subject == ANY_SUBJECT else f"user {subject!r}"
+        super().__init__(f"{who} is locked out after {failures} rejected attempts; "
+                         f"try again in {max(1, round(remaining))} s")
+        self.subject = subject
+        self.remaining = remaining
+
+
+@dataclass
+class AttemptState:
+    subject: str
+    failures: int = 0          # consecutive rejections since the last accept / lock-out
+    lockouts: int = 0          # consecutive lock-outs since the last accept
+    locked_at: float | None = None
+    locked_until: float | None = None
+    last_attempt: float | None = None
+
+    def remaining(self, now: float) -> float:
+        """Seconds of lock-out left at ``now`` (0 when not locked)."""
+        if self.locked_until is None:
+            return 0.0
+        period = self.locked_until - (self.locked_at if self.locked_at is not None else now)
+        left = self.locked_until - now
+        return max(0.0, min(left, period))
+
+
+class LockoutPolicy:
+    """Count rejected attempts per subject in ``store`` and impose cool-downs."""
+
+    def __init__(self, store, max_failures: int = DEFAULT_MAX_FAILURES,
+                 cooldown: float = DEFAULT_COOLDOWN, growth: float = DEFAULT_GROWTH,
+                 max_cooldown: float = DEFAULT_MAX_COOLDOWN, clock=time.time):
+        if int(max_failures) < 1:
+            raise EdgeconvError(f"max_failures must be >= 1, got {max_failures}")
+        if float(cooldown) < 0 or float(growth) < 1 or float(max_cooldown) < float(cooldown):
+            raise EdgeconvError("cool-down must be >= 0 s, growth >= 1 and max >= cool-down")
+        self.store = store
+        self.max_failures = int(max_failures)
+        self.cooldown = float(cooldown)
+        self.growth = float(growth)
+        self.max_cooldown = float(max_cooldown)
+        self.clock = clock
+
+    def period(self, lockouts: int) -> float:
+        """Cool-down of the ``lockouts``-th consecutive lock-out (1-based)."""
+        return min(self.max_cooldown, self.cooldown * self.growth ** max(0, lockouts - 1))
+
+    def state(self, subject: str, conn=None) -> AttemptState:
+        c = conn or self.store._c()
+        row = c.execute("SELECT failures, lockouts, locked_at, locked_until, last_attempt "
+                        "FROM attempts WHERE subject = ?", (subject,)).fetchone()
+        if row is None:
+            return AttemptState(subject)
+        return AttemptState(subject, int(row[0] or 0), int(row[1] or 0), row[2], row[3], row[4])
+
+    def check(self, subject: str) -> AttemptState:
+        """Raise :class:`LockedOut` while ``subject`` is cooling down; else its state."""
+        st = self.state(subject)
+        left = st.remaining(self.clock())
+        if left > 0:
+            raise LockedOut(subject, left, self.max_failures * max(1, st.lockouts))
+        return st
+
+    def record(self, subject: str, accepted: bool) -> AttemptState:
+        """Record one attempt durably (one transaction) and return the new state.
+
+        Raises :class:`LockedOut` (recording nothing) when the subject is locked out.
+        """
+        now = self.clock()
+        with self.store.transaction() as c:
+            st = self.state(subject, c)
+            left = st.remaining(now)
+            if left > 0:
+                raise LockedOut(subject, left, self.max_failures * max(1, st.lockouts))
+            if accepted:
+                st = AttemptState(subject, last_attempt=now)
+            else:
+                st.failures += 1
+                st.last_attempt = now
+                if st.failures >= self.max_failures:
+                    st.lockouts += 1
+                    st.failures = 0
+                    st.locked_at = now
+                    st.locked_until = now + self.period(st.lockouts)
+            c.execute("INSERT OR REPLACE INTO attempts(subject, failures, lockouts, locked_at, "
+                      "locked_until, last_attempt) VALUES (?, ?, ?, ?, ?, ?)",
+                      (subject, st.failures, st.lockouts, st.locked_at, st.locked_until,
+                       st.last_attempt))
+        return st
+
+    def reset(self, subject: str) -> None:
+        """Clear ``subject``'s counters and lock-out (an administrator's action)."""
+        with self.store.transaction() as c:
+            c.execute("DELETE FROM attempts WHERE subject = ?", (subject,))

@@ -1,0 +1,399 @@
+"""Face-unlock flows behind ``edgeconv enroll / verify / identify / users / unlock``.
+
+Torch-free: an exported model (:class:`~edgeconv.runtime.embedder.Embedder`), the
+SQLite template store (:mod:`edgeconv.runtime.store`) and the lock-out policy
+(:mod:`edgeconv.runtime.policy`).  Scores are cosine similarities of L2-normalised
+embeddings; a probe is accepted when ``score > threshold`` (the rule the thresholds
+were calibrated with, :mod:`edgeconv.train.verification`).
+
+Exit status of the commands: 0 accepted / matched / done, 1 rejected / no match,
+2 user error (one line on stderr), 3 locked out.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from edgeconv.errors import EdgeconvError
+
+EXIT_ACCEPT = 0
+EXIT_REJECT = 1
+EXIT_LOCKED = 3
+
+
+# ----------------------------------------------------------------------------- helpers
+def open_embedder(model, threads: int = 1, flip: bool = False):
+    import warnings
+
+    from edgeconv.runtime.embedder import Embedder, MetadataWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MetadataWarning)
+        emb = Embedder(model, threads=threads, flip=flip)
+    for w in caught:
+        if issubclass(w.category, MetadataWarning):
+            click.echo(f"edgeconv: warning: {w.message}", err=True)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return emb
+
+
+def open_store(db, create: bool = True):
+    import warnings
+
+    from edgeconv.runtime.store import TemplateStore
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        store = TemplateStore(db, create=create)
+    for w in caught:
+        click.echo(f"edgeconv: warning: {w.message}", err=True)
+    return store
+
+
+def _embed_timed(emb, items):
+    t0 = time.perf_counter()
+    e = emb.embed(items)
+    return e, (time.perf_counter() - t0) * 1000.0
+
+
+def _emit(as_json: bool, payload: dict, text: str) -> None:
+    click.echo(json.dumps(payload, indent=2) if as_json else text)
+
+
+def _thr_text(thr: float, source: str) -> str:
+    return f"threshold {thr:.4f} ({source})"
+
+
+# ----------------------------------------------------------------------------- enroll
+def enroll_command(model, user, images, db=None, replace=False, flip=False, threads=1,
+                   as_json=False) -> int:
+    """Embed ``images`` of ``user``, average them into one template and store it."""
+    from edgeconv.runtime.store import check_user_name
+
+    user = check_user_name(user)
+    if not images:
+        raise EdgeconvError("give at least one image of the user")
+    emb = open_embedder(model, threads=threads, flip=flip)
+    store = None
+    try:
+        e, ms = _embed_timed(emb, [str(p) for p in images])  # bad images fail before the db
+        template = e.mean(axis=0)
+        template /= np.linalg.norm(template)
+        # each image against the others: median pairwise score (one stray image of
+        # someone else is flagged without dragging the good ones down)
+        n = len(e)
+        if n > 1:
+            pair = e @ e.T
+            consistency = np.array([np.median(np.delete(pair[i], i)) for i in range(n)])
+        else:
+            consistency = np.ones(1, np.float32)
+        store = open_store(db)
+        t = store.enroll(user, template, emb.sha256, emb.label, num_images=n, replace=replace)
+        warn = []
+        try:
+            thr, _ = emb.threshold()
+        except EdgeconvError:
+            thr = None
+        if thr is not None and n > 1:
+            warn = [str(p) for p, s in zip(images, consistency) if s <= thr]
+        payload = {"user": user, "model": emb.label, "model_sha256": emb.sha256,
+                   "images": len(images), "db": str(store.path),
+                   "consistency_min": float(consistency.min()),
+                   "consistency_mean": float(consistency.mean()),
+                   "embed_ms_per_image": ms / len(images), "inconsistent_images": warn}
+        text = (f"enrolled {user!r}: {len(images)} image(s) averaged into one "
+                f"{t.dim}-d template (model {emb.label}, sha256 {emb.sha256[:12]}) in "
+                f"{store.path}\n"
+                + (f"each image vs the others (median score): min {consistency.min():.3f}, mean "
+                   f"{consistency.mean():.3f}; " if n > 1 else "")
+                + f"{ms / n:.1f} ms per image")
+        _emit(as_json, payload, text)
+        for p in warn:
+            click.echo(f"edgeconv: warning: {p} scores below the model's calibrated threshold "
+                       "against the other images: a different person or a poor crop?", err=True)
+    finally:
+        if store is not None:
+            store.close()
+        emb.close()
+    return 0
+
+
+# ----------------------------------------------------------------------------- verify
+def verify_command(model, user, image, db=None, far=None, threshold=None, flip=False,
+                   threads=1, as_json=False) -> int:
+    """1:1 verification of ``image`` against ``user``'s template (no lock-out policy)."""
+    emb = open_embedder(model, threads=threads, flip=flip)
+    try:
+        thr, source = emb.threshold(far=far, threshold=threshold)
+        store = open_store(db, create=False)
+        try:
+            t = store.get_for_model(user, emb.sha256, emb.label)
+        finally:
+            store.close()
+        e, ms = _embed_timed(emb, str(image))
+        score = float(e @ t.embedding)
+        accepted = score > thr
+        payload = {"user": user, "image": str(image), "score": score, "threshold": thr,
+                   "threshold_source": source, "accepted": accepted, "latency_ms": ms,
+                   "model_load_ms": emb.load_seconds * 1000.0}
+        text = (f"{'ACCEPT' if accepted else 'REJECT'} {user!r}: score {score:.4f} "
+                f"{'>' if accepted else '<='} {_thr_text(thr, source)}\n"
+                f"latency {ms:.1f} ms (decode + preprocess + inference), model load "
+                f"{emb.load_seconds * 1000:.0f} ms")
+        _emit(as_json, payload, text)
+    finally:
+        emb.close()
+    return EXIT_ACCEPT if accepted else EXIT_REJECT
+
+
+# ----------------------------------------------------------------------------- identify
+def _model_templates(store, emb):
+    """Templates made by this model; a clear error when there are none."""
+    from edgeconv.runtime.store import ModelMismatch
+
+    ts = store.templates(model_hash=emb.sha256)
+    if not ts:
+        others = store.users()
+        if others:
+            names = sorted({u["model_name"] for u in others})
+            raise ModelMismatch(
+                f"no user is enrolled with this model ({emb.label}, sha256 {emb.sha256[:12]}); "
+                f"the {len(others)} enrolled user(s) were enrolled with model(s) "
+                f"{', '.join(names)} and cannot be compared with it")
+        raise EdgeconvError(f"no users are enrolled in {store.path}")
+    return ts
+
+
+def best_match(e: np.ndarray, templates) -> list[tuple[str, float]]:
+    """(user, score) of every template, best first."""
+    mat = np.stack([t.embedding for t in templates])
+    scores = mat @ e
+    order = np.argsort(-scores, kind="stable")
+    return [(templates[i].user, float(scores[i])) for i in order]
+
+
+def identify_command(model, image, db=None, far=None, threshold=None, top=3, flip=False,
+                     threads=1, as_json=False) -> int:
+    """1:N: the best-matching enrolled user above the threshold, or none."""
+    emb = open_embedder(model, threads=threads, flip=flip)
+    try:
+        thr, source = emb.threshold(far=far, threshold=threshold)
+        store = open_store(db, create=False)
+        try:
+            templates = _model_templates(store, emb)
+            ignored = len(store) - len(templates)
+        finally:
+            store.close()
+        e, ms = _embed_timed(emb, str(image))
+        ranked = best_match(e, templates)
+        user, score = ranked[0]
+        matched = score > thr
+        payload = {"image": str(image), "match": user if matched else None,
+                   "best_user": user, "best_score": score, "threshold": thr,
+                   "threshold_source": source, "candidates": len(templates),
+                   "ignored_other_models": ignored,
+                   "top": [{"user": u, "score": s} for u, s in ranked[:top]],
+                   "latency_ms": ms}
+        head = (f"MATCH {user!r}: score {score:.4f} > " if matched
+                else f"NO MATCH (best {user!r}: score {score:.4f} <= ")
+        text = head + _thr_text(thr, source) + ("" if matched else ")")
+        text += f"\ncompared with {len(templates)} enrolled user(s)"
+        if ignored:
+            text += f" ({ignored} enrolled with other models ignored)"
+        text += f"; latency {ms:.1f} ms"
+        if top > 1:
+            text += "\n" + "\n".join(f"  {u:<24} {s:.4f}" for u, s in ranked[:top])
+        _emit(as_json, payload, text)
+    finally:
+        emb.close()
+    return EXIT_ACCEPT if matched else EXIT_REJECT
+
+
+# ----------------------------------------------------------------------------- users
+def users_list_command(db=None, as_json=False) -> int:
+    from edgeconv.runtime.store import default_db_path
+
+    path = Path(db).expanduser() if db else default_db_path()
+    if not path.exists():
+        _emit(as_json, {"db": str(path), "users": []}, f"no template database at {path}")
+        return 0
+    store = open_store(path, create=False)
+    try:
+        users = store.users()
+        now = time.time()
+        if as_json:
+            click.echo(json.dumps({"db": str(store.path), "users": users}, indent=2))
+            return 0
+        if not users:
+            click.echo(f"no users enrolled in {store.path}")
+            return 0
+        click.echo(f"{len(users)} user(s) in {store.path}")
+        click.echo(f"{'user':<24} {'model':<20} {'sha256':<12} {'images':>6}  {'enrolled':<19} "
+                   "state")
+        for u in users:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(u["updated"]))
+            state = "ok"
+            if u["locked_until"] and u["locked_until"] > now:
+                state = f"locked {u['locked_until'] - now:.0f} s"
+            elif u["failures"]:
+                state = f"{u['failures']} failed"
+            click.echo(f"{u['user']:<24} {u['model_name']:<20} {u['model_hash'][:12]:<12} "
+                       f"{u['num_images']:>6}  {when:<19} {state}")
+    finally:
+        store.close()
+    return 0
+
+
+def users_remove_command(users, db=None) -> int:
+    store = open_store(db, create=False)
+    try:
+        for u in users:
+            store.remove(u)
+            click.echo(f"removed {u!r} from {store.path}")
+    finally:
+        store.close()
+    return 0
+
+
+def users_reset_command(user, db=None) -> int:
+    from edgeconv.runtime.policy import ANY_SUBJECT, LockoutPolicy
+
+    store = open_store(db, create=False)
+    try:
+        subject = user if user else ANY_SUBJECT
+        if user and user not in store:
+            from edgeconv.runtime.store import UnknownUser
+
+            raise UnknownUser(f"no user {user!r} is enrolled in {store.path}")
+        LockoutPolicy(store).reset(subject)
+        click.echo(f"cleared the lock-out state of {user!r}" if user
+                   else "cleared the identify-mode lock-out state")
+    finally:
+        store.close()
+    return 0
+
+
+# ----------------------------------------------------------------------------- unlock
+def _attempt(emb, store, policy, e, user, thr):
+    """Score ``e`` (user given: 1:1, else 1:N) and record the attempt; returns a dict."""
+    from edgeconv.runtime.policy import ANY_SUBJECT
+
+    if user:
+        t = store.get_for_model(user, emb.sha256, emb.label)
+        who, score = user, float(e @ t.embedding)
+    else:
+        who, score = best_match(e, _model_templates(store, emb))[0]
+    accepted = score > thr
+    st = policy.record(user or ANY_SUBJECT, accepted)   # durable before any output
+    return {"user": who if (accepted or user) else None, "best_user": who, "score": score,
+            "accepted": accepted, "failures": st.failures, "lockouts": st.lockouts,
+            "locked_for": st.remaining(policy.clock())}
+
+
+def _report_attempt(r, thr, source, ms, policy, as_json, user):
+    payload = dict(r, threshold=thr, threshold_source=source, latency_ms=ms)
+    if r["accepted"]:
+        text = (f"UNLOCKED {r['best_user']!r}: score {r['score']:.4f} > "
+                f"{_thr_text(thr, source)}; latency {ms:.1f} ms")
+    else:
+        who = f"{user!r}" if user else f"(best {r['best_user']!r})"
+        text = (f"REJECTED {who}: score {r['score']:.4f} <= {_thr_text(thr, source)}; "
+                f"latency {ms:.1f} ms")
+        if r["locked_for"] > 0:
+            text += (f"\nlocked out for {r['locked_for']:.0f} s after {policy.max_failures} "
+                     "rejected attempts")
+        else:
+            text += (f"\n{policy.max_failures - r['failures']} attempt(s) left before a "
+                     "lock-out")
+    _emit(as_json, payload, text)
+
+
+def unlock_command(model, user=None, images=(), camera=None, db=None, far=None,
+                   threshold=None, max_failures=5, cooldown=30.0, growth=2.0, flip=False,
+                   threads=1, frames=3, interval=0.5, crop=0.6, max_attempts=0,
+                   save_crop=None, as_json=False) -> int:
+    """One unlock attempt per image (or live camera attempts) through the lock-out policy."""
+    from edgeconv.runtime.policy import ANY_SUBJECT, LockedOut, LockoutPolicy
+
+    if camera is None and not images:
+        raise EdgeconvError("give an image file or --camera INDEX")
+    if camera is not None and images:
+        raise EdgeconvError("give either image files or --camera, not both")
+    if user is not None:
+        from edgeconv.runtime.store import check_user_name
+
+        user = check_user_name(user)
+    emb = open_embedder(model, threads=threads, flip=flip)
+    store = None
+    try:
+        thr, source = emb.threshold(far=far, threshold=threshold)
+        store = open_store(db, create=False)
+        policy = LockoutPolicy(store, max_failures=max_failures, cooldown=cooldown,
+                               growth=growth)
+        subject = user or ANY_SUBJECT
+        if user:
+            store.get_for_model(user, emb.sha256, emb.label)  # unknown user / model: fail now
+        else:
+            _model_templates(store, emb)
+        try:
+            policy.check(subject)
+            if camera is None:
+                code = EXIT_REJECT
+                for img in images:
+                    e, ms = _embed_timed(emb, str(img))
+                    r = _attempt(emb, store, policy, e, user, thr)
+                    _report_attempt(r, thr, source, ms, policy, as_json, user)
+                    if r["accepted"]:
+                        return EXIT_ACCEPT
+                    if r["locked_for"] > 0:
+                        return EXIT_LOCKED
+                return code
+            return _camera_loop(emb, store, policy, user, thr, source, camera, frames,
+                                interval, crop, max_attempts, save_crop, as_json)
+        except LockedOut as exc:
+            if as_json:
+                click.echo(json.dumps({"accepted": False, "locked_out": True,
+                                       "retry_after_s": exc.remaining}))
+            click.echo(f"edgeconv: {exc}", err=True)
+            return EXIT_LOCKED
+    finally:
+        if store is not None:
+            store.close()
+        emb.close()
+
+
+def _camera_loop(emb, store, policy, user, thr, source, index, frames, interval, crop,
+                 max_attempts, save_crop, as_json) -> int:
+    from edgeconv.runtime.camera import Camera, center_crop_resize
+
+    attempts = 0
+    with Camera(int(index)) as cam:
+        click.echo(f"camera {index}: hold your face centred and upright in the frame "
+                   f"(no face detector: the centre {crop:.0%} is used); Ctrl-C stops", err=True)
+        while True:
+            crops = [center_crop_resize(cam.read(), emb.input_size, crop)
+                     for _ in range(max(1, int(frames)))]
+            if save_crop:
+                from edgeconv.data.images import save_image
+
+                save_image(save_crop, crops[-1])
+            t0 = time.perf_counter()
+            e = emb.embed_images(np.stack(crops)).mean(axis=0)
+            e /= np.linalg.norm(e)
+            ms = (time.perf_counter() - t0) * 1000.0
+            r = _attempt(emb, store, policy, e, user, thr)
+            _report_attempt(r, thr, source, ms, policy, as_json, user)
+            attempts += 1
+            if r["accepted"]:
+                return EXIT_ACCEPT
+            if r["locked_for"] > 0:
+                return EXIT_LOCKED
+            if max_attempts and attempts >= max_attempts:
+                return EXIT_REJECT
+            time.sleep(max(0.0, float(interval)))
