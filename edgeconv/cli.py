@@ -58,7 +58,7 @@ def cli():
 @cli.command()
 @click.argument("models", nargs=-1)
 @click.option("--op", "ops", default="depthwise,tvconv", show_default=True,
-              help="Operator(s), comma separated: depthwise, tvconv.")
+              help="Operator(s), comma separated: depthwise, tvconv, filtergen.")
 @click.option("--input-size", callback=_input_size, default=None,
               help="Input size N or HxW (default: the model's, 96).")
 @click.option("--generator", is_flag=True,
@@ -79,7 +79,8 @@ def profile(models, ops, input_size, generator, layers, as_json):
 # --------------------------------------------------------------------------- init
 @cli.command()
 @click.argument("model")
-@click.option("--op", default="tvconv", show_default=True, help="Operator: depthwise or tvconv.")
+@click.option("--op", default="tvconv", show_default=True,
+              help="Operator: depthwise, tvconv or filtergen.")
 @click.option("--input-size", callback=_input_size, default=None, help="Input size N or HxW.")
 @click.option("--embedding-dim", default=512, show_default=True, type=click.IntRange(1))
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -371,7 +372,8 @@ def _set_threads(threads):
 
 @cli.command()
 @click.option("--model", default="mbv2_x0_1", show_default=True, help="Registered model name.")
-@click.option("--op", default="tvconv", show_default=True, help="Operator: tvconv or depthwise.")
+@click.option("--op", default="tvconv", show_default=True,
+              help="Operator: tvconv, depthwise or filtergen.")
 @click.option("--input-size", callback=_input_size, default="96", show_default=True,
               help="Input size N or HxW (the data is rendered / resized to it).")
 @click.option("--embedding-dim", default=512, show_default=True, type=click.IntRange(1))
@@ -381,6 +383,12 @@ def _set_threads(threads):
               help="TVConv weight-generator extra layers (default 3).")
 @click.option("--tvconv-affinity-channels", type=click.IntRange(1), default=None,
               help="TVConv affinity-map channels (default 4).")
+@click.option("--filtergen-repository-size", type=click.IntRange(1), default=None,
+              help="filtergen: base filters in each layer's repository (default k*k = 9).")
+@click.option("--filtergen-feature-dim", type=click.IntRange(1), default=None,
+              help="filtergen: length of the sample-specific feature vector (default 32).")
+@click.option("--recon-weight", default=1.0, show_default=True, type=click.FloatRange(0),
+              help="filtergen: weight of the autoencoder's reconstruction (BCE) loss.")
 @click.option("--data", default="synthetic", show_default=True,
               help="'synthetic' (built-in faces) or an ImageFolder path (one folder per identity).")
 @click.option("--identities", default=1000, show_default=True, type=click.IntRange(2),
@@ -414,7 +422,8 @@ def _set_threads(threads):
 @click.option("--workers", default=0, show_default=True, type=click.IntRange(0),
               help="DataLoader worker processes.")
 @click.option("--threads", default=None, type=click.IntRange(1),
-              help="torch CPU threads per process (default: torch's).")
+              help="torch CPU threads per process (default: torch's = cores; use 1 on a busy "
+                   "machine: oversubscribed threads can make steps 10x slower).")
 @click.option("--seed", default=0, show_default=True, type=int,
               help="Initialisation, data order and flip seed.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
@@ -428,7 +437,8 @@ def _set_threads(threads):
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Progress bars on stderr.")
 def train(model, op, input_size, embedding_dim, tvconv_inter_channels, tvconv_inter_layers,
-          tvconv_affinity_channels, data, identities, images_per_identity, difficulty, data_seed,
+          tvconv_affinity_channels, filtergen_repository_size, filtergen_feature_dim,
+          recon_weight, data, identities, images_per_identity, difficulty, data_seed,
           val, val_pairs, flip_test, epochs, batch_size, lr, momentum, weight_decay, milestones,
           gamma, am_scale, am_margin, hflip, workers, threads, seed, device, output, resume,
           overwrite, progress):
@@ -451,6 +461,11 @@ def train(model, op, input_size, embedding_dim, tvconv_inter_channels, tvconv_in
                      if v is not None}
         if op_kwargs and op != "tvconv":
             raise EdgeconvError("--tvconv-* options need --op tvconv")
+        fg_kwargs = {k: v for k, v in (("repository_size", filtergen_repository_size),
+                                       ("feature_dim", filtergen_feature_dim)) if v is not None}
+        if fg_kwargs and op != "filtergen":
+            raise EdgeconvError("--filtergen-* options need --op filtergen")
+        op_kwargs.update(fg_kwargs)
         config = TrainConfig(
             model=model, op=op, input_size=list(input_size), embedding_dim=embedding_dim,
             op_kwargs=op_kwargs, data=data, identities=identities,
@@ -458,6 +473,7 @@ def train(model, op, input_size, embedding_dim, tvconv_inter_channels, tvconv_in
             val=val, val_pairs=val_pairs, flip_test=flip_test, epochs=epochs,
             batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
             milestones=milestones, gamma=gamma, am_scale=am_scale, am_margin=am_margin,
+            recon_weight=recon_weight,
             hflip=hflip, workers=workers, seed=seed, output=output, device=device)
         summary = run_train(config, progress=progress, overwrite=overwrite)
     if summary.get("is_main", True):
@@ -504,14 +520,15 @@ def eval_cmd(checkpoint, pairs, num_pairs, flip, target_far, batch_size, output_
               type=click.Path(file_okay=False), help="Run folder.")
 @click.option("--model", default="mbv2_x0_1", show_default=True)
 @click.option("--input-size", default=32, show_default=True, type=click.IntRange(16, 1024))
-@click.option("--identities", default=40, show_default=True, type=click.IntRange(2))
-@click.option("--images-per-identity", default=25, show_default=True, type=click.IntRange(1))
+@click.option("--identities", default=50, show_default=True, type=click.IntRange(2))
+@click.option("--images-per-identity", default=24, show_default=True, type=click.IntRange(1))
 @click.option("--difficulty", default=0.5, show_default=True, type=click.FloatRange(0, 1))
-@click.option("--epochs", default=8, show_default=True, type=click.IntRange(1))
+@click.option("--epochs", default=10, show_default=True, type=click.IntRange(1))
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(2))
-@click.option("--test-pairs", default=1000, show_default=True, type=click.IntRange(20))
+@click.option("--test-pairs", default=2000, show_default=True, type=click.IntRange(20))
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--threads", default=None, type=click.IntRange(1), help="torch CPU threads.")
+@click.option("--threads", default=None, type=click.IntRange(1),
+              help="torch CPU threads (default: all cores; use 1 if other jobs are running).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def quickstart(output, model, input_size, identities, images_per_identity, difficulty, epochs,
                batch_size, test_pairs, seed, threads, progress):

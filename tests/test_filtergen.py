@@ -102,3 +102,33 @@ def test_filtergen_config_rebuilds_and_loads():
     twin = create_model(cfg.pop("name"), **cfg)
     twin.load_state_dict(model.state_dict())
     assert twin.autoencoder.channels == (8, 16, 16)
+
+
+def test_training_adds_the_reconstruction_loss():
+    from edgeconv.train.losses import AMSoftmax, TrainModule
+
+    model = create_model("mbv2_x0_1", op="filtergen", input_size=32, embedding_dim=16)
+    head = AMSoftmax(16, 4)
+    x, y = torch.rand(4, 3, 32, 32) * 2 - 1, torch.tensor([0, 1, 2, 3])
+    torch.manual_seed(5)
+    with_recon, _ = TrainModule(model, head, recon_weight=2.0)(x, y)
+    torch.manual_seed(5)
+    plain, _ = TrainModule(model, head, recon_weight=0.0)(x, y)
+    recon = model.reconstruction_loss(x)
+    assert with_recon.item() == pytest.approx(plain.item() + 2.0 * recon.item(), rel=1e-5)
+
+
+def test_train_cli_filtergen_tiny(tmp_path):
+    from tests.test_cli import run_cli
+
+    res = run_cli("train", "--model", "mbv2_x0_1", "--op", "filtergen", "--input-size", "32",
+                  "--filtergen-feature-dim", "8", "--identities", "4", "--images-per-identity",
+                  "4", "--epochs", "1", "--batch-size", "8", "--val-pairs", "20",
+                  "--no-progress", "--threads", "1", "-o", tmp_path / "run")
+    assert res.returncode == 0, res.stderr
+    ckpt = torch.load(tmp_path / "run" / "last.ckpt", weights_only=True)
+    assert ckpt["model_config"]["op"] == "filtergen"
+    assert ckpt["model_config"]["op_kwargs"] == {"feature_dim": 8}
+    assert any(k.startswith("autoencoder.decoder") for k in ckpt["state_dict"])
+    bad = run_cli("train", "--op", "tvconv", "--filtergen-feature-dim", "8", "-o", tmp_path / "x")
+    assert bad.returncode == 2 and "need --op filtergen" in bad.stderr
