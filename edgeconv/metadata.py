@@ -23,6 +23,22 @@ Schema (``format_version`` 1)::
       },
       "format": "onnx" | "tflite", "folding": "exact" | "lowrank", ...
     }
+
+Written by ``edgeconv export`` in addition (all optional for readers)::
+
+      "formulation": "tapconv",          # graph form of the folded TVConv (None: no TVConv)
+      "batch": "dynamic" | N,            # TFLite "dynamic": batch-1 file, resizable
+      "opset": 17, "simplifier": "onnxsim",           # ONNX only
+      "precision": "float32" | "float16-weights",     # TFLite only (+ "fp16_tensors")
+      "inference_values": 7600000,       # constants in the folded graph (weights + maps)
+      "op_kwargs": {...}, "trained": false, "checkpoint": {...},
+      "lowrank": {"requested": 2, "ranks": [...], "max_rank": 2, "mean_rank": 2.0,
+                  "vs_exact": {"min_cosine_faces": ..., ...}},   # folding == "lowrank"
+      "parity": {"runtime": ..., "max_abs_diff": ..., "min_cosine": ..., "inputs": [...]},
+      # sidecar only: "file", "sha256", "bytes", "metadata_embedded"
+
+In ``.tflite`` files the same JSON is the buffer of the flatbuffer ``metadata`` entry named
+``edgeconv`` (see ``edgeconv.export.tflite_export.read_tflite_metadata``).
 """
 
 from __future__ import annotations

@@ -18,28 +18,42 @@ def _one_thread():
 
 
 def test_quickstart_tiny(tmp_path):
+    """The whole flow on tiny settings: train, evaluate, profile, export (ONNX), bench, report."""
+    pytest.importorskip("onnx")
+    from edgeconv.metadata import load_metadata
     from edgeconv.train.quickstart import STEPS, QuickstartOptions, run_quickstart
 
     seen = []
 
-    def extra_step(ctx):  # how the lead appends export / benchmark steps
+    def extra_step(ctx):  # how later steps are appended
         seen.append(sorted(ctx.evals))
-        ctx.extra["export"] = "ok"
 
     lines = []
     opts = QuickstartOptions(output=str(tmp_path / "qs"), identities=8, images_per_identity=4,
                              epochs=1, batch_size=16, val_pairs=40, test_pairs=40,
-                             inter_channels=8, progress=False)
-    ctx = run_quickstart(opts, steps=STEPS + [("export", extra_step)], echo=lines.append)
+                             inter_channels=8, progress=False, export_formats="onnx",
+                             bench_threads=(1,), bench_batches=(1, 2), bench_min_secs=0.05)
+    ctx = run_quickstart(opts, steps=STEPS + [("extra", extra_step)], echo=lines.append)
     out = tmp_path / "qs"
-    assert seen == [["depthwise", "tvconv"]] and ctx.extra["export"] == "ok"
-    assert set(ctx.timings) == {"train", "evaluate", "profile", "report", "export", "total"}
+    assert seen == [["depthwise", "tvconv"]]
+    assert set(ctx.timings) == {"train", "evaluate", "profile", "export", "bench", "report",
+                                "extra", "total"}
     for op in ("tvconv", "depthwise"):
         assert (out / op / "last.ckpt").exists()
         assert (out / f"eval_{op}.json").exists()
+        onnx_files = list((out / "export" / op).glob("*.onnx"))
+        assert len(onnx_files) == 1
+        meta = load_metadata(onnx_files[0])
+        assert meta["op"] == op and meta["input_size"] == [32, 32]
+        # the evaluation's calibrated threshold travels with the exported model
+        assert "1e-3" in meta["verification"]["far_thresholds"]
+        assert ctx.extra["fps"][op]["onnx"] > 0
     assert (out / "roc.png").read_bytes()[:4] == b"\x89PNG"
+    bench = json.loads((out / "bench.json").read_text())
+    assert {len(m["results"]) for m in bench["models"]} == {2}  # threads (1,) x batches (1, 2)
     table = (out / "summary.md").read_text()
     assert "| tvconv |" in table and "| depthwise |" in table and "+-" in table
+    assert "max FPS ONNX" in table
     summary = json.loads((out / "summary.json").read_text())
     res = summary["results"]
     # folded TVConv and depthwise have the same inference MACs

@@ -1,4 +1,5 @@
-"""``edgeconv quickstart``: train TVConv and its depthwise twin on the built-in data, compare.
+"""``edgeconv quickstart``: train TVConv and its depthwise twin on the built-in data, evaluate,
+export (ONNX + TFLite, TVConv folded) and benchmark both, and compare.
 
 A few minutes on 2 CPU cores (default: MobileNetV2 x0.1 at 32x32, 50 synthetic identities x
 24 images, 10 epochs each). The work is a list of steps run in order over one
@@ -12,6 +13,8 @@ Run folder (``-o``, default ``runs/quickstart``)::
 
     tvconv/ depthwise/     training runs (config.json, history.json, last.ckpt, best.ckpt)
     eval_*.json            verification reports (synthetic test split)
+    export/<op>/           ONNX + TFLite files with metadata (threshold included)
+    bench.json             the throughput sweep of the exported files
     roc.png                both ROC curves
     summary.md / .json     the side-by-side table
 """
@@ -42,6 +45,10 @@ class QuickstartOptions:
     seed: int = 0
     progress: bool = True
     flip_test: bool = False
+    export_formats: str = "onnx,tflite"          # "" skips export and benchmark
+    bench_threads: tuple = (1, 2)
+    bench_batches: tuple = (1, 8)
+    bench_min_secs: float = 0.5
 
 
 @dataclass
@@ -100,10 +107,56 @@ def step_profile(ctx: QuickstartContext) -> None:
                            "params_inference": rec.get("params_inference", rec["params"])}
 
 
+def step_export(ctx: QuickstartContext) -> None:
+    """Fold and export both trained checkpoints (parity-gated; threshold in the metadata)."""
+    if not ctx.opts.export_formats:
+        return
+    from edgeconv.export.exporter import export_checkpoint
+
+    ctx.extra["exports"] = {}
+    for op in OPS:
+        ctx.echo(f"[export] {op} -> {ctx.opts.export_formats}")
+        out_dir = ctx.out / "export" / op
+        export_checkpoint(ctx.runs[op]["checkpoint"], formats=ctx.opts.export_formats,
+                          output_dir=out_dir, echo=ctx.echo)
+        ctx.extra["exports"][op] = sorted(str(p) for p in out_dir.iterdir()
+                                          if p.suffix in (".onnx", ".tflite"))
+
+
+def step_bench(ctx: QuickstartContext) -> None:
+    """A short batch x threads sweep of the exported files (the device-side harness)."""
+    exports = ctx.extra.get("exports")
+    if not exports:
+        return
+    from edgeconv.fileio import atomic_write_json
+    from edgeconv.profiling.bench import BenchSettings, run_bench
+
+    files = [f for op in OPS for f in exports[op]]
+    settings = BenchSettings(threads=list(ctx.opts.bench_threads),
+                             batches=list(ctx.opts.bench_batches),
+                             min_secs=ctx.opts.bench_min_secs, warmup_secs=0.2, memory_batch=0,
+                             measure_spinning=False)
+    ctx.echo(f"[bench] {len(files)} files, threads {settings.threads} x batch {settings.batches}")
+    report = run_bench(files, settings, progress=ctx.opts.progress, log=ctx.echo)
+    atomic_write_json(ctx.out / "bench.json", report)
+    fps = {}
+    for entry in report["models"]:
+        best = entry.get("best") or {}
+        op = next(o for o in OPS if entry["path"] in exports[o])
+        fps.setdefault(op, {})[Path(entry["path"]).suffix.lstrip(".")] = best.get("fps")
+    ctx.extra["fps"] = fps
+
+
 def table(ctx: QuickstartContext) -> str:
     rows = ["| op | accuracy (%) | TAR@FAR=1e-3 (%) | TAR@FAR=1e-4 (%) | EER (%) | "
-            "train images/s | MACs (M) | params (M) |",
-            "|---|---|---|---|---|---|---|---|"]
+            "train images/s | MACs (M) | params (M) | max FPS ONNX | max FPS TFLite |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    fps = ctx.extra.get("fps", {})
+
+    def fmt_fps(op, fmt):
+        v = fps.get(op, {}).get(fmt)
+        return "-" if v is None else f"{v:.0f}"
+
     for op in OPS:
         e = ctx.evals[op]
         tars = {t["far_target"]: t for t in e["tar_at_far"]}
@@ -117,7 +170,8 @@ def table(ctx: QuickstartContext) -> str:
         rows.append(f"| {op} | {100 * e['accuracy']:.2f} +- {100 * e['accuracy_std']:.2f} | "
                     f"{tar(1e-3)} | {tar(1e-4)} | {100 * e['eer']:.2f} | {ips:.0f} | "
                     f"{p.get('macs', float('nan')) / 1e6:.2f} | "
-                    f"{p.get('params_inference', float('nan')) / 1e6:.3f} |")
+                    f"{p.get('params_inference', float('nan')) / 1e6:.3f} | "
+                    f"{fmt_fps(op, 'onnx')} | {fmt_fps(op, 'tflite')} |")
     return "\n".join(rows)
 
 
@@ -133,7 +187,10 @@ def step_report(ctx: QuickstartContext) -> None:
             f"Synthetic faces {o.identities} identities x {o.images_per_identity} images at "
             f"{o.input_size}x{o.input_size}, difficulty {o.difficulty}; {o.epochs} epochs, batch "
             f"{o.batch_size}; evaluated on {o.test_pairs} synthetic test pairs (unseen identities), "
-            f"10-fold protocol (accuracy mean +- std over folds). MACs and params: inference form.",
+            f"10-fold protocol (accuracy mean +- std over folds). MACs and params: inference form "
+            f"(TVConv folded: params include its cached per-pixel maps). Max FPS: the exported "
+            f"files in ONNX Runtime / LiteRT, best of threads {list(o.bench_threads)} x batch "
+            f"{list(o.bench_batches)} on this machine (bench.json has the sweep).",
             "", table(ctx), ""]
     if any_unresolved:
         text.append("`*` FAR below 1/(impostor pairs): TAR reported at FAR 0 (pessimistic).")
@@ -158,7 +215,7 @@ def step_report(ctx: QuickstartContext) -> None:
 
 
 STEPS = [("train", step_train), ("evaluate", step_evaluate), ("profile", step_profile),
-         ("report", step_report)]
+         ("export", step_export), ("bench", step_bench), ("report", step_report)]
 
 
 def run_quickstart(opts: QuickstartOptions | None = None, steps=None, echo=None) -> QuickstartContext:

@@ -1,0 +1,446 @@
+"""Speed of the folded TVConv formulations vs depthwise, in ONNX Runtime and LiteRT.
+
+Not a test: run it on the machine you want figures for, e.g.
+
+    python benchmarks/export_speed.py                 # ~10 min on 2 cores
+    python benchmarks/export_speed.py --quick         # ~3 min, fewer configurations
+
+Prints and writes ``docs/export_speed.md`` (``--out``):
+
+1. per-op time of every folded-TVConv formulation vs a depthwise conv at the same shape,
+   for every MobileNetV2 x0.5 layer shape (96x96 input), ONNX Runtime, batch 1 and 16;
+2. whole-model max FPS over batch {1,2,4,8,16} x threads {1,2}: MB x0.5 TVConv (every
+   formulation, low-rank variants) vs MB x1.0 / x0.5 depthwise, in ONNX Runtime and LiteRT;
+3. folded vs in-graph-generator TVConv (the generator left in the exported graph);
+4. ONNX Runtime session settings (graph optimisation level, spinning, execution mode).
+
+Timing: every configuration runs warm-up runs, then timed runs for ``--min-time`` seconds;
+the latency figure is the MEDIAN run (throughput = batch / median), so that a shared,
+noisy machine (other processes) biases every model alike. Models of one configuration are
+measured interleaved (round robin), several rounds, best round kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import io
+import os
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+warnings.simplefilter("ignore")
+
+
+def randomise(model, seed=0):
+    from test_ops import randomise as r
+
+    return r(model, seed)
+
+
+def build_models(size=96, generator=False):
+    import torch
+
+    from edgeconv.export.folding import fold_model
+    from edgeconv.models import create_model
+
+    torch.manual_seed(0)
+    out = {}
+    for name, width_name in (("MB x1.0 depthwise", "mbv2_x1_0"), ("MB x0.5 depthwise", "mbv2_x0_5")):
+        m = randomise(create_model(width_name, op="depthwise", input_size=size).eval())
+        out[name] = fold_model(m, fuse_bn=True)
+    kw = {} if generator else dict(inter_channels=8, inter_layers=1)
+    tv = randomise(create_model("mbv2_x0_5", op="tvconv", input_size=size, op_kwargs=kw).eval())
+    return out, tv
+
+
+def to_onnx(model, path, size=96, batch=None, opset=17, constant_folding=True):
+    import torch
+
+    from edgeconv.export.onnx_export import simplify
+
+    import onnx
+
+    x = torch.zeros(batch or 1, 3, size, size)
+    buf = io.BytesIO()
+    dyn = None if batch else {"input": {0: "N"}, "embedding": {0: "N"}}
+    with torch.no_grad():
+        torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=opset,
+                          input_names=["input"], output_names=["embedding"], dynamic_axes=dyn,
+                          do_constant_folding=constant_folding)
+    proto = onnx.load_from_string(buf.getvalue())
+    if constant_folding:
+        proto, _ = simplify(proto)
+    onnx.save(proto, str(path))
+    return path
+
+
+def ort_session(path, threads, opt="all", spinning=True, sequential=True, mem_pattern=True,
+                nchwc=True, constant_folding=True):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[opt]
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    so.execution_mode = (ort.ExecutionMode.ORT_SEQUENTIAL if sequential
+                         else ort.ExecutionMode.ORT_PARALLEL)
+    so.enable_mem_pattern = mem_pattern
+    so.log_severity_level = 3
+    disabled = ([] if nchwc else ["NchwcTransformer"]) + (
+        [] if constant_folding else ["ConstantFolding"])
+    kw = {"disabled_optimizers": disabled} if disabled else {}
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"], **kw)
+    name = sess.get_inputs()[0].name
+    return lambda x: sess.run(None, {name: x})
+
+
+def tflite_runner(data, threads, batch, size):
+    from edgeconv.export.tflite_export import make_interpreter
+
+    interp = make_interpreter(data, num_threads=threads)
+    inp = interp.get_input_details()[0]
+    if inp["shape"][0] != batch:
+        interp.resize_tensor_input(inp["index"], [batch, 3, size, size], strict=False)
+        interp.allocate_tensors()
+    idx = interp.get_input_details()[0]["index"]
+    out = interp.get_output_details()[0]["index"]
+
+    def run(x):
+        interp.set_tensor(idx, x)
+        interp.invoke()
+        return interp.get_tensor(out)
+    return run
+
+
+def measure_round_robin(runners: dict, x, min_time, rounds=2, warmup=2):
+    """name -> median seconds per run (best of ``rounds`` interleaved rounds)."""
+    best = {k: float("inf") for k in runners}
+    for fn in runners.values():
+        for _ in range(warmup):
+            fn(x)
+    for _ in range(rounds):
+        for k, fn in runners.items():
+            times = []
+            t_end = time.perf_counter() + min_time
+            while time.perf_counter() < t_end or len(times) < 3:
+                t0 = time.perf_counter()
+                fn(x)
+                times.append(time.perf_counter() - t0)
+            best[k] = min(best[k], float(np.median(times)))
+    return best
+
+
+# --------------------------------------------------------------------- per-op
+def per_op_table(args, tmp):
+    import torch
+
+    from edgeconv.models.mobilenetv2 import INVERTED_RESIDUAL_SETTING
+    from edgeconv.models.common import make_divisible
+    from edgeconv.ops.depthwise import DepthwiseConv
+    from edgeconv.ops.tvconv import TVConv
+
+    shapes = []
+    width, hw, in_ch = 0.5, 96, make_divisible(32 * 0.5, 8)
+    for t, c, n, s in INVERTED_RESIDUAL_SETTING:
+        out_ch = make_divisible(c * width, 8)
+        for i in range(n):
+            stride = s if i == 0 else 1
+            hidden = int(round(in_ch * t))
+            key = (hidden, hw, stride)
+            if key not in shapes:
+                shapes.append(key)
+            hw = (hw + 2 - 3) // stride + 1
+            in_ch = out_ch
+    rows = []
+    for (c, h, stride) in shapes:
+        layer = randomise(TVConv(c, stride=stride, in_hw=(h, h), inter_channels=8,
+                                 inter_layers=1)).eval()
+        folded = layer.fold()
+        dw = DepthwiseConv(c, stride=stride, in_hw=(h, h)).eval()
+        paths = {}
+        for form in args.formulations:
+            f = copy.deepcopy(folded).set_formulation(form)
+            paths[form] = _export_layer(f, c, h, tmp / f"op_{c}_{h}_{stride}_{form}.onnx")
+        paths["depthwise"] = _export_layer(dw, c, h, tmp / f"op_{c}_{h}_{stride}_dw.onnx")
+        row = {"shape": f"C={c} {h}x{h} s{stride}"}
+        for batch in (1, 16):
+            x = np.random.default_rng(0).standard_normal((batch, c, h, h)).astype(np.float32)
+            runners = {k: ort_session(p, 1) for k, p in paths.items()}
+            med = measure_round_robin(runners, x, args.op_time, rounds=1)
+            row[batch] = {k: v * 1e6 / batch for k, v in med.items()}  # us per image
+        rows.append(row)
+        print(f"  per-op {row['shape']}: " + ", ".join(
+            f"{k} {row[1][k]:.0f}/{row[16][k]:.0f}us" for k in paths), flush=True)
+    return rows
+
+
+def _export_layer(module, c, h, path):
+    import torch
+
+    x = torch.zeros(1, c, h, h)
+    with torch.no_grad():
+        torch.onnx.export(module, (x,), str(path), dynamo=False, opset_version=17,
+                          input_names=["input"], output_names=["embedding"],
+                          dynamic_axes={"input": {0: "N"}, "embedding": {0: "N"}})
+    return path
+
+
+# --------------------------------------------------------------------- whole model
+def whole_model(args, tmp):
+    import torch
+
+    from edgeconv.export.folding import fold_model
+    from edgeconv.export.lowrank import lowrank_model
+    from edgeconv.export.parity import normalise, synthetic_faces
+
+    dws, tv = build_models()
+    exact = fold_model(tv, fuse_bn=True)
+    models = dict(dws)
+    for form in args.formulations:
+        m = copy.deepcopy(exact)
+        from edgeconv.export.formulations import set_formulation
+
+        set_formulation(m, form)
+        models[f"MB x0.5 TVConv {form}"] = m
+    faces = torch.from_numpy(normalise(synthetic_faces(16, (96, 96), seed=3)[0]))
+    with torch.no_grad():
+        ref = exact(faces).numpy()
+    lowrank_info = {}
+    for r in args.ranks:
+        low, layers = lowrank_model(copy.deepcopy(exact), r)
+        with torch.no_grad():
+            out = low(faces).numpy()
+        cos = (ref * out).sum(1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(out, axis=1)
+        lowrank_info[r] = {"min_cos": float(cos.min()), "mean_cos": float(cos.mean()),
+                           "max_weight_err": max(layer["rel_weight_error"] for layer in layers)}
+        models[f"MB x0.5 TVConv lowrank r{r}"] = low
+    paths = {}
+    for name, m in models.items():
+        paths[name] = to_onnx(m, tmp / (name.replace(" ", "_") + ".onnx"))
+    print(f"  exported {len(paths)} ONNX models", flush=True)
+    ort_res = {}
+    for threads in args.threads:
+        for batch in args.batches:
+            x = np.random.default_rng(batch).standard_normal((batch, 3, 96, 96)).astype(np.float32)
+            runners = {k: ort_session(p, threads) for k, p in paths.items()}
+            med = measure_round_robin(runners, x, args.min_time, rounds=args.rounds)
+            for k, v in med.items():
+                ort_res.setdefault(k, {})[(batch, threads)] = batch / v
+            print(f"  ORT b{batch} t{threads}: " + ", ".join(
+                f"{k.replace('MB ', '')} {batch / v:.0f}" for k, v in med.items()), flush=True)
+    tfl_res = {}
+    if args.litert:
+        tfl_res = litert_part(args, models, tmp)
+    return ort_res, tfl_res, lowrank_info, paths
+
+
+def litert_part(args, models, tmp):
+    from edgeconv.export.tflite_export import export_tflite
+
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    datas = {}
+    for name in args.litert_models:
+        if name not in models:
+            continue
+        f = cache / (name.replace(" ", "_") + ".tflite")
+        if not f.exists():
+            t0 = time.perf_counter()
+            f.write_bytes(export_tflite(models[name], (96, 96), None))
+            print(f"  converted {name} to TFLite in {time.perf_counter() - t0:.0f}s", flush=True)
+        datas[name] = f.read_bytes()
+    res = {}
+    for threads in args.threads:
+        for batch in args.batches:
+            x = np.random.default_rng(batch).standard_normal((batch, 3, 96, 96)).astype(np.float32)
+            runners = {k: tflite_runner(d, threads, batch, 96) for k, d in datas.items()}
+            med = measure_round_robin(runners, x, args.min_time, rounds=args.rounds)
+            for k, v in med.items():
+                res.setdefault(k, {})[(batch, threads)] = batch / v
+            print(f"  LiteRT b{batch} t{threads}: " + ", ".join(
+                f"{k.replace('MB ', '')} {batch / v:.0f}" for k, v in med.items()), flush=True)
+    return res
+
+
+def generator_part(args, tmp):
+    """Folded (default formulation) vs generator left in the graph (paper generator 64x3)."""
+    from edgeconv.export.folding import fold_model
+    from edgeconv.export.formulations import DEFAULT_FORMULATION, set_formulation
+
+    _, tv = build_models(generator=True)
+    folded = fold_model(tv, fuse_bn=True)
+    set_formulation(folded, DEFAULT_FORMULATION)
+    # the generator's input (the affinity maps) is constant: torch.onnx, onnxsim AND
+    # ONNX Runtime's ConstantFolding would all fold it away; keep it in the graph
+    p_gen = to_onnx(tv, tmp / "gen.onnx", constant_folding=False)
+    p_fold = to_onnx(folded, tmp / "fold.onnx")
+    res = {}
+    for batch in (1, 16):
+        x = np.random.default_rng(0).standard_normal((batch, 3, 96, 96)).astype(np.float32)
+        runners = {"in-graph generator": ort_session(p_gen, 2, constant_folding=False),
+                   f"folded ({DEFAULT_FORMULATION})": ort_session(p_fold, 2)}
+        med = measure_round_robin(runners, x, args.min_time, rounds=1)
+        res[batch] = {k: batch / v for k, v in med.items()}
+        print(f"  generator b{batch}: {res[batch]}", flush=True)
+    return res
+
+
+def ort_settings_part(args, paths):
+    from edgeconv.export.formulations import DEFAULT_FORMULATION
+
+    name = f"MB x0.5 TVConv {DEFAULT_FORMULATION}"
+    path = paths[name]
+    configs = {
+        "default (all opt, spinning, sequential)": dict(),
+        "opt level basic": dict(opt="basic"),
+        "opt level disable": dict(opt="disable"),
+        "no spinning": dict(spinning=False),
+        "parallel execution mode": dict(sequential=False),
+        "no memory pattern": dict(mem_pattern=False),
+        "NchwcTransformer disabled": dict(nchwc=False),
+    }
+    res = {}
+    for batch in (1, 16):
+        x = np.random.default_rng(0).standard_normal((batch, 3, 96, 96)).astype(np.float32)
+        runners = {k: ort_session(path, 2, **kw) for k, kw in configs.items()}
+        med = measure_round_robin(runners, x, args.min_time, rounds=1)
+        res[batch] = {k: batch / v for k, v in med.items()}
+    # what ORT fuses: op histogram of the optimised graph
+    import onnx
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opt_path = str(path) + ".opt.onnx"
+    so.optimized_model_filepath = opt_path
+    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    hist = {}
+    for n in onnx.load(opt_path).graph.node:
+        hist[n.op_type] = hist.get(n.op_type, 0) + 1
+    before = {}
+    for n in onnx.load(str(path)).graph.node:
+        before[n.op_type] = before.get(n.op_type, 0) + 1
+    return res, before, hist, name
+
+
+# --------------------------------------------------------------------- report
+def fmt_table(res, batches, threads, baseline):
+    cols = [(b, t) for t in threads for b in batches]
+    head = "| model | " + " | ".join(f"b{b} t{t}" for b, t in cols) + " | max FPS | vs MB x1.0 dw |"
+    lines = [head, "|" + "---|" * (len(cols) + 3)]
+    base = max(res[baseline].values()) if baseline in res else None
+    for name, r in res.items():
+        mx = max(r.values())
+        ratio = f"{mx / base:.2f}x" if base else "-"
+        lines.append(f"| {name} | " + " | ".join(f"{r.get(c, float('nan')):.0f}" for c in cols)
+                     + f" | **{mx:.0f}** | {ratio} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(REPO / "docs" / "export_speed.md"))
+    ap.add_argument("--quick", action="store_true", help="batches 1,16 only, shorter timing")
+    ap.add_argument("--min-time", type=float, default=0.4, help="seconds per timed window")
+    ap.add_argument("--op-time", type=float, default=0.15)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--no-litert", dest="litert", action="store_false")
+    ap.add_argument("--no-per-op", dest="per_op", action="store_false")
+    ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "edgeconv_speed_cache"),
+                    help="TFLite conversions are cached here (they take minutes)")
+    args = ap.parse_args(argv)
+    from edgeconv.export.formulations import DEFAULT_FORMULATION, EXACT_FORMULATIONS
+
+    args.formulations = list(EXACT_FORMULATIONS)
+    args.ranks = [1, 2, 3]
+    args.batches = [1, 16] if args.quick else [1, 2, 4, 8, 16]
+    args.threads = [1, 2]
+    if args.quick:
+        args.min_time, args.rounds = 0.25, 1
+    args.litert_models = ["MB x1.0 depthwise", f"MB x0.5 TVConv {DEFAULT_FORMULATION}",
+                          "MB x0.5 TVConv lowrank r1", "MB x0.5 TVConv lowrank r2"]
+    import onnxruntime as ort
+    import torch
+
+    t_start = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix="edgeconv_speed_"))
+    load = os.getloadavg()
+    print(f"load average at start: {load}", flush=True)
+    per_op = per_op_table(args, tmp) if args.per_op else []
+    ort_res, tfl_res, low, paths = whole_model(args, tmp)
+    settings, before, after, sname = ort_settings_part(args, paths)
+    gen = generator_part(args, tmp)
+    load_end = os.getloadavg()
+    total = time.perf_counter() - t_start
+
+    base = "MB x1.0 depthwise"
+    md = ["# Export speed: folded TVConv formulations vs depthwise", "",
+          f"Generated by `python benchmarks/export_speed.py` in {total / 60:.1f} min on "
+          f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or ''} "
+          f"onnxruntime {ort.__version__}, torch {torch.__version__}. Load average at start "
+          f"{load[0]:.1f}, at end {load_end[0]:.1f} (the build machine is SHARED: other "
+          f"processes ran during the measurement; every figure is the median run, models of "
+          f"one configuration interleaved, so ratios are more reliable than absolute FPS).", "",
+          "Models: MobileNetV2 face models (96x96, random weights, BatchNorm stats and "
+          "affinity maps randomised), BatchNorm fused, dynamic batch, opset 17, onnxsim. "
+          f"Exported default formulation: `{DEFAULT_FORMULATION}`.", ""]
+    md += ["## Whole model, ONNX Runtime (FPS = batch / median latency)", "",
+           fmt_table(ort_res, args.batches, args.threads, base), ""]
+    if tfl_res:
+        md += ["## Whole model, LiteRT (ai-edge-litert interpreter, XNNPACK)", "",
+               fmt_table(tfl_res, args.batches, args.threads, base), ""]
+    md += ["## Low-rank folding: accuracy cost (randomised affinity maps, 16 synthetic faces)",
+           "", "| rank | min cosine vs exact | mean cosine | max per-layer rel. weight error |",
+           "|---|---|---|---|"]
+    for r, v in low.items():
+        md.append(f"| {r} | {v['min_cos']:.5f} | {v['mean_cos']:.5f} | {v['max_weight_err']:.3f} |")
+    md += ["", "## Folded vs in-graph generator (paper generator 64 x 3 layers), ORT 2 threads",
+           "", "| batch | " + " | ".join(next(iter(gen.values())).keys()) + " | speedup |",
+           "|---|---|---|---|"]
+    for b, r in gen.items():
+        vals = list(r.values())
+        md.append(f"| {b} | " + " | ".join(f"{v:.0f}" for v in vals) + f" | {vals[1] / vals[0]:.1f}x |")
+    md += ["", f"## ONNX Runtime session settings ({sname}, 2 threads, FPS)", "",
+           "| setting | batch 1 | batch 16 |", "|---|---|---|"]
+    for k in settings[1]:
+        md.append(f"| {k} | {settings[1][k]:.0f} | {settings[16][k]:.0f} |")
+    md += ["", f"Op histogram before ORT optimisation: `{before}`", "",
+           f"after ORT_ENABLE_ALL (optimized_model_filepath): `{after}`", ""]
+    if per_op:
+        keys = list(per_op[0][1].keys())
+        md += ["## Per-op time, MobileNetV2 x0.5 layer shapes (ORT, 1 thread, us per image, "
+               "batch 1 / batch 16)", "", "| shape | " + " | ".join(keys) + " |",
+               "|---|" + "---|" * len(keys)]
+        for row in per_op:
+            md.append(f"| {row['shape']} | " + " | ".join(
+                f"{row[1][k]:.0f} / {row[16][k]:.0f}" for k in keys) + " |")
+        md.append("")
+    text = "\n".join(md) + "\n"
+    marker = "<!-- analysis -->"
+    out = Path(args.out)
+    if out.exists() and marker in out.read_text():
+        text += "\n" + marker + out.read_text().split(marker, 1)[1]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(text)
+    print(f"wrote {out} in {total:.0f}s")
+
+
+if __name__ == "__main__":
+    main()

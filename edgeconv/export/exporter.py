@@ -1,0 +1,327 @@
+"""``edgeconv export``: checkpoint -> folded, verified ONNX / TFLite files with metadata.
+
+Order of work (nothing is written until every requested file has passed the parity gate):
+
+1. validate the options against the format table (``edgeconv.export.formats``);
+2. load the checkpoint safely (``weights_only``), model in eval mode;
+3. fold every TVConv (``B(A)`` computed once) and every foldable BatchNorm, choose the graph
+   formulation of the per-pixel product (or the explicit low-rank approximation);
+4. convert each format in memory, run it in its runtime (ONNX Runtime / LiteRT interpreter)
+   on random inputs and synthetic faces and compare with the eager (training-form) model;
+5. only then write each file and its sidecar ``<file>.json`` atomically (temp + rename).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgeconv import __version__
+from edgeconv.errors import EdgeconvError
+from edgeconv.export import formats as fmt
+from edgeconv.metadata import METADATA_FORMAT_VERSION, sidecar_path
+
+#: formulations whose graph reshapes over the batch axis (TFLite needs a fixed batch)
+BATCH_PINNING = ("onehot", "onehot_tap")
+
+MEAN = [0.5, 0.5, 0.5]
+STD = [0.5, 0.5, 0.5]
+
+
+def _json_safe(obj):
+    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+def _model_width(model, cfg) -> float | None:
+    width = getattr(model, "width", None)
+    return float(width) if width is not None else None
+
+
+def base_metadata(model, ckpt: dict, input_size, macs, params, inference_values) -> dict:
+    cfg = ckpt["model_config"]
+    metrics = ckpt.get("metrics") or {}
+    meta = {
+        "format_version": METADATA_FORMAT_VERSION,
+        "edgeconv_version": __version__,
+        "model": cfg["name"], "op": cfg["op"], "width": _model_width(model, cfg),
+        "input_size": [int(input_size[0]), int(input_size[1])],
+        "layout": "NCHW", "color": "RGB",
+        "scale": 1.0 / 255.0, "mean": MEAN, "std": STD,
+        "embedding_dim": int(cfg.get("embedding_dim", 512)),
+        "macs": int(macs) if macs is not None else None,
+        "params": int(params),
+        "inference_values": int(inference_values),
+        "input_name": "input", "output_name": "embedding",
+        "op_kwargs": cfg.get("op_kwargs") or {},
+        "checkpoint": {"edgeconv_version": ckpt.get("edgeconv_version"),
+                       "format_version": ckpt.get("format_version")},
+    }
+    ver = metrics.get("verification") if isinstance(metrics, dict) else None
+    if isinstance(ver, dict):
+        meta["verification"] = _json_safe(ver)
+    for key in ("threshold", "accuracy"):
+        if isinstance(metrics, dict) and key in metrics and "verification" not in meta:
+            meta.setdefault("verification", {})[key] = _json_safe(metrics[key])
+    if isinstance(metrics, dict) and "trained" in metrics:
+        meta["trained"] = bool(metrics["trained"])
+    return meta
+
+
+def _prepare(checkpoint, input_size, formulation, lowrank):
+    """Load, check sizes, fold; returns (reference model, exported model, ckpt, info)."""
+    from edgeconv.config import parse_input_size
+    from edgeconv.export.folding import fold_model
+    from edgeconv.export.formulations import DEFAULT_FORMULATION, set_formulation
+    from edgeconv.ops.tvconv import TVConv
+    from edgeconv.train.checkpoint import load_model
+
+    model, ckpt = load_model(checkpoint)
+    cfg = ckpt["model_config"]
+    built = tuple(parse_input_size(cfg.get("input_size") or 96))
+    size = tuple(parse_input_size(input_size)) if input_size is not None else built
+    size_bound = bool(getattr(model, "size_bound", False)) or any(
+        isinstance(m, TVConv) for m in model.modules())
+    if size != built and size_bound:
+        raise EdgeconvError(
+            f"{checkpoint}: {cfg['name']} ({cfg['op']}) was built for {built[0]}x{built[1]} inputs "
+            f"and its per-pixel weights exist only at that size; --input-size {size[0]}x{size[1]} "
+            f"would need a model built (and trained) at {size[0]}x{size[1]}")
+    folded = fold_model(model, fuse_bn=True)
+    info = {"input_size": size}
+    try:
+        from edgeconv.profiling.macs import count_macs, count_params
+
+        # paper convention: folded TVConv, BatchNorm still counted (2 per element)
+        info["macs"], _ = count_macs(fold_model(model, fuse_bn=False), size)
+        info["params"] = sum(p.numel() for p in model.parameters())
+        info["inference_values"] = count_params(folded)
+    except EdgeconvError:  # fvcore missing: MACs unknown, still exportable
+        info["macs"] = None
+        info["params"] = sum(p.numel() for p in model.parameters())
+        info["inference_values"] = sum(t.numel() for t in folded.state_dict().values())
+    info["tvconv_layers"] = set_formulation(folded, formulation or DEFAULT_FORMULATION)
+    info["formulation"] = (formulation or DEFAULT_FORMULATION) if info["tvconv_layers"] else None
+    info["lowrank"] = None
+    if lowrank is not None:
+        if not info["tvconv_layers"]:
+            raise EdgeconvError(f"--lowrank applies to TVConv models; {cfg['name']} uses "
+                                f"op '{cfg['op']}'")
+        from edgeconv.export.lowrank import lowrank_model
+
+        exact = folded
+        import copy
+
+        folded, layers = lowrank_model(copy.deepcopy(exact), lowrank)
+        info["lowrank"] = {"requested": lowrank, "layers": layers,
+                           "max_rank": max(layer["rank"] for layer in layers),
+                           "mean_rank": float(np.mean([layer["rank"] for layer in layers]))}
+        info["exact_model"] = exact
+        info["formulation"] = "lowrank"
+    return model, folded.eval(), ckpt, info
+
+
+def _eager(model, x: np.ndarray, exact: bool = False) -> np.ndarray:
+    """The eager model's output; ``exact=True`` runs a float64 copy (the parity reference).
+
+    A float64 reference measures each exported file against the model's true function rather
+    than against another float32 evaluation order: on trained TVConv models the unfused float32
+    eager graph can itself be ~1e-3 off (its BatchNorms amplify rounding), while the folded,
+    fused export is ~5e-5 off.
+    """
+    import copy
+
+    import torch
+
+    with torch.no_grad():
+        if exact:
+            ref = copy.deepcopy(model).double()
+            return ref(torch.from_numpy(x).double()).numpy()
+        return model(torch.from_numpy(x)).numpy()
+
+
+def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batch="dynamic",
+                      input_size=None, fp16: bool = False, formulation: str | None = None,
+                      lowrank=None, simplify: str | None = None, name: str | None = None,
+                      seed: int = 0, echo=print) -> dict:
+    """Export ``checkpoint``; returns a report dict. Raises EdgeconvError (nothing written)."""
+    formats = fmt.parse_formats(formats)
+    fmt.validate_options(formats, {"opset": opset, "fp16": fp16, "simplify": simplify})
+    if formulation is not None:
+        from edgeconv.export.formulations import EXACT_FORMULATIONS
+
+        if formulation not in EXACT_FORMULATIONS:
+            raise EdgeconvError(f"unknown --formulation '{formulation}' "
+                                f"(choose from: {', '.join(EXACT_FORMULATIONS)})")
+    if simplify is not None and simplify not in ("auto", "onnxsim", "onnxslim", "none"):
+        raise EdgeconvError(f"--simplify must be auto, onnxsim, onnxslim or none, got {simplify!r}")
+    batch_n = fmt.parse_batch(batch)
+    lowrank = fmt.parse_lowrank(lowrank)
+    if ("tflite" in formats and batch_n is None and formulation in BATCH_PINNING
+            and lowrank is None):
+        raise EdgeconvError(
+            f"--formulation {formulation} reshapes over the batch axis, which a TFLite file "
+            f"converted for dynamic batch (litert-torch converts at batch 1 and the "
+            f"interpreter resizes) cannot do: give --batch N, or another formulation")
+    fmt.check_packages(formats)
+    out_dir = Path(output_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise EdgeconvError(f"{out_dir}: exists and is not a directory")
+
+    t0 = time.perf_counter()
+    model, exported, ckpt, info = _prepare(checkpoint, input_size, formulation, lowrank)
+    size = info["input_size"]
+    inputs, face_source = parity_inputs_for(size, batch_n, seed)
+    refs = {k: _eager(model, v, exact=True) for k, v in inputs.items()}
+    report = {"checkpoint": str(checkpoint), "model": ckpt["model_config"]["name"],
+              "op": ckpt["model_config"]["op"], "input_size": list(size),
+              "batch": batch_n or "dynamic", "formulation": info["formulation"],
+              "faces": face_source, "files": [], "parity": {}}
+    meta0 = base_metadata(model, ckpt, size, info["macs"], info["params"], info["inference_values"])
+    from edgeconv.export import parity as par
+
+    if info["lowrank"] is not None:
+        exact_out = {k: _eager(info["exact_model"], v) for k, v in inputs.items()}
+        low_out = {k: _eager(exported, v) for k, v in inputs.items()}
+        cost = {k: par.compare(exact_out[k], low_out[k]) for k in inputs}
+        info["lowrank"]["vs_exact"] = {
+            "min_cosine_faces": min(c["min_cosine"] for k, c in cost.items() if k.startswith("faces")),
+            "min_cosine_random": min(c["min_cosine"] for k, c in cost.items() if k.startswith("random")),
+            "max_abs_diff": max(c["max_abs_diff"] for c in cost.values())}
+        # the gate checks the graph against the (approximate) model it was asked to export
+        refs = low_out
+        report["lowrank"] = info["lowrank"]
+
+    stem = name or Path(checkpoint).stem
+    if lowrank is not None:
+        stem += f"_lowrank{lowrank}"
+    staged: list[tuple[Path, bytes, dict]] = []
+    for f in formats:
+        spec = fmt.EXPORT_FORMATS[f]
+        meta = dict(meta0, format=f, folding="lowrank" if lowrank is not None else "exact",
+                    formulation=info["formulation"], batch=batch_n or "dynamic")
+        if lowrank is not None:
+            meta["lowrank"] = {k: info["lowrank"][k] for k in ("requested", "max_rank", "mean_rank")}
+            meta["lowrank"]["ranks"] = [layer["rank"] for layer in info["lowrank"]["layers"]]
+            meta["lowrank"]["vs_exact"] = info["lowrank"]["vs_exact"]
+        if f == "onnx":
+            from edgeconv.export.onnx_export import export_onnx, finalize_onnx
+
+            proto, extra = export_onnx(exported, size, batch_n, int(opset or fmt.DEFAULT_OPSET),
+                                       simplify or "auto")
+            meta.update(opset=extra["opset"], simplifier=extra["simplifier"])
+            data = proto.SerializeToString()
+            outs = _guarded(_run_onnx, data, inputs, "ONNX Runtime")
+            label = "ONNX (onnxruntime)"
+            path = out_dir / f"{stem}{spec.suffix}"
+        else:
+            from edgeconv.export import tflite_export as tfl
+
+            data = tfl.export_tflite(exported, size, batch_n)
+            meta["precision"] = "float32"
+            if fp16:
+                data, n16 = tfl.to_fp16_weights(data)
+                meta["precision"] = "float16-weights"
+                meta["fp16_tensors"] = n16
+            outs = _guarded(_run_tflite_all, data, inputs, "the LiteRT interpreter",
+                            hint=None if batch_n else "export it with --batch N")
+            label = "TFLite (LiteRT interpreter)"
+            path = out_dir / f"{stem}{'_fp16' if fp16 else ''}{spec.suffix}"
+        results = {k: par.compare(refs[k], outs[k]) for k in inputs}
+        tol = ((par.FP16_MAX_ABS_DIFF, par.FP16_MIN_COSINE) if (f == "tflite" and fp16)
+               else (par.MAX_ABS_DIFF, par.MIN_COSINE))
+        try:
+            summary = par.check(results, *tol, label=f"{path.name} [{label}]")
+        except par.ParityError as exc:
+            if f == "tflite" and batch_n is None:
+                raise par.ParityError(
+                    f"{exc} (TFLite dynamic batch = a batch-1 file resized at run time; this "
+                    f"model's graph pins the batch size: export it with --batch N)") from None
+            raise
+        summary["faces"] = face_source
+        meta["parity"] = {"runtime": label, "max_abs_diff": summary["max_abs_diff"],
+                          "min_cosine": summary["min_cosine"], "inputs": summary["inputs"],
+                          "reference": "eager lowrank model" if lowrank is not None
+                          else "eager training-form model"}
+        report["parity"][f] = summary
+        echo(f"parity {f:<6} {label}: max abs diff {summary['max_abs_diff']:.2e}, "
+             f"min cosine {summary['min_cosine']:.8f} on {', '.join(summary['inputs'])} "
+             f"(faces: {face_source})")
+        if f == "onnx":
+            data = finalize_onnx(proto, meta)
+            meta_embedded = True
+        else:
+            data, meta_embedded = tfl.embed_metadata(data, meta)
+        side = dict(meta, file=path.name, sha256=hashlib.sha256(data).hexdigest(),
+                    bytes=len(data), metadata_embedded=meta_embedded)
+        staged.append((path, data, side))
+
+    _write_all(staged)
+    for path, data, side in staged:
+        report["files"].append({"path": str(path), "sidecar": str(sidecar_path(path)),
+                                "bytes": len(data), "metadata_embedded": side["metadata_embedded"]})
+        echo(f"wrote {path} ({len(data) / 1e6:.2f} MB) + {sidecar_path(path).name}"
+             + ("" if side["metadata_embedded"] else " (metadata in sidecar only)"))
+    report["seconds"] = round(time.perf_counter() - t0, 2)
+    return report
+
+
+def parity_inputs_for(size, batch_n, seed):
+    from edgeconv.export.parity import parity_inputs
+
+    return parity_inputs(size, batch_n, seed)
+
+
+def _guarded(fn, data, inputs, runtime, hint=None):
+    from edgeconv.export.parity import ParityError
+
+    try:
+        return fn(data, inputs)
+    except EdgeconvError:
+        raise
+    except Exception as exc:  # runtimes raise their own types
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ParityError(f"parity check failed: {runtime} cannot run the exported file "
+                          f"({first}){'; ' + hint if hint else ''}; nothing written") from None
+
+
+def _run_tflite_all(data: bytes, inputs: dict) -> dict:
+    from edgeconv.export import tflite_export as tfl
+
+    interp = tfl.make_interpreter(data)
+    return {k: tfl.run_tflite(interp, v) for k, v in inputs.items()}
+
+
+def _run_onnx(data: bytes, inputs: dict) -> dict:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return {k: sess.run(None, {name: v})[0] for k, v in inputs.items()}
+
+
+def _write_all(staged) -> None:
+    """Write every file + sidecar atomically; on any failure remove what this call wrote."""
+    from edgeconv.fileio import atomic_path
+
+    written: list[Path] = []
+    try:
+        for path, data, side in staged:
+            with atomic_path(path, mode=0o644) as tmp:
+                tmp.write_bytes(data)
+            written.append(path)
+            with atomic_path(sidecar_path(path), mode=0o644) as tmp:
+                tmp.write_text(json.dumps(side, indent=2) + "\n")
+            written.append(sidecar_path(path))
+    except BaseException:
+        for p in written:
+            try:
+                p.unlink()
+            except OSError:
+                pass
+        raise

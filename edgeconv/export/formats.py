@@ -1,0 +1,135 @@
+"""The ONE table of export formats (torch-free): name, suffix, options, needed packages.
+
+``edgeconv export`` validates every option against this table before loading anything:
+an option that a selected format does not take is an error, never silently ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgeconv.errors import EdgeconvError
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    name: str
+    suffix: str
+    options: tuple[str, ...]      # CLI options (dest names) this format honours
+    packages: tuple[str, ...]     # importable modules needed (all in the 'export' extra)
+    extra: str = "export"
+    description: str = ""
+
+
+# Options every format takes.
+COMMON_OPTIONS = ("batch", "input_size", "formulation", "lowrank", "output_dir", "parity")
+
+EXPORT_FORMATS: dict[str, ExportFormat] = {
+    "onnx": ExportFormat(
+        "onnx", ".onnx", COMMON_OPTIONS + ("opset", "simplify"),
+        ("torch", "onnx", "onnxruntime"),
+        description="ONNX (torch.onnx, onnxsim/onnxslim simplified, ONNX-checked), "
+                    "checked in ONNX Runtime"),
+    "tflite": ExportFormat(
+        "tflite", ".tflite", COMMON_OPTIONS + ("fp16",),
+        ("torch", "litert_torch", "ai_edge_litert"),
+        description="TFLite flatbuffer via litert-torch (no TensorFlow), float32 "
+                    "(--fp16: float16 weights), checked in the LiteRT interpreter"),
+}
+
+DEFAULT_FORMATS = ("onnx", "tflite")
+DEFAULT_OPSET = 17
+OPSET_RANGE = (13, 21)
+
+
+def parse_formats(value) -> list[str]:
+    """'onnx,tflite' -> ['onnx', 'tflite'] (order kept, duplicates dropped)."""
+    if value is None:
+        return list(DEFAULT_FORMATS)
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    out: list[str] = []
+    for item in items:
+        name = str(item).strip().lower().lstrip(".")
+        if not name:
+            continue
+        if name not in EXPORT_FORMATS:
+            raise EdgeconvError(f"unknown export format '{name}' "
+                                f"(choose from: {', '.join(EXPORT_FORMATS)})")
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise EdgeconvError("no export format given")
+    return out
+
+
+def parse_batch(value) -> int | None:
+    """'dynamic' -> None; '8' -> 8."""
+    if value is None or str(value).strip().lower() == "dynamic":
+        return None
+    try:
+        n = int(str(value).strip())
+    except ValueError:
+        raise EdgeconvError(f"--batch must be 'dynamic' or a positive integer, got {value!r}") from None
+    if n < 1:
+        raise EdgeconvError(f"--batch must be 'dynamic' or a positive integer, got {value!r}")
+    return n
+
+
+def parse_lowrank(value):
+    """None -> None (exact); '2' -> rank 2; '0.01' -> relative error budget per layer."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    try:
+        if text.isdigit():
+            rank = int(text)
+            if rank < 1:
+                raise ValueError
+            return rank
+        tol = float(text)
+        if not 0 < tol < 1:
+            raise ValueError
+        return tol
+    except ValueError:
+        raise EdgeconvError(f"--lowrank takes a rank (integer >= 1) or a relative error budget "
+                            f"in (0, 1), got {value!r}") from None
+
+
+def validate_options(formats: list[str], given: dict) -> None:
+    """Refuse options that none of the selected formats takes (``given``: name -> value set)."""
+    for opt, value in given.items():
+        if value is None or value is False:
+            continue
+        takers = [f for f in formats if opt in EXPORT_FORMATS[f].options]
+        if not takers:
+            owners = [f for f, spec in EXPORT_FORMATS.items() if opt in spec.options]
+            flag = "--" + opt.replace("_", "-")
+            raise EdgeconvError(f"{flag} applies to format(s) {', '.join(owners) or 'none'}, "
+                                f"not to the selected {', '.join(formats)}")
+    opset = given.get("opset")
+    if opset is not None and not OPSET_RANGE[0] <= int(opset) <= OPSET_RANGE[1]:
+        raise EdgeconvError(f"--opset must be in {OPSET_RANGE[0]}..{OPSET_RANGE[1]}, got {opset}")
+
+
+def check_packages(formats: list[str]) -> None:
+    """Raise MissingExtraError for the first missing package (never installs anything)."""
+    import importlib.util
+
+    from edgeconv.errors import MissingExtraError
+
+    for f in formats:
+        spec = EXPORT_FORMATS[f]
+        for mod in spec.packages:
+            if importlib.util.find_spec(mod) is None:
+                raise MissingExtraError(mod.replace("_", "-"), "train" if mod == "torch" else spec.extra)
+
+
+def formats_table() -> str:
+    """Markdown table of the formats (for --help epilog and docs)."""
+    rows = ["| format | suffix | options | needs |", "|---|---|---|---|"]
+    for spec in EXPORT_FORMATS.values():
+        opts = ", ".join("--" + o.replace("_", "-") for o in spec.options
+                         if o not in COMMON_OPTIONS)
+        rows.append(f"| {spec.name} | {spec.suffix} | {opts or '-'} | "
+                    f"edgeconv[{spec.extra}]: {', '.join(spec.packages)} |")
+    return "\n".join(rows)

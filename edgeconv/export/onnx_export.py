@@ -1,0 +1,104 @@
+"""Folded model -> ONNX bytes: torch.onnx (TorchScript exporter), simplify, check, metadata."""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+
+import torch
+
+from edgeconv.errors import EdgeconvError, require
+from edgeconv.metadata import ONNX_METADATA_KEY
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "embedding"
+
+
+def torch_to_onnx(model: torch.nn.Module, input_size, batch: int | None, opset: int):
+    """Export ``model`` (eval, folded) to an onnx.ModelProto; batch None = dynamic."""
+    onnx = require("onnx", "export")
+    x = torch.zeros(batch or 1, 3, *input_size)
+    buf = io.BytesIO()
+    dynamic_axes = None if batch else {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=opset,
+                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                          dynamic_axes=dynamic_axes, do_constant_folding=True)
+    return onnx.load_from_string(buf.getvalue())
+
+
+def simplify(model_proto, how: str = "auto"):
+    """onnxsim (preferred) or onnxslim; returns (model, tool name). ``how``: auto|onnxsim|onnxslim|none."""
+    if how == "none":
+        return model_proto, "none"
+    errors = []
+    if how in ("auto", "onnxsim"):
+        try:
+            import onnxsim
+
+            simplified, ok = onnxsim.simplify(model_proto)
+            if ok:
+                return simplified, "onnxsim"
+            errors.append("onnxsim: check failed")
+        except ImportError:
+            if how == "onnxsim":
+                require("onnxsim", "export")
+        except Exception as exc:  # onnxsim raises plain RuntimeError on odd graphs
+            errors.append(f"onnxsim: {exc}")
+    if how in ("auto", "onnxslim"):
+        try:
+            import onnxslim
+
+            return onnxslim.slim(model_proto), "onnxslim"
+        except ImportError:
+            if how == "onnxslim":
+                require("onnxslim", "export")
+        except Exception as exc:
+            errors.append(f"onnxslim: {exc}")
+    if errors:
+        raise EdgeconvError("ONNX simplification failed: " + "; ".join(errors))
+    raise EdgeconvError("no ONNX simplifier installed: pip install 'edgeconv[export]'")
+
+
+def set_metadata(model_proto, meta: dict) -> None:
+    onnx = require("onnx", "export")
+    for prop in list(model_proto.metadata_props):
+        if prop.key == ONNX_METADATA_KEY:
+            model_proto.metadata_props.remove(prop)
+    onnx.helper.set_model_props(model_proto, {
+        **{p.key: p.value for p in model_proto.metadata_props},
+        ONNX_METADATA_KEY: json.dumps(meta, sort_keys=False)})
+    model_proto.producer_name = "edgeconv"
+    model_proto.doc_string = f"edgeconv {meta.get('model')} ({meta.get('op')}) face embedding"
+
+
+def export_onnx(model: torch.nn.Module, input_size, batch: int | None, opset: int,
+                simplify_with: str = "auto") -> tuple[bytes, dict]:
+    """Returns (serialized model without edgeconv metadata, info dict)."""
+    onnx = require("onnx", "export")
+    proto = torch_to_onnx(model, input_size, batch, opset)
+    proto, tool = simplify(proto, simplify_with)
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except Exception as exc:
+        raise EdgeconvError(f"exported ONNX graph fails the ONNX checker: {exc}") from None
+    ops: dict[str, int] = {}
+    for node in proto.graph.node:
+        ops[node.op_type] = ops.get(node.op_type, 0) + 1
+    return proto, {"opset": opset, "simplifier": tool, "ops": ops}
+
+
+def finalize_onnx(proto, meta: dict) -> bytes:
+    set_metadata(proto, meta)
+    return proto.SerializeToString()
+
+
+def onnx_op_types(path_or_proto) -> dict[str, int]:
+    onnx = require("onnx", "export")
+    proto = onnx.load(str(path_or_proto)) if not hasattr(path_or_proto, "graph") else path_or_proto
+    ops: dict[str, int] = {}
+    for node in proto.graph.node:
+        ops[node.op_type] = ops.get(node.op_type, 0) + 1
+    return ops

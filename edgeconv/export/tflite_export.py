@@ -1,0 +1,230 @@
+"""Folded model -> TFLite bytes with litert-torch (no TensorFlow), metadata, float16 weights.
+
+* Conversion: ``litert_torch.convert(model, (x,))``; the NCHW interface of the torch model is
+  kept (litert-torch inserts the transposes). Dynamic batch: litert-torch 0.10 cannot lower
+  torch.export dynamic dims through reductions, so the file is converted at batch 1 with a
+  reshape-free head (:func:`batch_free_head`) and the interpreter resizes the input at run
+  time (``resize_tensor_input``); the parity gate runs batch 1 and 3. Models whose graph
+  reshapes over the batch axis (ShuffleNetV2's channel shuffle) cannot be resized: the gate
+  refuses them and the error says to use ``--batch N`` (a file converted at that batch).
+* Metadata: the flatbuffer's ``metadata`` list gets an entry named ``edgeconv`` whose buffer
+  holds the same JSON as the sidecar, written with the ``flatbuffers`` package and the TFLite
+  schema module shipped in ai-edge-litert (``schema_py_generated``). Refused (sidecar only)
+  when the model keeps buffers outside the flatbuffer (offset/size buffers, > 2 GB models).
+* ``--fp16``: every float32 constant tensor of more than ``FP16_MIN_ELEMENTS`` values is
+  stored as float16 and a DEQUANTIZE op (float16 -> float32) is inserted in front of its
+  consumers: the layout the TensorFlow converter produces for float16 post-training
+  quantization, which XNNPACK folds back into float32 weights at load time (or runs as is).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import torch
+
+from edgeconv.errors import EdgeconvError, require
+from edgeconv.metadata import TFLITE_METADATA_NAME
+
+FP16_MIN_ELEMENTS = 16
+
+
+class GlobalAvgPool(torch.nn.Module):
+    """(N, C, H, W) -> (N, C) as one MEAN op: no Reshape that would pin the batch size."""
+
+    def forward(self, x):
+        return x.mean((2, 3))
+
+
+def batch_free_head(model: torch.nn.Module) -> int:
+    """AdaptiveAvgPool2d(1) -> Flatten becomes one mean over (H, W) (exact), in place.
+
+    litert-torch 0.10 cannot lower torch.export dynamic batch dims through reductions, so
+    TFLite files are converted at batch 1 and resized by the interpreter at run time
+    (``resize_tensor_input``); that works only when no Reshape bakes the batch size in.
+    """
+    n = 0
+    for module in model.modules():
+        if not isinstance(module, torch.nn.Sequential):
+            continue
+        keys = list(module._modules)
+        for a, b in zip(keys, keys[1:]):
+            pool, flat = module._modules[a], module._modules[b]
+            if (isinstance(pool, torch.nn.AdaptiveAvgPool2d)
+                    and pool.output_size in (1, (1, 1), [1, 1])
+                    and isinstance(flat, torch.nn.Flatten) and flat.start_dim == 1):
+                module._modules[a] = GlobalAvgPool()
+                module._modules[b] = torch.nn.Identity()
+                n += 1
+    return n
+
+
+def export_tflite(model: torch.nn.Module, input_size, batch: int | None) -> bytes:
+    """Convert at ``batch`` (None = dynamic: converted at batch 1, resizable at run time)."""
+    import copy
+
+    litert_torch = require("litert_torch", "export", package="litert-torch")
+    model = copy.deepcopy(model).eval()
+    batch_free_head(model)
+    x = torch.zeros(batch or 1, 3, *input_size)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        try:
+            edge = litert_torch.convert(model, (x,))
+        except Exception as exc:
+            raise EdgeconvError(f"TFLite conversion failed: {str(exc).splitlines()[0][:300]}") from None
+    return bytes(edge.model_content())
+
+
+def _schema():
+    return require("ai_edge_litert.schema_py_generated", "export", package="ai-edge-litert")
+
+
+def _load(data: bytes):
+    fb = _schema()
+    return fb.ModelT.InitFromObj(fb.Model.GetRootAs(bytearray(data), 0))
+
+
+def _save(model_t) -> bytes:
+    flatbuffers = require("flatbuffers", "export")
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model_t.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _has_external_buffers(model_t) -> bool:
+    return any((b.offset or 0) > 1 for b in (model_t.buffers or []))
+
+
+def embed_metadata(data: bytes, meta: dict) -> tuple[bytes, bool]:
+    """Add/replace metadata entry ``edgeconv``; returns (bytes, embedded?)."""
+    try:
+        fb = _schema()
+        model_t = _load(data)
+    except Exception:
+        return data, False
+    if _has_external_buffers(model_t):
+        return data, False
+    payload = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8).copy()
+    model_t.metadata = [m for m in (model_t.metadata or [])
+                        if (m.name.decode() if isinstance(m.name, bytes) else m.name)
+                        != TFLITE_METADATA_NAME]
+    buf = fb.BufferT()
+    buf.data = payload
+    model_t.buffers.append(buf)
+    entry = fb.MetadataT()
+    entry.name = TFLITE_METADATA_NAME
+    entry.buffer = len(model_t.buffers) - 1
+    model_t.metadata.append(entry)
+    try:
+        out = _save(model_t)
+        ok = read_tflite_metadata(out) == json.loads(json.dumps(meta))
+    except Exception:  # noqa: BLE001 - embedding is best effort: the sidecar always exists
+        return data, False
+    return (out, True) if ok else (data, False)
+
+
+def read_tflite_metadata(path_or_bytes) -> dict | None:
+    """The embedded ``edgeconv`` metadata of a .tflite file, or None."""
+    data = path_or_bytes if isinstance(path_or_bytes, (bytes, bytearray)) else open(path_or_bytes, "rb").read()
+    fb = _schema()
+    m = fb.Model.GetRootAs(bytearray(data), 0)
+    for i in range(m.MetadataLength()):
+        md = m.Metadata(i)
+        name = md.Name().decode() if md.Name() else ""
+        if name == TFLITE_METADATA_NAME:
+            raw = m.Buffers(md.Buffer()).DataAsNumpy().tobytes()
+            return json.loads(raw.decode("utf-8"))
+    return None
+
+
+def to_fp16_weights(data: bytes) -> tuple[bytes, int]:
+    """Store float32 constant tensors as float16 + DEQUANTIZE; returns (bytes, n converted)."""
+    fb = _schema()
+    model_t = _load(data)
+    if _has_external_buffers(model_t):
+        raise EdgeconvError("--fp16: the model keeps weights outside the flatbuffer; not supported")
+    codes = model_t.operatorCodes
+    deq = None
+    for i, code in enumerate(codes):
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == fb.BuiltinOperator.DEQUANTIZE:
+            deq = i
+    if deq is None:
+        code = fb.OperatorCodeT()
+        code.builtinCode = fb.BuiltinOperator.DEQUANTIZE
+        code.deprecatedBuiltinCode = fb.BuiltinOperator.DEQUANTIZE
+        code.version = 2
+        codes.append(code)
+        deq = len(codes) - 1
+    converted = 0
+    for sg in model_t.subgraphs:
+        consumers: dict[int, list] = {}
+        for op in sg.operators:
+            for t in (op.inputs if op.inputs is not None else []):
+                if t >= 0:
+                    consumers.setdefault(int(t), []).append(op)
+        new_ops = []
+        for idx, tensor in enumerate(sg.tensors):
+            if tensor.type != fb.TensorType.FLOAT32 or idx not in consumers:
+                continue
+            buf = model_t.buffers[tensor.buffer]
+            if buf.data is None or len(buf.data) < 4 * FP16_MIN_ELEMENTS:
+                continue
+            values = np.frombuffer(np.asarray(buf.data, dtype=np.uint8).tobytes(), dtype=np.float32)
+            half = values.astype(np.float16)
+            new_buf = fb.BufferT()
+            new_buf.data = np.frombuffer(half.tobytes(), dtype=np.uint8).copy()
+            model_t.buffers.append(new_buf)
+            t16 = fb.TensorT()
+            t16.shape = tensor.shape
+            t16.shapeSignature = tensor.shapeSignature
+            t16.type = fb.TensorType.FLOAT16
+            t16.buffer = len(model_t.buffers) - 1
+            t16.name = (tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name) + "_fp16"
+            sg.tensors.append(t16)
+            # the float32 tensor becomes the DEQUANTIZE output (no data of its own); its
+            # float32 data is dropped unless another tensor still shares the buffer
+            old = tensor.buffer
+            empty = fb.BufferT()
+            model_t.buffers.append(empty)
+            tensor.buffer = len(model_t.buffers) - 1
+            if not any(t.buffer == old for g in model_t.subgraphs for t in g.tensors):
+                model_t.buffers[old].data = None
+            op = fb.OperatorT()
+            op.opcodeIndex = deq
+            op.inputs = [len(sg.tensors) - 1]
+            op.outputs = [idx]
+            new_ops.append(op)
+            converted += 1
+        sg.operators = new_ops + list(sg.operators)
+    return _save(model_t), converted
+
+
+def make_interpreter(data: bytes, num_threads: int | None = None):
+    interp_mod = require("ai_edge_litert.interpreter", "export", package="ai-edge-litert")
+    interp = interp_mod.Interpreter(model_content=data, num_threads=num_threads)
+    interp.allocate_tensors()
+    return interp
+
+
+def run_tflite(interpreter, x: np.ndarray) -> np.ndarray:
+    inp = interpreter.get_input_details()[0]
+    if tuple(inp["shape"]) != tuple(x.shape):
+        interpreter.resize_tensor_input(inp["index"], list(x.shape), strict=False)
+        interpreter.allocate_tensors()
+        inp = interpreter.get_input_details()[0]
+    interpreter.set_tensor(inp["index"], x.astype(np.float32, copy=False))
+    interpreter.invoke()
+    out = interpreter.get_output_details()[0]
+    return interpreter.get_tensor(out["index"]).copy()
+
+
+def tflite_op_names(data: bytes) -> dict[str, int]:
+    """Op name -> count, from the interpreter (after allocate_tensors)."""
+    interp = make_interpreter(data)
+    ops: dict[str, int] = {}
+    for d in interp._get_ops_details():
+        ops[d["op_name"]] = ops.get(d["op_name"], 0) + 1
+    return ops
