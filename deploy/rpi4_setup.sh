@@ -3,7 +3,7 @@
 #
 # Target: Raspberry Pi OS Bookworm 64-bit (aarch64, glibc 2.36, Python 3.11).
 #
-#   bash deploy/rpi4_setup.sh                      # venv in ~/edgeconv-venv, `pip install edgeconv`
+#   bash deploy/rpi4_setup.sh                      # venv in ~/edgeconv-venv, base install of this checkout
 #   bash deploy/rpi4_setup.sh --source ./edgeconv-0.1.0-py3-none-any.whl
 #   bash deploy/rpi4_setup.sh --source /path/to/checkout --plot
 #   bash deploy/rpi4_setup.sh --tflite-runtime     # also a numpy<2 venv with tflite-runtime
@@ -18,7 +18,8 @@
 set -euo pipefail
 
 VENV="${EDGECONV_VENV:-$HOME/edgeconv-venv}"
-SOURCE="edgeconv"
+# edgeconv is not on PyPI: by default install the checkout this script lives in.
+SOURCE="$(cd "$(dirname "$0")/.." && pwd)"
 PLOT=0
 TFLITE_RUNTIME=0
 PERFORMANCE=0

@@ -32,6 +32,21 @@ def atomic_path(path: str | os.PathLike, mode: int | None = None):
         raise
 
 
+def read_user_file(path: str | os.PathLike, kind: str = "file") -> bytes:
+    """Bytes of a user-supplied file; a missing/unreadable one is an EdgeconvError naming it."""
+    from edgeconv.errors import EdgeconvError
+
+    path = Path(path)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise EdgeconvError(f"{path}: {kind} not found") from None
+    except IsADirectoryError:
+        raise EdgeconvError(f"{path}: is a directory, not a {kind}") from None
+    except OSError as exc:
+        raise EdgeconvError(f"{path}: cannot read {kind} ({exc.strerror or exc})") from None
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

@@ -103,15 +103,9 @@ def load_image(path: str | os.PathLike, size=None) -> np.ndarray:
     Raises :class:`EdgeconvError` naming the file when it is missing, unreadable,
     not an image, corrupt or truncated.
     """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise EdgeconvError(f"{path}: image file not found") from None
-    except IsADirectoryError:
-        raise EdgeconvError(f"{path}: is a directory, not an image file") from None
-    except OSError as exc:
-        raise EdgeconvError(f"{path}: cannot read image file ({exc.strerror or exc})") from None
+    from edgeconv.fileio import read_user_file
+
+    data = read_user_file(path, "image file")
     return decode_image_bytes(data, size=size, name=str(path))
 
 

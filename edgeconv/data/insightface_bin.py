@@ -220,15 +220,10 @@ def _as_bools(seq, name: str) -> np.ndarray:
 
 def read_bin(path: str | os.PathLike) -> tuple[list[bytes], np.ndarray]:
     """Safely read a ``.bin`` file: ``(encoded images, is_same bool array)``; no decoding."""
+    from edgeconv.fileio import read_user_file
+
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise EdgeconvError(f"{path}: .bin file not found") from None
-    except IsADirectoryError:
-        raise EdgeconvError(f"{path}: is a directory, expected a .bin file") from None
-    except OSError as exc:
-        raise EdgeconvError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    data = read_user_file(path, ".bin file")
     if not data:
         raise EdgeconvError(f"{path}: empty file")
     obj = restricted_loads(data, name=str(path))

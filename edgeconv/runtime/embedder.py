@@ -396,16 +396,7 @@ class Embedder:
         decode_image_bytes = _images.decode_image_bytes
         if isinstance(item, (str, os.PathLike)):
             path = Path(item)
-            try:
-                data = path.read_bytes()
-            except FileNotFoundError:
-                raise EdgeconvError(f"{path}: image file not found") from None
-            except IsADirectoryError:
-                raise EdgeconvError(f"{path}: is a directory, not an image file") from None
-            except OSError as exc:
-                raise EdgeconvError(f"{path}: cannot read image file ({exc.strerror or exc})") \
-                    from None
-            arr = decode_image_bytes(data, size=None, name=str(path))
+            arr = _images.load_image(path)
             name = str(path)
         elif isinstance(item, (bytes, bytearray, memoryview)):
             name = name or "<image bytes>"
