@@ -27,3 +27,17 @@ def _restore_rng_state():
     np.random.set_state(np_state)
     if torch is not None:
         torch.random.set_rng_state(torch_state)
+
+
+@pytest.fixture(scope="module")
+def tflite_file():
+    """A tiny .tflite model (converted once per machine by tests/_models.py), or a clean skip."""
+    import _models
+
+    reason = _models.tflite_unavailable_reason()
+    if reason:
+        pytest.skip(f"no .tflite test model: {reason}")
+    try:
+        return _models.tiny_tflite()
+    except RuntimeError as exc:
+        pytest.skip(str(exc))

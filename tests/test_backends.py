@@ -30,17 +30,6 @@ def onnx_files(tmp_path_factory):
     }
 
 
-@pytest.fixture(scope="module")
-def tflite_file():
-    reason = _models.tflite_unavailable_reason()
-    if reason:
-        pytest.skip(f"no .tflite test model: {reason}")
-    try:
-        return _models.tiny_tflite()
-    except RuntimeError as exc:
-        pytest.skip(str(exc))
-
-
 def test_onnx_dynamic_batch_runs_and_matches_reference(onnx_files):
     with B.open_model(onnx_files["dyn"], threads=2) as m:
         assert m.backend == "onnxruntime" and m.threads == 2

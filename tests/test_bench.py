@@ -33,17 +33,6 @@ def models(tmp_path_factory):
     }
 
 
-@pytest.fixture(scope="module")
-def tflite_file():
-    reason = _models.tflite_unavailable_reason()
-    if reason:
-        pytest.skip(f"no .tflite test model: {reason}")
-    try:
-        return _models.tiny_tflite()
-    except RuntimeError as exc:
-        pytest.skip(str(exc))
-
-
 def _settings(**kw):
     base = dict(threads=[1, 2], batches=[1, 2, 3], memory_batch=0, measure_spinning=False, **FAST)
     base.update(kw)

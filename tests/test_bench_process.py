@@ -24,17 +24,6 @@ def dyn_onnx(tmp_path_factory):
     return _models.make_onnx(tmp_path_factory.mktemp("proc") / "dyn.onnx")
 
 
-@pytest.fixture(scope="module")
-def tflite_file():
-    reason = _models.tflite_unavailable_reason()
-    if reason:
-        pytest.skip(f"no .tflite test model: {reason}")
-    try:
-        return _models.tiny_tflite()
-    except RuntimeError as exc:
-        pytest.skip(str(exc))
-
-
 def test_bench_never_imports_torch(dyn_onnx, tflite_file, tmp_path):
     """A meta-path hook (also active in the memory children) makes torch unimportable and
     logs every attempt; the bench must succeed and nothing may have tried."""

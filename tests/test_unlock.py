@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import re
@@ -23,29 +21,13 @@ pytest.importorskip("onnx")
 
 REPO = Path(__file__).resolve().parent.parent
 
-# Same hook as tests/test_cli.py: any `import torch` raises ModuleNotFoundError.
-BLOCK_TORCH = (
-    "import sys\n"
-    "class _Block:\n"
-    "    def find_spec(self, name, path=None, target=None):\n"
-    "        if name == 'torch' or name.startswith('torch.'):\n"
-    "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
-    "sys.meta_path.insert(0, _Block())\n"
-)
+from test_cli import BLOCK_TORCH, run_in_process  # noqa: E402  (one torch blocker, one runner)
 
 
 def cli(*args):
     """Run the console script in-process: (exit code, stdout, stderr)."""
-    from edgeconv.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main([str(a) for a in args])
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return code, out.getvalue(), err.getvalue()
+    res = run_in_process(*args)
+    return res.returncode, res.stdout, res.stderr
 
 
 def cli_subprocess(*args, env=None):
