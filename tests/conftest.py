@@ -41,3 +41,13 @@ def tflite_file():
         return _models.tiny_tflite()
     except RuntimeError as exc:
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Tiny models: one torch thread is fastest and immune to oversubscription on a busy machine."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -26,13 +26,7 @@ TINY_CLI = ["--input-size", "32", "--tvconv-inter-channels", "8", "--tvconv-inte
             "--batch-size", "16", "--val-pairs", "40", "--no-progress"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one thread is fastest and immune to oversubscription on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _train(**kw):

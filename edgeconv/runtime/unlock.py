@@ -131,11 +131,8 @@ def verify_command(model, user, image, db=None, far=None, threshold=None, flip=F
     emb = open_embedder(model, threads=threads, flip=flip)
     try:
         thr, source = emb.threshold(far=far, threshold=threshold)
-        store = open_store(db, create=False)
-        try:
+        with open_store(db, create=False) as store:
             t = store.get_for_model(user, emb.sha256, emb.label)
-        finally:
-            store.close()
         e, ms = _embed_timed(emb, str(image))
         score = float(e @ t.embedding)
         accepted = score > thr
@@ -184,12 +181,9 @@ def identify_command(model, image, db=None, far=None, threshold=None, top=3, fli
     emb = open_embedder(model, threads=threads, flip=flip)
     try:
         thr, source = emb.threshold(far=far, threshold=threshold)
-        store = open_store(db, create=False)
-        try:
+        with open_store(db, create=False) as store:
             templates = _model_templates(store, emb)
             ignored = len(store) - len(templates)
-        finally:
-            store.close()
         e, ms = _embed_timed(emb, str(image))
         ranked = best_match(e, templates)
         user, score = ranked[0]
@@ -251,13 +245,10 @@ def users_list_command(db=None, as_json=False) -> int:
 
 
 def users_remove_command(users, db=None) -> int:
-    store = open_store(db, create=False)
-    try:
+    with open_store(db, create=False) as store:
         for u in users:
             store.remove(u)
             click.echo(f"removed {u!r} from {store.path}")
-    finally:
-        store.close()
     return 0
 
 
