@@ -64,7 +64,7 @@ def build_models(size=96, generator=False):
     return out, tv
 
 
-def to_onnx(model, path, size=96, batch=None, opset=17, constant_folding=True):
+def to_onnx(model, path, size=96, batch=None, opset=18, constant_folding=True):
     import torch
 
     from edgeconv.export.onnx_export import simplify
@@ -195,7 +195,7 @@ def _export_layer(module, c, h, path):
 
     x = torch.zeros(1, c, h, h)
     with torch.no_grad():
-        torch.onnx.export(module, (x,), str(path), dynamo=False, opset_version=17,
+        torch.onnx.export(module, (x,), str(path), dynamo=False, opset_version=18,
                           input_names=["input"], output_names=["embedding"],
                           dynamic_axes={"input": {0: "N"}, "embedding": {0: "N"}})
     return path
@@ -279,10 +279,11 @@ def litert_part(args, models, tmp):
 
 
 def generator_part(args, tmp):
-    """Folded (default formulation) vs generator left in the graph (paper generator 64x3)."""
+    """Folded (ONNX default formulation) vs generator left in the graph (paper generator 64x3)."""
     from edgeconv.export.folding import fold_model
-    from edgeconv.export.formulations import DEFAULT_FORMULATION, set_formulation
+    from edgeconv.export.formulations import default_formulation, set_formulation
 
+    DEFAULT_FORMULATION = default_formulation("onnx")
     _, tv = build_models(generator=True)
     folded = fold_model(tv, fuse_bn=True)
     set_formulation(folded, DEFAULT_FORMULATION)
@@ -302,9 +303,9 @@ def generator_part(args, tmp):
 
 
 def ort_settings_part(args, paths):
-    from edgeconv.export.formulations import DEFAULT_FORMULATION
+    from edgeconv.export.formulations import default_formulation
 
-    name = f"MB x0.5 TVConv {DEFAULT_FORMULATION}"
+    name = f"MB x0.5 TVConv {default_formulation('onnx')}"
     path = paths[name]
     configs = {
         "default (all opt, spinning, sequential)": dict(),
@@ -365,7 +366,8 @@ def main(argv=None):
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "edgeconv_speed_cache"),
                     help="TFLite conversions are cached here (they take minutes)")
     args = ap.parse_args(argv)
-    from edgeconv.export.formulations import DEFAULT_FORMULATION, EXACT_FORMULATIONS
+    from edgeconv.export.formulations import (DEFAULT_FORMULATION, EXACT_FORMULATIONS,
+                                              default_formulation)
 
     args.formulations = list(EXACT_FORMULATIONS)
     args.ranks = [1, 2, 3]
@@ -398,8 +400,9 @@ def main(argv=None):
           f"processes ran during the measurement; every figure is the median run, models of "
           f"one configuration interleaved, so ratios are more reliable than absolute FPS).", "",
           "Models: MobileNetV2 face models (96x96, random weights, BatchNorm stats and "
-          "affinity maps randomised), BatchNorm fused, dynamic batch, opset 17, onnxsim. "
-          f"Exported default formulation: `{DEFAULT_FORMULATION}`.", ""]
+          "affinity maps randomised), BatchNorm fused, dynamic batch, opset 18, onnxsim. "
+          f"Exported default formulation: `{default_formulation('onnx')}` in ONNX, "
+          f"`{DEFAULT_FORMULATION}` in TFLite (no Col2Im there).", ""]
     md += ["## Whole model, ONNX Runtime (FPS = batch / median latency)", "",
            fmt_table(ort_res, args.batches, args.threads, base), ""]
     if tfl_res:

@@ -325,15 +325,16 @@ def unlock(model, images, user, camera, max_failures, cooldown, frames, interval
                    "edgeconv[export]), tflite (.tflite, --fp16; edgeconv[export]).")
 @click.option("-o", "--output-dir", default=".", show_default=True,
               type=click.Path(file_okay=False), help="Folder for the files and sidecars.")
-@click.option("--opset", type=int, default=None, help="ONNX opset (default 17; onnx only).")
+@click.option("--opset", type=int, default=None, help="ONNX opset (default 18; onnx only).")
 @click.option("--batch", default="dynamic", show_default=True,
               help="'dynamic' or a fixed batch size N.")
 @click.option("--input-size", callback=_input_size, default=None,
               help="N or HxW; must equal the size a TVConv model was built for.")
 @click.option("--fp16", is_flag=True, help="TFLite: store float16 weights (tflite only).")
 @click.option("--formulation", default=None,
-              help="Graph form of the folded per-pixel product: tapconv (default), slices, "
-                   "onehot, onehot_tap (all exact).")
+              help="Graph form of the folded per-pixel product, all exact: col2im (ONNX "
+                   "default, opset >= 18), tapconv (TFLite default), slices, onehot, "
+                   "onehot_tap.")
 @click.option("--lowrank", default=None,
               help="APPROXIMATE: per-layer SVD of the folded weights; an integer rank r or a "
                    "relative error budget in (0, 1). Exact folding is the default.")

@@ -26,9 +26,9 @@ Schema (``format_version`` 1)::
 
 Written by ``edgeconv export`` in addition (all optional for readers)::
 
-      "formulation": "tapconv",          # graph form of the folded TVConv (None: no TVConv)
+      "formulation": "col2im",           # graph form of the folded TVConv (None: no TVConv)
       "batch": "dynamic" | N,            # TFLite "dynamic": batch-1 file, resizable
-      "opset": 17, "simplifier": "onnxsim",           # ONNX only
+      "opset": 18, "simplifier": "onnxsim",           # ONNX only
       "precision": "float32" | "float16-weights",     # TFLite only (+ "fp16_tensors")
       "inference_values": 7600000,       # constants in the folded graph (weights + maps)
       "op_kwargs": {...}, "trained": false, "checkpoint": {...},

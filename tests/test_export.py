@@ -49,7 +49,9 @@ def expected_convs(ckpt_path, formulation="tapconv"):
     folded = fold_model(model, fuse_bn=True)
     own = sum(isinstance(m, torch.nn.Conv2d) for m in folded.modules())
     tv = [m for m in folded.modules() if isinstance(m, FoldedTVConv)]
-    taps = {"tapconv": 9, "onehot": 1, "slices": 0, "onehot_tap": 0}[formulation]
+    taps = {"tapconv": 9, "onehot": 1, "slices": 0, "onehot_tap": 0, "col2im": 0}[formulation]
+    if formulation == "col2im":  # strided layers fall back to tapconv
+        return own + 9 * sum(m.stride != 1 for m in tv), len(tv), model
     return own + taps * len(tv), len(tv), model
 
 
@@ -75,7 +77,7 @@ def test_files_and_parity_report(exported):
         p = report["parity"][f]
         assert p["passed"] and p["max_abs_diff"] <= 1e-4 and p["min_cosine"] >= 0.99999
         assert {"faces_b1", "faces_b3", "random_b1", "random_b3"} == set(p["inputs"])
-    assert report["formulation"] == "tapconv"
+    assert report["formulation"] == {"onnx": "col2im", "tflite": "tapconv"}
     assert report["faces"] == "edgeconv.data.synthetic.SyntheticFaces"
 
 
@@ -85,9 +87,13 @@ def test_onnx_graph_has_no_generator_ops(exported):
     onnx.checker.check_model(proto)
     ops = [n.op_type for n in proto.graph.node]
     assert not GENERATOR_ONNX_OPS & set(ops), set(ops)
-    n_conv, n_tv, model = expected_convs(ckpt)
+    n_conv, n_tv, model = expected_convs(ckpt, "col2im")
     assert n_tv == 17
     assert ops.count("Conv") == n_conv
+    strided = sum(1 for m in model.modules() if getattr(m, "stride", None) == 2
+                  and type(m).__name__ == "TVConv")
+    # one Col2Im per stride-1 TVConv; strided ones use tapconv
+    assert strided and ops.count("Col2Im") == n_tv - strided
     # no affinity map (1, cA, h, w) and no generator weight survives as a constant
     shapes = {tuple(i.dims) for i in proto.graph.initializer}
     gen_shapes = {tuple(p.shape) for n, p in model.named_parameters()
@@ -180,12 +186,14 @@ def small_ckpt(tmp_path_factory):
 
 
 @pytest.mark.parametrize("formulation,batch", [("slices", "2"), ("onehot", "dynamic"),
-                                               ("onehot_tap", "dynamic")])
+                                               ("onehot_tap", "dynamic"), ("tapconv", "dynamic"),
+                                               ("col2im", "3")])
 def test_every_exact_formulation_passes_parity_onnx(small_ckpt, tmp_path, formulation, batch):
     from edgeconv.export.exporter import export_checkpoint
 
     rep = export_checkpoint(small_ckpt, formats="onnx", output_dir=tmp_path, batch=batch,
                             formulation=formulation, echo=lambda *a: None)
+    assert rep["formulation"] == {"onnx": formulation}
     p = rep["parity"]["onnx"]
     assert p["max_abs_diff"] <= 1e-4 and p["min_cosine"] >= 0.99999
     assert torch.is_grad_enabled()  # exporting leaves the caller's autograd state alone
@@ -193,7 +201,7 @@ def test_every_exact_formulation_passes_parity_onnx(small_ckpt, tmp_path, formul
     n_conv, _, _ = expected_convs(small_ckpt, formulation)
     assert [n.op_type for n in proto.graph.node].count("Conv") == n_conv
     dim0 = proto.graph.input[0].type.tensor_type.shape.dim[0]
-    assert (dim0.dim_value == 2) if batch == "2" else bool(dim0.dim_param)
+    assert (dim0.dim_value == int(batch)) if batch != "dynamic" else bool(dim0.dim_param)
 
 
 def test_parity_failure_leaves_nothing_behind(small_ckpt, tmp_path, monkeypatch):
@@ -275,7 +283,7 @@ def test_lowrank_decomposition_tolerance():
     assert (full(x) - folded(x)).abs().max() < 1e-5
 
 
-@pytest.mark.parametrize("formulation", ["slices", "onehot", "onehot_tap", "tapconv"])
+@pytest.mark.parametrize("formulation", ["slices", "onehot", "onehot_tap", "tapconv", "col2im"])
 @pytest.mark.parametrize("stride", [1, 2])
 def test_formulations_match_reference_eager(formulation, stride):
     from edgeconv.ops.tvconv import TVConv
@@ -361,6 +369,23 @@ def test_cli_option_validation(small_ckpt, tmp_path):
     assert res.returncode == 2 and "--batch N" in res.stderr and not out.exists()
     res = run_cli("export", small_ckpt, "-o", out, "--format", "tflite", "--opset", "17")
     assert res.returncode == 2 and "--opset applies to format(s) onnx" in res.stderr
+    _expect_export_refusal(small_ckpt, out, "col2im is ONNX only", "--format", "onnx,tflite",
+                           "--formulation", "col2im")
+    _expect_export_refusal(small_ckpt, out, "needs ONNX opset >= 18", "--opset", "17",
+                           "--formulation", "col2im")
+
+
+def test_opset17_onnx_default_is_tapconv(small_ckpt, tmp_path):
+    """--opset 17 is honoured; the ONNX default formulation is then the best one it can carry."""
+    from edgeconv.export.exporter import export_checkpoint
+
+    rep = export_checkpoint(small_ckpt, formats="onnx", output_dir=tmp_path, opset=17,
+                            echo=lambda *a: None)
+    assert rep["formulation"] == {"onnx": "tapconv"}
+    proto = onnx.load(str(tmp_path / "s.onnx"))
+    assert proto.opset_import[0].version == 17
+    assert "Col2Im" not in {n.op_type for n in proto.graph.node}
+    assert json.loads((tmp_path / "s.onnx.json").read_text())["formulation"] == "tapconv"
 
 
 def test_depthwise_model_exports_and_lowrank_refused(tmp_path):
@@ -368,7 +393,7 @@ def test_depthwise_model_exports_and_lowrank_refused(tmp_path):
 
     ck = make_ckpt(tmp_path / "dw.ckpt", name="mbv2_x0_1", op="depthwise", size=32)
     rep = export_checkpoint(ck, formats="onnx", output_dir=tmp_path / "o", echo=lambda *a: None)
-    assert rep["parity"]["onnx"]["max_abs_diff"] <= 1e-4 and rep["formulation"] is None
+    assert rep["parity"]["onnx"]["max_abs_diff"] <= 1e-4 and rep["formulation"] == {"onnx": None}
     _expect_export_refusal(ck, tmp_path / "o2", "--lowrank applies to TVConv", "--lowrank", "2")
 
 

@@ -71,12 +71,11 @@ def base_metadata(model, ckpt: dict, input_size, macs, params, inference_values)
     return meta
 
 
-def _prepare(checkpoint, input_size, formulation, lowrank):
+def _prepare(checkpoint, input_size, lowrank):
     """Load, check sizes, fold; returns (reference model, exported model, ckpt, info)."""
     from edgeconv.config import parse_input_size
     from edgeconv.export.folding import fold_model
-    from edgeconv.export.formulations import DEFAULT_FORMULATION, set_formulation
-    from edgeconv.ops.tvconv import TVConv
+    from edgeconv.ops.tvconv import FoldedTVConv, TVConv
     from edgeconv.train.checkpoint import load_model
 
     model, ckpt = load_model(checkpoint)
@@ -103,8 +102,7 @@ def _prepare(checkpoint, input_size, formulation, lowrank):
         info["macs"] = None
         info["params"] = sum(p.numel() for p in model.parameters())
         info["inference_values"] = sum(t.numel() for t in folded.state_dict().values())
-    info["tvconv_layers"] = set_formulation(folded, formulation or DEFAULT_FORMULATION)
-    info["formulation"] = (formulation or DEFAULT_FORMULATION) if info["tvconv_layers"] else None
+    info["tvconv_layers"] = sum(isinstance(m, FoldedTVConv) for m in folded.modules())
     info["lowrank"] = None
     if lowrank is not None:
         if not info["tvconv_layers"]:
@@ -120,7 +118,6 @@ def _prepare(checkpoint, input_size, formulation, lowrank):
                            "max_rank": max(layer["rank"] for layer in layers),
                            "mean_rank": float(np.mean([layer["rank"] for layer in layers]))}
         info["exact_model"] = exact
-        info["formulation"] = "lowrank"
     return model, folded.eval(), ckpt, info
 
 
@@ -151,11 +148,13 @@ def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batc
     formats = fmt.parse_formats(formats)
     fmt.validate_options(formats, {"opset": opset, "fp16": fp16, "simplify": simplify})
     if formulation is not None:
-        from edgeconv.export.formulations import EXACT_FORMULATIONS
+        from edgeconv.export.formulations import EXACT_FORMULATIONS, check_formulation_for
 
         if formulation not in EXACT_FORMULATIONS:
             raise EdgeconvError(f"unknown --formulation '{formulation}' "
                                 f"(choose from: {', '.join(EXACT_FORMULATIONS)})")
+        for f in formats:
+            check_formulation_for(formulation, f, opset if f == "onnx" else None)
     if simplify is not None and simplify not in ("auto", "onnxsim", "onnxslim", "none"):
         raise EdgeconvError(f"--simplify must be auto, onnxsim, onnxslim or none, got {simplify!r}")
     batch_n = fmt.parse_batch(batch)
@@ -172,13 +171,13 @@ def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batc
         raise EdgeconvError(f"{out_dir}: exists and is not a directory")
 
     t0 = time.perf_counter()
-    model, exported, ckpt, info = _prepare(checkpoint, input_size, formulation, lowrank)
+    model, exported, ckpt, info = _prepare(checkpoint, input_size, lowrank)
     size = info["input_size"]
     inputs, face_source = parity_inputs_for(size, batch_n, seed)
     refs = {k: _eager(model, v, exact=True) for k, v in inputs.items()}
     report = {"checkpoint": str(checkpoint), "model": ckpt["model_config"]["name"],
               "op": ckpt["model_config"]["op"], "input_size": list(size),
-              "batch": batch_n or "dynamic", "formulation": info["formulation"],
+              "batch": batch_n or "dynamic", "formulation": {},
               "faces": face_source, "files": [], "parity": {}}
     meta0 = base_metadata(model, ckpt, size, info["macs"], info["params"], info["inference_values"])
     from edgeconv.export import parity as par
@@ -201,8 +200,11 @@ def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batc
     staged: list[tuple[Path, bytes, dict]] = []
     for f in formats:
         spec = fmt.EXPORT_FORMATS[f]
+        form = _select_formulation(exported, info, f, formulation,
+                                   int(opset or fmt.DEFAULT_OPSET) if f == "onnx" else None)
+        report["formulation"][f] = form
         meta = dict(meta0, format=f, folding="lowrank" if lowrank is not None else "exact",
-                    formulation=info["formulation"], batch=batch_n or "dynamic")
+                    formulation=form, batch=batch_n or "dynamic")
         if lowrank is not None:
             meta["lowrank"] = {k: info["lowrank"][k] for k in ("requested", "max_rank", "mean_rank")}
             meta["lowrank"]["ranks"] = [layer["rank"] for layer in info["lowrank"]["layers"]]
@@ -267,6 +269,23 @@ def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batc
              + ("" if side["metadata_embedded"] else " (metadata in sidecar only)"))
     report["seconds"] = round(time.perf_counter() - t0, 2)
     return report
+
+
+def _select_formulation(model, info, fmt_name, requested, opset):
+    """Set the per-pixel formulation ``fmt_name`` gets on ``model``; returns its name.
+
+    ``None`` for models without TVConv, ``"lowrank"`` for low-rank exports; otherwise the
+    user's ``--formulation`` (already validated for every format) or the format's default.
+    """
+    if not info["tvconv_layers"]:
+        return None
+    if info["lowrank"] is not None:
+        return "lowrank"
+    from edgeconv.export.formulations import default_formulation, set_formulation
+
+    name = requested or default_formulation(fmt_name, opset)
+    set_formulation(model, name)
+    return name
 
 
 def parity_inputs_for(size, batch_n, seed):

@@ -38,7 +38,7 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
 }
 
 DEFAULT_FORMATS = ("onnx", "tflite")
-DEFAULT_OPSET = 17
+DEFAULT_OPSET = 18  # Col2Im (the col2im formulation) needs 18
 OPSET_RANGE = (13, 21)
 
 

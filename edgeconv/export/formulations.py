@@ -24,6 +24,14 @@ Exact formulations (selectable by name, ``FoldedTVConv(..., formulation=NAME)``)
 ``tapconv``
     k*k one-hot depthwise Convs (one tap each, MLAS depthwise kernels, no Pad/Slice copies),
     each times its weight plane, summed. Same arithmetic as ``slices`` without the copies.
+``col2im``
+    Stride 1: ONE broadcast Mul of the input by the weights moved to input coordinates
+    (N, C, k*k, H, W), then ONE Col2Im (``F.fold``, ONNX opset >= 18) that sums the k*k
+    shifted planes: 2 ops instead of ``tapconv``'s k*k Conv + k*k Mul + k*k-1 Add.
+    Strided layers use ``tapconv``: Col2Im scatters onto the grid of its own input, and a
+    polyphase split (4 strided slices, 3 Col2Im with 2x2/2x1/1x2 kernels) was measured
+    slower than ``tapconv`` (ONNX Runtime's Col2Im kernel is single-threaded). ONNX only:
+    TFLite has no Col2Im (litert-torch lowers it to a scatter the interpreter cannot run).
 
 Approximate (``edgeconv.export.lowrank``): rank-r SVD of each layer's weights, r depthwise
 convs times r spatial maps (exact only at full rank k*k).
@@ -34,9 +42,35 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-EXACT_FORMULATIONS = ("slices", "onehot", "onehot_tap", "tapconv")
-#: The default for exported graphs, chosen from the measurements in docs/export_speed.md.
+EXACT_FORMULATIONS = ("slices", "onehot", "onehot_tap", "tapconv", "col2im")
+#: The default where ``col2im`` cannot be used (TFLite, ONNX opset < 18), chosen from the
+#: measurements in docs/export_speed.md.
 DEFAULT_FORMULATION = "tapconv"
+#: Formulations only ONNX can carry (TFLite has no Col2Im: litert-torch lowers it to a
+#: stablehlo scatter that the interpreter cannot run).
+ONNX_ONLY_FORMULATIONS = ("col2im",)
+MIN_OPSET = {"col2im": 18}
+
+
+def default_formulation(fmt: str, opset: int | None = None) -> str:
+    """The fastest exact formulation each format can carry (docs/export_speed.md)."""
+    if fmt == "onnx" and (opset is None or opset >= MIN_OPSET["col2im"]):
+        return "col2im"
+    return DEFAULT_FORMULATION
+
+
+def check_formulation_for(name: str, fmt: str, opset: int | None = None) -> str:
+    """Refuse a formulation that ``fmt`` (at ``opset``) cannot carry, in one line."""
+    from edgeconv.errors import EdgeconvError
+
+    check_formulation(name)
+    if fmt != "onnx" and name in ONNX_ONLY_FORMULATIONS:
+        raise EdgeconvError(f"--formulation {name} is ONNX only ({fmt} has no Col2Im op): "
+                            f"export {fmt} with another formulation, e.g. {DEFAULT_FORMULATION}")
+    if fmt == "onnx" and opset is not None and opset < MIN_OPSET.get(name, 0):
+        raise EdgeconvError(f"--formulation {name} needs ONNX opset >= {MIN_OPSET[name]} "
+                            f"(Col2Im), got --opset {opset}")
+    return name
 
 
 def check_formulation(name: str) -> str:
@@ -62,12 +96,32 @@ def tap_kernel(channels: int, kernel_size: int, tap: int, dtype=torch.float32) -
     return w.view(channels, 1, kernel_size, kernel_size)
 
 
+def col2im_weights(weight: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """(1, C, k*k, h, w) output-grid weights -> input-grid column weights for ``col2im``.
+
+    Col2Im adds column ``t`` at block position ``m`` to ``out[m + d_t]`` (``d_t`` the offset of
+    tap ``t`` from the kernel centre). With ``cols[t, m] = x[m] * W'[t, m]`` and
+    ``W'[t, m] = W[flip(t), m + d_t]`` (zero outside the image) the sum at ``p`` is
+    ``sum_t x[p + d_t] W[t, p]``: the per-pixel product, exactly. Stride 1 only.
+    """
+    k = kernel_size
+    p = k // 2
+    _, c, kk, h, w = weight.shape
+    wpad = F.pad(weight, (p, p, p, p))
+    out = torch.empty_like(weight)
+    for t in range(kk):
+        u, v = divmod(t, k)
+        out[:, :, t] = wpad[:, :, kk - 1 - t, u: u + h, v: v + w]
+    return out
+
+
 def per_pixel(x: torch.Tensor, weight: torch.Tensor, bias, kernel_size: int, stride: int,
               formulation: str = "slices", aux: dict | None = None) -> torch.Tensor:
     """Apply static per-pixel weights (1, C, k*k, h, w) with the named formulation.
 
     ``aux`` may hold precomputed constants (``onehot``: the one-hot kernels; ``tapconv``:
-    the per-tap kernels) so that tracing does not rebuild them.
+    the per-tap kernels; ``col2im``: the input-grid weights) so that tracing does not
+    rebuild them.
     """
     if formulation == "slices":
         from edgeconv.ops.tvconv import apply_per_pixel
@@ -75,11 +129,19 @@ def per_pixel(x: torch.Tensor, weight: torch.Tensor, bias, kernel_size: int, str
         return apply_per_pixel(x, weight, bias, kernel_size, stride, tuple(weight.shape[-2:]))
     k, s = kernel_size, stride
     kk = k * k
-    c = weight.shape[1]
-    h, w = weight.shape[-2:]
+    # python ints: traced graphs get static shapes (Col2Im needs a constant output size)
+    c, h, w = (int(v) for v in (weight.shape[1], weight.shape[-2], weight.shape[-1]))
     p = k // 2
     aux = aux or {}
-    if formulation == "onehot":
+    if formulation == "col2im" and s != 1:
+        formulation = "tapconv"  # documented fallback for strided layers
+    if formulation == "col2im":
+        wcol = aux.get("col2im")
+        if wcol is None:
+            wcol = col2im_weights(weight, k)
+        cols = (x.unsqueeze(2) * wcol).reshape(-1, c * kk, h * w)
+        out = F.fold(cols, (h, w), k, padding=p)
+    elif formulation == "onehot":
         kern = aux.get("onehot")
         if kern is None:
             kern = onehot_kernels(c, k, x.dtype)

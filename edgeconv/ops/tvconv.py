@@ -169,7 +169,9 @@ class FoldedTVConv(nn.Module):
         k, c = self.kernel_size, self.channels
         if formulation == "onehot":
             self._aux = {"onehot": fm.onehot_kernels(c, k, self.weight.dtype)}
-        elif formulation == "tapconv":
+        elif formulation == "col2im" and self.stride == 1:
+            self._aux = {"col2im": fm.col2im_weights(self.weight, k)}
+        elif formulation in ("tapconv", "col2im"):  # col2im: strided layers use tapconv
             self._aux = {"tapconv": [fm.tap_kernel(c, k, t, self.weight.dtype)
                                      for t in range(k * k)]}
         else:
