@@ -246,11 +246,13 @@ def whole_model(args, tmp):
                 f"{k.replace('MB ', '')} {batch / v:.0f}" for k, v in med.items()), flush=True)
     tfl_res = {}
     if args.litert:
-        tfl_res = litert_part(args, models, tmp)
+        tfl_res = litert_part(args, models, paths)
     return ort_res, tfl_res, lowrank_info, paths
 
 
-def litert_part(args, models, tmp):
+def litert_part(args, models, onnx_paths):
+    import hashlib
+
     from edgeconv.export.tflite_export import export_tflite
 
     cache = Path(args.cache)
@@ -259,12 +261,19 @@ def litert_part(args, models, tmp):
     for name in args.litert_models:
         if name not in models:
             continue
-        f = cache / (name.replace(" ", "_") + ".tflite")
+        # keyed by the model's content (its ONNX export), so a changed model is reconverted
+        key = hashlib.sha256(Path(onnx_paths[name]).read_bytes()).hexdigest()[:16]
+        f = cache / (name.replace(" ", "_") + f"_{key}.tflite")
         if not f.exists():
             t0 = time.perf_counter()
             f.write_bytes(export_tflite(models[name], (96, 96), None))
             print(f"  converted {name} to TFLite in {time.perf_counter() - t0:.0f}s", flush=True)
         datas[name] = f.read_bytes()
+    # fp16 weight storage (--fp16): float16 constants + DEQUANTIZE, the TF converter's layout
+    from edgeconv.export.tflite_export import to_fp16_weights
+
+    for name in [n for n in datas if "TVConv" in n and "lowrank" not in n]:
+        datas[f"{name} fp16 weights"] = to_fp16_weights(datas[name])[0]
     res = {}
     for threads in args.threads:
         for batch in args.batches:
@@ -340,6 +349,89 @@ def ort_settings_part(args, paths):
     return res, before, hist, name
 
 
+def kernel_rates_part(args):
+    """Best-case ONNX Runtime rates of the kernels an exact formulation is made of.
+
+    Small tensors (82,944 elements, 330 KB: L2-resident) so the rates are upper bounds;
+    each graph is timed against an Identity graph of the same input (session overhead).
+    Returns {kernel: {threads: elements per second}} and the per-image element counts of
+    the MobileNetV2 x0.5 TVConv layers (stride 1, strided).
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    c, hw = 16, 24
+    n_cols = c * 9 * hw * hw
+    rng = np.random.default_rng(0)
+
+    def graph(nodes, inits, shape):
+        g = helper.make_graph(nodes, "k", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+        m.ir_version = 9
+        return m.SerializeToString()
+
+    w9 = rng.standard_normal((1, c, 9, hw * hw)).astype(np.float32)
+    cases = {
+        "Identity (overhead)": (graph([helper.make_node("Identity", ["x"], ["y"])], {}, [1, c, 1, hw * hw]),
+                                (1, c, 1, hw * hw), 0),
+        "Mul, broadcast x over the 9 taps": (
+            graph([helper.make_node("Mul", ["x", "w"], ["y"])], {"w": w9}, [1, c, 1, hw * hw]),
+            (1, c, 1, hw * hw), n_cols),
+        "Col2Im 3x3 (per column element)": (
+            graph([helper.make_node("Col2Im", ["x", "i", "b"], ["y"], pads=[1, 1, 1, 1])],
+                  {"i": np.array([hw, hw], np.int64), "b": np.array([3, 3], np.int64)},
+                  [1, c * 9, hw * hw]), (1, c * 9, hw * hw), n_cols),
+        "Add (same shape)": (
+            graph([helper.make_node("Add", ["x", "w"], ["y"])], {"w": w9}, [1, c, 9, hw * hw]),
+            (1, c, 9, hw * hw), n_cols),
+        "ReduceSum over the 9 taps (per input element)": (
+            graph([helper.make_node("ReduceSum", ["x", "a"], ["y"], keepdims=0)],
+                  {"a": np.array([2], np.int64)}, [1, c, 9, hw * hw]), (1, c, 9, hw * hw), n_cols),
+        "Sum of 9 inputs (per input element)": (
+            graph([helper.make_node("Split", ["x"], [f"s{i}" for i in range(9)], axis=2,
+                                    num_outputs=9),
+                   helper.make_node("Sum", [f"s{i}" for i in range(9)], ["y"])], {},
+                  [1, c, 9, hw * hw]), (1, c, 9, hw * hw), n_cols),
+    }
+    import onnxruntime as ort
+
+    rates = {}
+    for threads in args.threads:
+        base = None
+        for name, (data, shape, n) in cases.items():
+            so = ort.SessionOptions()
+            so.intra_op_num_threads, so.log_severity_level = threads, 3
+            sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+            x = rng.standard_normal(shape).astype(np.float32)
+            med = measure_round_robin({name: lambda v, s=sess: s.run(None, {"x": v})}, x,
+                                      args.min_time, rounds=2)[name]
+            if base is None:
+                base = med
+                continue
+            rates.setdefault(name, {})[threads] = n / max(med - base, 1e-9)
+    print("  kernel rates (G elements/s): " + ", ".join(
+        f"{k}: " + "/".join(f"{v / 1e9:.2f}" for v in r.values()) for k, r in rates.items()),
+        flush=True)
+    return rates, _tv_elements()
+
+
+def _tv_elements():
+    from edgeconv.export.folding import fold_model
+    from edgeconv.models import create_model
+    from edgeconv.ops.tvconv import FoldedTVConv
+
+    model = fold_model(create_model("mbv2_x0_5", op="tvconv", input_size=96, op_kwargs=dict(
+        inter_channels=4, inter_layers=1)).eval(), fuse_bn=True)
+    s1 = s2 = 0
+    for m in model.modules():
+        if isinstance(m, FoldedTVConv):
+            n = m.channels * m.out_hw[0] * m.out_hw[1]
+            s1, s2 = (s1 + n, s2) if m.stride == 1 else (s1, s2 + n)
+    return {"stride1": s1, "strided": s2}
+
+
 # --------------------------------------------------------------------- report
 def fmt_table(res, batches, threads, baseline):
     cols = [(b, t) for t in threads for b in batches]
@@ -352,6 +444,44 @@ def fmt_table(res, batches, threads, baseline):
         lines.append(f"| {name} | " + " | ".join(f"{r.get(c, float('nan')):.0f}" for c in cols)
                      + f" | **{mx:.0f}** | {ratio} |")
     return "\n".join(lines)
+
+
+def kernel_rates_md(rates, elems, ort_res, base) -> list[str]:
+    """The kernel-rate table and the best-case bound for the col2im model it implies."""
+    threads = sorted(next(iter(rates.values())).keys())
+    md = ["## ONNX Runtime kernel rates, best case (82,944 elements, in L2; G elements/s)", "",
+          "| kernel | " + " | ".join(f"{t} thread{'s' if t > 1 else ''}" for t in threads) + " |",
+          "|---|" + "---|" * len(threads)]
+    for k, r in rates.items():
+        md.append(f"| {k} | " + " | ".join(f"{r[t] / 1e9:.2f}" for t in threads) + " |")
+    n9 = 9 * elems["stride1"]
+    best = {k: max(r.values()) for k, r in rates.items()}
+    mul = "Mul, broadcast x over the 9 taps"
+    c2i = "Col2Im 3x3 (per column element)"
+    floor_ms = n9 / best[mul] * 1e3 + n9 / best[c2i] * 1e3
+    # any exact standard-op form: the per-position weights can only be applied by an
+    # elementwise Mul (9 products per output value), and the 9 products must be summed
+    n_all = 9 * (elems["stride1"] + elems["strided"])
+    summing = max(v for k, v in best.items() if k != mul)
+    any_ms = n_all / best[mul] * 1e3 + n_all / summing * 1e3
+    budget_ms = 1e3 / max(ort_res[base].values())
+    dw05 = "MB x0.5 depthwise"
+    rest_ms = 1e3 / max(ort_res[dw05].values()) if dw05 in ort_res else float("nan")
+    md += ["", f"MobileNetV2 x0.5 at 96x96 has {elems['stride1']:,} stride-1 and "
+           f"{elems['strided']:,} strided TVConv output values per image. The `col2im` form "
+           f"makes {n9:,} column values per image (Mul) and sums them (Col2Im): at the best "
+           f"rates above that alone is **{floor_ms:.2f} ms per image**, before the strided "
+           f"layers and the rest of the network ({rest_ms:.2f} ms per image for the whole MB "
+           f"x0.5 depthwise model), against a budget of **{budget_ms:.2f} ms per image** (MB "
+           f"x1.0 depthwise max FPS in this run).", "",
+           f"Any exact standard-op form (not just `col2im`) applies the per-position weights "
+           f"with an elementwise Mul, {n_all:,} products per image, and sums them. At the "
+           f"fastest Mul rate and the fastest summing kernel above (the Split of the Sum case "
+           f"is included in its time, so that rate is pessimistic for Sum), every pass in L2, "
+           f"that is {any_ms:.2f} ms per image; with the rest of the network "
+           f"({rest_ms:.2f} ms) the best case is {1e3 / (any_ms + rest_ms):.0f} FPS = "
+           f"**{(budget_ms / (any_ms + rest_ms)):.2f}x** MB x1.0 depthwise.", ""]
+    return md
 
 
 def main(argv=None):
@@ -375,7 +505,10 @@ def main(argv=None):
     args.threads = [1, 2]
     if args.quick:
         args.min_time, args.rounds = 0.25, 1
-    args.litert_models = ["MB x1.0 depthwise", f"MB x0.5 TVConv {DEFAULT_FORMULATION}",
+    # LiteRT: the exact forms a dynamic-batch TFLite file can carry (onehot / onehot_tap
+    # reshape over the batch axis, col2im has no TFLite op), plus low rank
+    args.litert_models = ["MB x1.0 depthwise", "MB x0.5 depthwise",
+                          f"MB x0.5 TVConv {DEFAULT_FORMULATION}", "MB x0.5 TVConv slices",
                           "MB x0.5 TVConv lowrank r1", "MB x0.5 TVConv lowrank r2"]
     import onnxruntime as ort
     import torch
@@ -388,6 +521,7 @@ def main(argv=None):
     ort_res, tfl_res, low, paths = whole_model(args, tmp)
     settings, before, after, sname = ort_settings_part(args, paths)
     gen = generator_part(args, tmp)
+    rates, elems = kernel_rates_part(args)
     load_end = os.getloadavg()
     total = time.perf_counter() - t_start
 
@@ -425,6 +559,7 @@ def main(argv=None):
         md.append(f"| {k} | {settings[1][k]:.0f} | {settings[16][k]:.0f} |")
     md += ["", f"Op histogram before ORT optimisation: `{before}`", "",
            f"after ORT_ENABLE_ALL (optimized_model_filepath): `{after}`", ""]
+    md += kernel_rates_md(rates, elems, ort_res, base)
     if per_op:
         keys = list(per_op[0][1].keys())
         md += ["## Per-op time, MobileNetV2 x0.5 layer shapes (ORT, 1 thread, us per image, "

@@ -95,6 +95,8 @@ def test_ctrl_c_writes_partial_results_and_exits_130(dyn_onnx, tmp_path):
     try:
         seen = _read_until(proc, rb"\b[1-9]\d*/\d+ ", timeout=60)  # tqdm: first config done
         assert re.search(rb"\b[1-9]\d*/\d+ ", seen), seen[-500:]
+        assert proc.poll() is None, ("the bench finished before it could be interrupted",
+                                     seen[-300:])
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:

@@ -13,7 +13,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -45,9 +44,17 @@ def test_export_parity_matrix(tmp_path, name, op, size):
     from edgeconv.export.exporter import export_checkpoint
 
     ckpt = make_ckpt(tmp_path / f"{name}.ckpt", name=name, op=op, size=size, seed=size)
-    rep = export_checkpoint(ckpt, formats="onnx,tflite", output_dir=tmp_path / "out",
-                            echo=lambda *a: None)
-    assert rep["batch"] == "dynamic"
+    if name.startswith("sfv2"):
+        # ShuffleNetV2's channel shuffle pins the batch in a TFLite file (known limitation,
+        # test_shufflenet_tflite_dynamic_batch_refused): TFLite at a fixed batch here
+        rep = export_checkpoint(ckpt, formats="onnx", output_dir=tmp_path / "out",
+                                echo=lambda *a: None)
+        rep_t = export_checkpoint(ckpt, formats="tflite", output_dir=tmp_path / "out",
+                                  batch="3", echo=lambda *a: None)
+        rep["parity"]["tflite"] = rep_t["parity"]["tflite"]
+    else:
+        rep = export_checkpoint(ckpt, formats="onnx,tflite", output_dir=tmp_path / "out",
+                                echo=lambda *a: None)
     for fmt in ("onnx", "tflite"):
         p = rep["parity"][fmt]
         print(f"PARITY {name} {op} {size} {fmt}: max abs diff {p['max_abs_diff']:.2e}, "
@@ -59,17 +66,11 @@ def test_export_parity_matrix(tmp_path, name, op, size):
         [f"{name}.onnx", f"{name}.onnx.json", f"{name}.tflite", f"{name}.tflite.json"])
 
 
-def test_shufflenet_tflite_dynamic_batch_resizes(tmp_path):
-    """The channel shuffle is a GATHER in dynamic-batch files: the interpreter resizes them."""
-    from edgeconv.export.tflite_export import make_interpreter, run_tflite, tflite_op_names
-
+def test_shufflenet_tflite_dynamic_batch_refused(tmp_path):
     ckpt = make_ckpt(tmp_path / "s.ckpt", name="sfv2_x0_5", op="tvconv", size=96)
-    res = run_cli("export", ckpt, "--format", "tflite", "-o", tmp_path / "o", "--json")
-    assert res.returncode == 0, res.stderr
-    data = (tmp_path / "o" / "s.tflite").read_bytes()
-    assert "GATHER" in tflite_op_names(data)
-    x = np.random.default_rng(0).standard_normal((5, 3, 96, 96)).astype(np.float32)
-    assert run_tflite(make_interpreter(data), x).shape == (5, 512)
+    res = run_cli("export", ckpt, "--format", "tflite", "-o", tmp_path / "o")
+    assert res.returncode == 2 and "--batch N" in res.stderr and "nothing written" in res.stderr
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
 
 
 def test_cli_fp16_tflite(tmp_path):

@@ -147,24 +147,3 @@ def test_config_rebuilds_same_model():
     assert twin.config == model.config
     twin.load_state_dict(model.state_dict())  # strict: same architecture
 
-
-@pytest.mark.parametrize("name", ["sfv2_x0_5", "sfv2_x1_0"])
-def test_gather_channel_shuffle_is_exact_and_batch_free(name):
-    """The TFLite dynamic-batch form of the shuffle (one gather) equals the reshape form."""
-    import copy
-
-    from edgeconv.models.shufflenetv2 import (ChannelShuffle, GatherChannelShuffle,
-                                              batch_free_shuffles)
-
-    x = torch.randn(3, 10, 4, 5)
-    ref = ChannelShuffle(2)(x)
-    assert not torch.equal(ref, x)  # it does permute
-    assert torch.equal(GatherChannelShuffle(10, 2)(x), ref)
-    model = create_model(name, op="tvconv", input_size=32,
-                         op_kwargs=dict(inter_channels=4, inter_layers=1)).eval()
-    swapped = copy.deepcopy(model)
-    assert batch_free_shuffles(swapped) == 16 and batch_free_shuffles(swapped) == 0
-    assert swapped.state_dict().keys() == model.state_dict().keys()  # no new state
-    inp = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        assert torch.equal(swapped(inp), model(inp))

@@ -4,11 +4,9 @@
   kept (litert-torch inserts the transposes). Dynamic batch: litert-torch 0.10 cannot lower
   torch.export dynamic dims through reductions, so the file is converted at batch 1 with a
   reshape-free head (:func:`batch_free_head`) and the interpreter resizes the input at run
-  time (``resize_tensor_input``); the parity gate runs batch 1 and 3. A Reshape over the
-  batch axis would pin the batch, so ShuffleNetV2's channel shuffle is converted as one
-  GATHER along the channel axis (:func:`~edgeconv.models.shufflenetv2.batch_free_shuffles`)
-  in dynamic-batch files. A graph that still pins the batch is refused by the gate with a
-  hint to use ``--batch N`` (a file converted at that batch).
+  time (``resize_tensor_input``); the parity gate runs batch 1 and 3. Models whose graph
+  reshapes over the batch axis (ShuffleNetV2's channel shuffle) cannot be resized: the gate
+  refuses them and the error says to use ``--batch N`` (a file converted at that batch).
 * Metadata: the flatbuffer's ``metadata`` list gets an entry named ``edgeconv`` whose buffer
   holds the same JSON as the sidecar, written with the ``flatbuffers`` package and the TFLite
   schema module shipped in ai-edge-litert (``schema_py_generated``). Refused (sidecar only)
@@ -70,10 +68,6 @@ def export_tflite(model: torch.nn.Module, input_size, batch: int | None) -> byte
     litert_torch = require("litert_torch", "export", package="litert-torch")
     model = copy.deepcopy(model).eval()
     batch_free_head(model)
-    if batch is None:
-        from edgeconv.models.shufflenetv2 import batch_free_shuffles
-
-        batch_free_shuffles(model)
     x = torch.zeros(batch or 1, 3, *input_size)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")

@@ -23,46 +23,10 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x.view(n, c, h, w)
 
 
-class ChannelShuffle(nn.Module):
-    """Reshape-transpose-reshape channel shuffle (no state)."""
-
-    def __init__(self, groups: int = 2):
-        super().__init__()
-        self.groups = groups
-
-    def forward(self, x):
-        return channel_shuffle(x, self.groups)
-
-
-class GatherChannelShuffle(nn.Module):
-    """The same permutation as ONE gather along the channel axis: no Reshape carries the batch
-    size, so a TFLite file converted at batch 1 can be resized (dynamic batch)."""
-
-    def __init__(self, channels: int, groups: int = 2):
-        super().__init__()
-        perm = torch.arange(channels).view(groups, channels // groups).t().reshape(-1)
-        self.register_buffer("perm", perm, persistent=False)
-
-    def forward(self, x):
-        return torch.index_select(x, 1, self.perm)
-
-
-def batch_free_shuffles(model: nn.Module) -> int:
-    """Replace every ChannelShuffle of ``model`` by GatherChannelShuffle, in place (exact)."""
-    n = 0
-    for module in model.modules():
-        if isinstance(module, ShuffleBlock) and isinstance(module.shuffle, ChannelShuffle):
-            module.shuffle = GatherChannelShuffle(module.out_channels, module.shuffle.groups)
-            n += 1
-    return n
-
-
 class ShuffleBlock(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, stride: int, op: str, in_hw, op_kwargs: dict):
         super().__init__()
         self.stride = stride
-        self.out_channels = out_ch
-        self.shuffle = ChannelShuffle(2)
         bf = out_ch // 2
         if stride == 1 and in_ch != bf * 2:
             raise ValueError("stride-1 ShuffleNetV2 blocks keep the channel count")
@@ -85,7 +49,7 @@ class ShuffleBlock(nn.Module):
             out = torch.cat((x1, self.branch2(x2)), dim=1)
         else:
             out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
-        return self.shuffle(out)
+        return channel_shuffle(out, 2)
 
 
 def shufflenetv2(width: float, op: str = "depthwise", input_size=(96, 96), embedding_dim: int = 512,
