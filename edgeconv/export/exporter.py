@@ -25,8 +25,9 @@ from edgeconv.errors import EdgeconvError
 from edgeconv.export import formats as fmt
 from edgeconv.metadata import METADATA_FORMAT_VERSION, sidecar_path
 
-#: formulations whose graph reshapes over the batch axis (TFLite needs a fixed batch)
-BATCH_PINNING = ("onehot", "onehot_tap")
+#: formulations whose TFLite graph pins the batch size (a dynamic-batch file resized to
+#: batch 3 computes one image: measured by benchmarks/export_speed.py), so TFLite needs --batch N
+BATCH_PINNING = ("onehot", "onehot_tap", "slices")
 
 MEAN = [0.5, 0.5, 0.5]
 STD = [0.5, 0.5, 0.5]
@@ -162,9 +163,9 @@ def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batc
     if ("tflite" in formats and batch_n is None and formulation in BATCH_PINNING
             and lowrank is None):
         raise EdgeconvError(
-            f"--formulation {formulation} reshapes over the batch axis, which a TFLite file "
-            f"converted for dynamic batch (litert-torch converts at batch 1 and the "
-            f"interpreter resizes) cannot do: give --batch N, or another formulation")
+            f"--formulation {formulation} pins the batch size of a TFLite file, so it cannot "
+            f"be dynamic (litert-torch converts at batch 1 and the interpreter resizes): "
+            f"give --batch N, or another formulation")
     fmt.check_packages(formats)
     out_dir = Path(output_dir)
     if out_dir.exists() and not out_dir.is_dir():
