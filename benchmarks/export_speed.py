@@ -314,10 +314,10 @@ def generator_part(args, tmp):
     from edgeconv.export.folding import fold_model
     from edgeconv.export.formulations import default_formulation, set_formulation
 
-    DEFAULT_FORMULATION = default_formulation("onnx")
+    form = default_formulation("onnx")
     _, tv = build_models(generator=True)
     folded = fold_model(tv, fuse_bn=True)
-    set_formulation(folded, DEFAULT_FORMULATION)
+    set_formulation(folded, form)
     # the generator's input (the affinity maps) is constant: torch.onnx, onnxsim AND
     # ONNX Runtime's ConstantFolding would all fold it away; keep it in the graph
     p_gen = to_onnx(tv, tmp / "gen.onnx", constant_folding=False)
@@ -326,7 +326,7 @@ def generator_part(args, tmp):
     for batch in (1, 16):
         x = np.random.default_rng(0).standard_normal((batch, 3, 96, 96)).astype(np.float32)
         runners = {"in-graph generator": ort_session(p_gen, 2, constant_folding=False),
-                   f"folded ({DEFAULT_FORMULATION})": ort_session(p_fold, 2)}
+                   f"folded ({form})": ort_session(p_fold, 2)}
         med = measure_round_robin(runners, x, args.min_time, rounds=1)
         res[batch] = {k: batch / v for k, v in med.items()}
         print(f"  generator b{batch}: {res[batch]}", flush=True)

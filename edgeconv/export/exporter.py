@@ -25,10 +25,6 @@ from edgeconv.errors import EdgeconvError
 from edgeconv.export import formats as fmt
 from edgeconv.metadata import METADATA_FORMAT_VERSION, sidecar_path
 
-#: formulations whose TFLite graph pins the batch size (a dynamic-batch file resized to
-#: batch 3 computes one image: measured by benchmarks/export_speed.py), so TFLite needs --batch N
-BATCH_PINNING = ("onehot", "onehot_tap", "slices")
-
 MEAN = [0.5, 0.5, 0.5]
 STD = [0.5, 0.5, 0.5]
 
@@ -148,24 +144,16 @@ def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batc
     """Export ``checkpoint``; returns a report dict. Raises EdgeconvError (nothing written)."""
     formats = fmt.parse_formats(formats)
     fmt.validate_options(formats, {"opset": opset, "fp16": fp16, "simplify": simplify})
-    if formulation is not None:
-        from edgeconv.export.formulations import EXACT_FORMULATIONS, check_formulation_for
-
-        if formulation not in EXACT_FORMULATIONS:
-            raise EdgeconvError(f"unknown --formulation '{formulation}' "
-                                f"(choose from: {', '.join(EXACT_FORMULATIONS)})")
-        for f in formats:
-            check_formulation_for(formulation, f, opset if f == "onnx" else None)
     if simplify is not None and simplify not in ("auto", "onnxsim", "onnxslim", "none"):
         raise EdgeconvError(f"--simplify must be auto, onnxsim, onnxslim or none, got {simplify!r}")
     batch_n = fmt.parse_batch(batch)
     lowrank = fmt.parse_lowrank(lowrank)
-    if ("tflite" in formats and batch_n is None and formulation in BATCH_PINNING
-            and lowrank is None):
-        raise EdgeconvError(
-            f"--formulation {formulation} pins the batch size of a TFLite file, so it cannot "
-            f"be dynamic (litert-torch converts at batch 1 and the interpreter resizes): "
-            f"give --batch N, or another formulation")
+    if formulation is not None:
+        from edgeconv.export.formulations import check_formulation_for
+
+        for f in formats:  # a low-rank graph has no per-pixel formulation to pin the batch
+            check_formulation_for(formulation, f, opset if f == "onnx" else None,
+                                  dynamic_batch=batch_n is None and lowrank is None)
     fmt.check_packages(formats)
     out_dir = Path(output_dir)
     if out_dir.exists() and not out_dir.is_dir():

@@ -49,6 +49,9 @@ DEFAULT_FORMULATION = "tapconv"
 #: Formulations only ONNX can carry (TFLite has no Col2Im: litert-torch lowers it to a
 #: stablehlo scatter that the interpreter cannot run).
 ONNX_ONLY_FORMULATIONS = ("col2im",)
+#: formulations whose TFLite graph pins the batch size (a dynamic-batch file resized to
+#: batch 3 computes one image: measured by benchmarks/export_speed.py), so TFLite needs --batch N
+TFLITE_BATCH_PINNING = ("onehot", "onehot_tap", "slices")
 MIN_OPSET = {"col2im": 18}
 
 
@@ -59,17 +62,27 @@ def default_formulation(fmt: str, opset: int | None = None) -> str:
     return DEFAULT_FORMULATION
 
 
-def check_formulation_for(name: str, fmt: str, opset: int | None = None) -> str:
-    """Refuse a formulation that ``fmt`` (at ``opset``) cannot carry, in one line."""
+def check_formulation_for(name: str, fmt: str, opset: int | None = None,
+                          dynamic_batch: bool = False) -> str:
+    """Refuse, in one line, a ``--formulation`` that ``fmt`` cannot carry: unknown names,
+    ONNX-only forms outside ONNX, Col2Im below opset 18, and (``dynamic_batch``) forms whose
+    TFLite graph pins the batch size."""
     from edgeconv.errors import EdgeconvError
 
-    check_formulation(name)
+    if name not in EXACT_FORMULATIONS:
+        raise EdgeconvError(f"unknown --formulation '{name}' "
+                            f"(choose from: {', '.join(EXACT_FORMULATIONS)})")
     if fmt != "onnx" and name in ONNX_ONLY_FORMULATIONS:
         raise EdgeconvError(f"--formulation {name} is ONNX only ({fmt} has no Col2Im op): "
                             f"export {fmt} with another formulation, e.g. {DEFAULT_FORMULATION}")
     if fmt == "onnx" and opset is not None and opset < MIN_OPSET.get(name, 0):
         raise EdgeconvError(f"--formulation {name} needs ONNX opset >= {MIN_OPSET[name]} "
                             f"(Col2Im), got --opset {opset}")
+    if fmt == "tflite" and dynamic_batch and name in TFLITE_BATCH_PINNING:
+        raise EdgeconvError(
+            f"--formulation {name} pins the batch size of a TFLite file, so it cannot "
+            f"be dynamic (litert-torch converts at batch 1 and the interpreter resizes): "
+            f"give --batch N, or another formulation")
     return name
 
 
