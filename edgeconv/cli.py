@@ -334,7 +334,12 @@ def unlock(model, images, user, camera, max_failures, cooldown, frames, interval
 @click.option("--formulation", default=None,
               help="Graph form of the folded per-pixel product, all exact: col2im (ONNX "
                    "default, opset >= 18), tapconv (TFLite default), slices, onehot, "
-                   "onehot_tap.")
+                   "onehot_tap; fused (ONNX: one edgeconv.TVConv kernel node per layer with "
+                   "its BatchNorm and activation; runs only where the edgeconv kernels are "
+                   "loaded, see `edgeconv kernels`).")
+@click.option("--weight-dtype", default=None,
+              help="--formulation fused: storage of the per-pixel weights, float32 (default), "
+                   "float16 or int8 (per channel-tap scales); computed in float32.")
 @click.option("--lowrank", default=None,
               help="APPROXIMATE: per-layer SVD of the folded weights; an integer rank r or a "
                    "relative error budget in (0, 1). Exact folding is the default.")
@@ -343,7 +348,7 @@ def unlock(model, images, user, camera, max_failures, cooldown, frames, interval
 @click.option("--name", default=None, help="File stem (default: the checkpoint's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the export report as JSON.")
 def export_cmd(checkpoint, formats, output_dir, opset, batch, input_size, fp16, formulation,
-               lowrank, simplify, name, as_json):
+               weight_dtype, lowrank, simplify, name, as_json):
     """Fold CHECKPOINT (TVConv weights computed once, BatchNorm fused) and write verified
     ONNX / TFLite files with metadata (sidecar <file>.json + embedded).
 
@@ -355,7 +360,8 @@ def export_cmd(checkpoint, formats, output_dir, opset, batch, input_size, fp16, 
     echo = (lambda *a, **k: None) if as_json else click.echo
     report = export_checkpoint(checkpoint, formats=formats, output_dir=output_dir, opset=opset,
                                batch=batch, input_size=input_size, fp16=fp16,
-                               formulation=formulation, lowrank=lowrank, simplify=simplify,
+                               formulation=formulation, weight_dtype=weight_dtype,
+                               lowrank=lowrank, simplify=simplify,
                                name=name, echo=echo)
     if as_json:
         import json

@@ -140,10 +140,11 @@ def _eager(model, x: np.ndarray, exact: bool = False) -> np.ndarray:
 def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batch="dynamic",
                       input_size=None, fp16: bool = False, formulation: str | None = None,
                       lowrank=None, simplify: str | None = None, name: str | None = None,
-                      seed: int = 0, echo=print) -> dict:
+                      seed: int = 0, echo=print, weight_dtype: str | None = None) -> dict:
     """Export ``checkpoint``; returns a report dict. Raises EdgeconvError (nothing written)."""
     formats = fmt.parse_formats(formats)
-    fmt.validate_options(formats, {"opset": opset, "fp16": fp16, "simplify": simplify})
+    fmt.validate_options(formats, {"opset": opset, "fp16": fp16, "simplify": simplify,
+                                   "weight_dtype": weight_dtype, "formulation": formulation})
     if simplify is not None and simplify not in ("auto", "onnxsim", "onnxslim", "none"):
         raise EdgeconvError(f"--simplify must be auto, onnxsim, onnxslim or none, got {simplify!r}")
     batch_n = fmt.parse_batch(batch)
@@ -155,6 +156,13 @@ def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batc
             check_formulation_for(formulation, f, opset if f == "onnx" else None,
                                   dynamic_batch=batch_n is None and lowrank is None)
     fmt.check_packages(formats)
+    if formulation == "fused":
+        if lowrank is not None:
+            raise EdgeconvError("--formulation fused exports the exact folded weights; it cannot "
+                                "be combined with --lowrank")
+        from edgeconv import kernels
+
+        kernels.load()  # KernelsMissing: one line saying how to build them
     out_dir = Path(output_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise EdgeconvError(f"{out_dir}: exists and is not a directory")
@@ -189,11 +197,15 @@ def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batc
     staged: list[tuple[Path, bytes, dict]] = []
     for f in formats:
         spec = fmt.EXPORT_FORMATS[f]
-        form = _select_formulation(exported, info, f, formulation,
-                                   int(opset or fmt.DEFAULT_OPSET) if f == "onnx" else None)
+        form, model_f = _select_formulation(exported, info, f, formulation,
+                                            int(opset or fmt.DEFAULT_OPSET) if f == "onnx" else None,
+                                            weight_dtype or "float32")
         report["formulation"][f] = form
         meta = dict(meta0, format=f, folding="lowrank" if lowrank is not None else "exact",
                     formulation=form, batch=batch_n or "dynamic")
+        fused = form == "fused"
+        if fused:
+            meta["kernels"] = _kernels_metadata(weight_dtype or "float32")
         if lowrank is not None:
             meta["lowrank"] = {k: info["lowrank"][k] for k in ("requested", "max_rank", "mean_rank")}
             meta["lowrank"]["ranks"] = [layer["rank"] for layer in info["lowrank"]["layers"]]
@@ -201,13 +213,17 @@ def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batc
         if f == "onnx":
             from edgeconv.export.onnx_export import export_onnx, finalize_onnx
 
-            proto, extra = export_onnx(exported, size, batch_n, int(opset or fmt.DEFAULT_OPSET),
+            proto, extra = export_onnx(model_f, size, batch_n, int(opset or fmt.DEFAULT_OPSET),
                                        simplify or "auto")
             meta.update(opset=extra["opset"], simplifier=extra["simplifier"])
             data = proto.SerializeToString()
             outs = _guarded(_run_onnx, data, inputs, "ONNX Runtime")
-            label = "ONNX (onnxruntime)"
-            path = out_dir / f"{stem}{spec.suffix}"
+            label = "ONNX (onnxruntime + edgeconv kernels)" if fused else "ONNX (onnxruntime)"
+            suffix = ""
+            if fused:
+                suffix = "_fused" + ("" if (weight_dtype or "float32") == "float32"
+                                     else "_" + {"float16": "fp16", "int8": "int8"}[weight_dtype])
+            path = out_dir / f"{stem}{suffix}{spec.suffix}"
         else:
             from edgeconv.export import tflite_export as tfl
 
@@ -223,6 +239,7 @@ def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batc
             path = out_dir / f"{stem}{'_fp16' if fp16 else ''}{spec.suffix}"
         results = {k: par.compare(refs[k], outs[k]) for k in inputs}
         tol = ((par.FP16_MAX_ABS_DIFF, par.FP16_MIN_COSINE) if (f == "tflite" and fp16)
+               else par.FUSED_TOLERANCE[weight_dtype or "float32"] if fused
                else (par.MAX_ABS_DIFF, par.MIN_COSINE))
         try:
             summary = par.check(results, *tol, label=f"{path.name} [{label}]")
@@ -260,21 +277,41 @@ def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batc
     return report
 
 
-def _select_formulation(model, info, fmt_name, requested, opset):
-    """Set the per-pixel formulation ``fmt_name`` gets on ``model``; returns its name.
+def _select_formulation(model, info, fmt_name, requested, opset, weight_dtype="float32"):
+    """The per-pixel formulation ``fmt_name`` gets: (its name, the model to convert).
 
     ``None`` for models without TVConv, ``"lowrank"`` for low-rank exports; otherwise the
     user's ``--formulation`` (already validated for every format) or the format's default.
+    ``fused`` converts a copy whose TVConv -> BN -> activation are custom kernel nodes.
     """
     if not info["tvconv_layers"]:
-        return None
+        return None, model
     if info["lowrank"] is not None:
-        return "lowrank"
-    from edgeconv.export.formulations import default_formulation, set_formulation
+        return "lowrank", model
+    from edgeconv.export.formulations import FUSED, default_formulation, set_formulation
 
     name = requested or default_formulation(fmt_name, opset)
+    if name == FUSED:
+        import copy
+
+        from edgeconv.export.fused import fuse_model
+
+        fused = copy.deepcopy(model)
+        fuse_model(fused, weight_dtype)
+        return name, fused.eval()
     set_formulation(model, name)
-    return name
+    return name, model
+
+
+def _kernels_metadata(weight_dtype: str) -> dict:
+    """What a fused file needs at run time (checked by the device side before loading)."""
+    from edgeconv import kernels
+    from edgeconv.kernels.pack import LAYOUT
+
+    built = kernels.info()
+    return {"domain": kernels.DOMAIN, "op": kernels.OP_TYPE, "op_version": kernels.OP_VERSION,
+            "layout": LAYOUT, "weight_dtype": weight_dtype,
+            "library_version": built["version"], "library": "edgeconv kernels (edgeconv/kernels)"}
 
 
 def parity_inputs_for(size, batch_n, seed):
@@ -306,8 +343,12 @@ def _run_tflite_all(data: bytes, inputs: dict) -> dict:
 def _run_onnx(data: bytes, inputs: dict) -> dict:
     import onnxruntime as ort
 
+    from edgeconv import kernels
+
     so = ort.SessionOptions()
     so.log_severity_level = 3
+    if kernels.model_uses_kernels(data):
+        kernels.register(so)
     sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
     return {k: sess.run(None, {name: v})[0] for k, v in inputs.items()}

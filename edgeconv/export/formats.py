@@ -26,7 +26,7 @@ COMMON_OPTIONS = ("batch", "input_size", "formulation", "lowrank", "output_dir",
 
 EXPORT_FORMATS: dict[str, ExportFormat] = {
     "onnx": ExportFormat(
-        "onnx", ".onnx", COMMON_OPTIONS + ("opset", "simplify"),
+        "onnx", ".onnx", COMMON_OPTIONS + ("opset", "simplify", "weight_dtype"),
         ("torch", "onnx", "onnxruntime"),
         description="ONNX (torch.onnx, onnxsim/onnxslim simplified, ONNX-checked), "
                     "checked in ONNX Runtime"),
@@ -106,6 +106,16 @@ def validate_options(formats: list[str], given: dict) -> None:
             flag = "--" + opt.replace("_", "-")
             raise EdgeconvError(f"{flag} applies to format(s) {', '.join(owners) or 'none'}, "
                                 f"not to the selected {', '.join(formats)}")
+    wd = given.get("weight_dtype")
+    if wd is not None:
+        from edgeconv.kernels.pack import WEIGHT_DTYPES
+
+        if wd not in WEIGHT_DTYPES:
+            raise EdgeconvError(f"--weight-dtype must be one of {', '.join(WEIGHT_DTYPES)}, "
+                                f"got {wd!r}")
+        if given.get("formulation") != "fused":
+            raise EdgeconvError("--weight-dtype is the storage of the fused kernel's weights: "
+                                "it needs --formulation fused")
     opset = given.get("opset")
     if opset is not None and not OPSET_RANGE[0] <= int(opset) <= OPSET_RANGE[1]:
         raise EdgeconvError(f"--opset must be in {OPSET_RANGE[0]}..{OPSET_RANGE[1]}, got {opset}")

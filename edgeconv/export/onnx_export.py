@@ -25,8 +25,16 @@ def torch_to_onnx(model: torch.nn.Module, input_size, batch: int | None, opset: 
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=opset,
                           input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_axes=dynamic_axes, do_constant_folding=True)
+                          dynamic_axes=dynamic_axes, do_constant_folding=True,
+                          custom_opsets=_custom_opsets(model))
     return onnx.load_from_string(buf.getvalue())
+
+
+def _custom_opsets(model) -> dict:
+    from edgeconv.export.fused import FusedTVConv
+    from edgeconv.kernels import DOMAIN, OP_VERSION
+
+    return {DOMAIN: OP_VERSION} if any(isinstance(m, FusedTVConv) for m in model.modules()) else {}
 
 
 def simplify(model_proto, how: str = "auto"):

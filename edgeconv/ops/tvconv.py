@@ -21,33 +21,12 @@ from torch import nn
 
 from edgeconv.errors import EdgeconvError
 from edgeconv.ops import out_hw as _out_hw
+from edgeconv.ops import per_pixel as pp
+from edgeconv.ops.per_pixel import apply_per_pixel  # noqa: F401  (re-exported: the reference)
 
 
 class InputSizeError(EdgeconvError, ValueError):
     """An input whose spatial size differs from the one the layer was built for."""
-
-
-def apply_per_pixel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                    kernel_size: int, stride: int, out_hw: tuple[int, int]) -> torch.Tensor:
-    """out[n,c,i,j] = sum_{u,v} pad(x)[n,c,i*s+u,j*s+v] * weight[:,c,u*k+v,i,j] (+ bias).
-
-    ``weight``: (1 or N, C, k*k, h or 1, w or 1), broadcast over the batch and/or positions;
-    ``bias``: None or broadcastable to (N, C, h, w); ``out_hw``: (h, w) as static ints, so traced
-    and exported graphs get static slices.
-    """
-    k, s = kernel_size, stride
-    h, w = out_hw
-    p = k // 2
-    xp = nn.functional.pad(x, (p, p, p, p))
-    out = None
-    for u in range(k):
-        for v in range(k):
-            patch = xp[:, :, u: u + (h - 1) * s + 1: s, v: v + (w - 1) * s + 1: s]
-            term = patch * weight[:, :, u * k + v]
-            out = term if out is None else out + term
-    if bias is not None:
-        out = out + bias
-    return out
 
 
 def _generator(in_ch: int, inter_ch: int, inter_layers: int, out_ch: int, hw) -> nn.Sequential:
@@ -161,10 +140,11 @@ class FoldedTVConv(nn.Module):
     check_input = TVConv.check_input
 
     def set_formulation(self, formulation: str) -> "FoldedTVConv":
-        """Choose how the product is lowered to graph ops (edgeconv.export.formulations)."""
-        from edgeconv.export import formulations as fm
-
-        fm.check_formulation(formulation)
+        """Choose how the product is lowered to graph ops (``edgeconv.ops.per_pixel``)."""
+        fm = pp
+        if formulation not in pp.LOWERINGS:
+            raise EdgeconvError(f"unknown TVConv formulation '{formulation}' "
+                                f"(choose from: {', '.join(pp.LOWERINGS)})")
         self.formulation = formulation
         k, c = self.kernel_size, self.channels
         if formulation == "onehot":
@@ -183,9 +163,7 @@ class FoldedTVConv(nn.Module):
         if self.formulation == "slices":
             return apply_per_pixel(x, self.weight, self.bias, self.kernel_size, self.stride,
                                self.out_hw)
-        from edgeconv.export.formulations import per_pixel
-
-        return per_pixel(x, self.weight, self.bias, self.kernel_size, self.stride,
+        return pp.per_pixel(x, self.weight, self.bias, self.kernel_size, self.stride,
                          self.formulation, self._aux)
 
     def fold(self) -> "FoldedTVConv":

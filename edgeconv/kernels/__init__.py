@@ -1,0 +1,117 @@
+"""The native fused TVConv kernel: finding, describing and loading the library (torch-free).
+
+``libedgeconv_kernels.so`` (built from ``src/`` at install, see ``build.py``) holds the ONNX
+Runtime custom op ``edgeconv.TVConv`` (version 1) and a small C ABI for build information and
+direct tests. Models exported with ``--formulation fused`` need it; everything else runs
+without it. From your own ONNX Runtime code::
+
+    so = onnxruntime.SessionOptions()
+    so.register_custom_ops_library(edgeconv.kernels.library_path())   # or `edgeconv kernels --path`
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from edgeconv.errors import EdgeconvError
+
+DOMAIN = "edgeconv"
+OP_TYPE = "TVConv"
+OP_VERSION = 1
+LIB_NAME = "libedgeconv_kernels.so"
+HERE = Path(__file__).resolve().parent
+BUILD_HINT = ("build them with `python -m edgeconv.kernels.build` (needs g++ and ONNX Runtime "
+              "headers: ORT_INCLUDE_DIR, /usr/include/onnxruntime from libonnxruntime-dev, or "
+              "fetched from Debian trixie by that command) or reinstall with `pip install -e .`")
+
+
+class KernelsMissing(EdgeconvError):
+    """The kernel library is not built, or cannot be loaded here."""
+
+
+def library_path(required: bool = True) -> Path | None:
+    """Path of the built library (``EDGECONV_KERNELS_LIB`` overrides); None if not built."""
+    env = os.environ.get("EDGECONV_KERNELS_LIB")
+    candidates = [Path(env)] if env else [HERE / LIB_NAME]
+    for path in candidates:
+        if path.is_file():
+            return path
+    if required:
+        where = env if env else str(HERE / LIB_NAME)
+        raise KernelsMissing(f"the edgeconv kernels are not built ({where} missing): {BUILD_HINT}")
+    return None
+
+
+@lru_cache(maxsize=4)
+def _cdll(path: str) -> ctypes.CDLL:
+    try:
+        lib = ctypes.CDLL(path)
+    except OSError as exc:
+        raise KernelsMissing(f"the edgeconv kernels at {path} cannot be loaded ({exc}); "
+                             f"{BUILD_HINT}") from None
+    for name in ("edgeconv_kernels_version", "edgeconv_kernels_layout",
+                 "edgeconv_kernels_available_isas", "edgeconv_kernels_selected_isa"):
+        getattr(lib, name).restype = ctypes.c_char_p
+    lib.edgeconv_kernels_ort_api_version.restype = ctypes.c_int
+    lib.edgeconv_tvconv_run.restype = ctypes.c_int
+    return lib
+
+
+def load() -> ctypes.CDLL:
+    """The library as a ctypes handle (raises KernelsMissing in one line)."""
+    return _cdll(str(library_path()))
+
+
+def available() -> bool:
+    try:
+        load()
+        return True
+    except KernelsMissing:
+        return False
+
+
+def info() -> dict:
+    """Build information: library path and version, weight layout, SIMD paths, ORT headers."""
+    lib = load()
+    return {
+        "library": str(library_path()),
+        "version": lib.edgeconv_kernels_version().decode(),
+        "layout": lib.edgeconv_kernels_layout().decode(),
+        "domain": DOMAIN, "op": OP_TYPE, "op_version": OP_VERSION,
+        "isa": lib.edgeconv_kernels_selected_isa().decode(),
+        "available_isas": lib.edgeconv_kernels_available_isas().decode().split(","),
+        "ort_api_version": int(lib.edgeconv_kernels_ort_api_version()),
+    }
+
+
+def register(session_options) -> Path:
+    """Register the custom op library on an ``onnxruntime.SessionOptions``; returns its path."""
+    path = library_path()
+    load()  # a broken file fails here with one line, not inside ORT
+    session_options.register_custom_ops_library(str(path))
+    return path
+
+
+# protobuf bytes of the domain string: OperatorSetIdProto.domain (field 1) or
+# NodeProto.domain (field 7), length 8, "edgeconv"
+_DOMAIN_MARKERS = (b"\x0a\x08" + DOMAIN.encode(), b"\x3a\x08" + DOMAIN.encode())
+
+
+def model_uses_kernels(model) -> bool:
+    """Whether an ONNX file (path or bytes) uses the ``edgeconv`` op domain.
+
+    A byte scan for the serialized domain field, no onnx package needed; a false positive only
+    means the library is registered for a model that does not need it.
+    """
+    data = model if isinstance(model, (bytes, bytearray, memoryview)) else Path(model).read_bytes()
+    data = bytes(data)
+    return any(m in data for m in _DOMAIN_MARKERS)
+
+
+def missing_message(model_name: str) -> str:
+    return (f"{model_name} uses the fused edgeconv.TVConv kernel, but the edgeconv kernels are "
+            f"not available here: {BUILD_HINT}; or re-export the model without "
+            f"--formulation fused")

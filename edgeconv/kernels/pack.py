@@ -1,0 +1,86 @@
+"""The fused kernel's weight layout (numpy, torch-free): what ``--formulation fused`` writes.
+
+Folded TVConv weights ``(C, k*k, h, w)`` (tap t = u*k + v, output grid) become
+``(C, h, k*k, wpad)``, ``wpad = round_up(w, 8)``, columns ``>= w`` zero: for each output row
+the k*k weight vectors of a block of columns are contiguous, which is how the kernel streams
+them. The weight of every tap that falls outside the input image (it multiplies the zero
+padding) is zero too: the kernel relies on it to read interior rows straight from the input,
+where such a tap reads the neighbouring row. Storage ``float32``, ``float16`` or ``int8`` with one float32 scale per (channel, tap)
+(symmetric, max-abs / 127). Bias: per channel ``(C,)`` or per pixel ``(C, h, wpad)``.
+The layout's name (``LAYOUT``) is an attribute of every node and is checked by the library.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+LAYOUT = "c_h_kk_w8"
+WIDTH_ALIGN = 8
+WEIGHT_DTYPES = ("float32", "float16", "int8")
+ACTIVATIONS = ("none", "relu", "relu6")
+
+
+def padded_width(w: int) -> int:
+    return (int(w) + WIDTH_ALIGN - 1) // WIDTH_ALIGN * WIDTH_ALIGN
+
+
+def out_hw(in_hw, kernel_size: int, stride: int) -> tuple[int, int]:
+    p = kernel_size // 2
+    return tuple((int(n) + 2 * p - kernel_size) // stride + 1 for n in in_hw)
+
+
+def outside_taps(in_hw, kernel_size: int, stride: int) -> np.ndarray:
+    """(k*k, h, w) bool: tap t of output (i, j) reads outside the (unpadded) input."""
+    k, s, p = kernel_size, stride, kernel_size // 2
+    h, w = out_hw(in_hw, k, s)
+    rows = np.arange(h)[:, None] * s + np.arange(k)[None, :] - p  # (h, k): input row of (i, u)
+    cols = np.arange(w)[:, None] * s + np.arange(k)[None, :] - p  # (w, k)
+    rbad = (rows < 0) | (rows >= in_hw[0])
+    cbad = (cols < 0) | (cols >= in_hw[1])
+    bad = rbad.T[:, None, :, None] | cbad.T[None, :, None, :]  # (u, v, h, w)
+    return bad.reshape(k * k, h, w)
+
+
+def pack_weights(weight: np.ndarray, in_hw, stride: int, dtype: str = "float32"):
+    """(C, k*k, h, w) float -> (packed (C, h, k*k, wpad), scales (C, k*k) float32 or None)."""
+    if dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"weight dtype must be one of {WEIGHT_DTYPES}, got {dtype!r}")
+    weight = np.asarray(weight, dtype=np.float64)
+    if weight.ndim != 4:
+        raise ValueError(f"weight must be (C, k*k, h, w), got shape {weight.shape}")
+    c, kk, h, w = weight.shape
+    k = int(round(kk ** 0.5))
+    if k * k != kk or out_hw(in_hw, k, stride) != (h, w):
+        raise ValueError(f"weight {weight.shape} does not fit input {tuple(in_hw)}, stride {stride}")
+    weight = np.where(outside_taps(in_hw, k, stride)[None], 0.0, weight)
+    packed = np.zeros((c, h, kk, padded_width(w)), np.float64)
+    packed[..., :w] = weight.transpose(0, 2, 1, 3)
+    if dtype == "float32":
+        return packed.astype(np.float32), None
+    if dtype == "float16":
+        return packed.astype(np.float16), None
+    amax = np.abs(packed).max(axis=(1, 3))  # (C, k*k)
+    scales = np.where(amax > 0, amax / 127.0, 1.0)
+    q = np.clip(np.rint(packed / scales[:, None, :, None]), -127, 127).astype(np.int8)
+    return q, scales.astype(np.float32)
+
+
+def unpack_weights(packed: np.ndarray, scales: np.ndarray | None, w: int) -> np.ndarray:
+    """The float32 (C, k*k, h, w) weights a packed tensor stands for (dequantised)."""
+    vals = packed.astype(np.float32)
+    if scales is not None:
+        vals = vals * scales.astype(np.float32)[:, None, :, None]
+    return np.ascontiguousarray(vals[..., :w].transpose(0, 2, 1, 3))
+
+
+def pack_bias(bias: np.ndarray | None, channels: int, h: int, w: int) -> np.ndarray | None:
+    """None, (C,) / (C,1,1) per channel, or (C, h, w) per pixel -> the kernel's bias tensor."""
+    if bias is None:
+        return None
+    b = np.asarray(bias, np.float32).reshape(channels, -1)
+    if b.shape[1] == 1:
+        return np.ascontiguousarray(b[:, 0])
+    b = b.reshape(channels, h, w)
+    out = np.zeros((channels, h, padded_width(w)), np.float32)
+    out[..., :w] = b
+    return out

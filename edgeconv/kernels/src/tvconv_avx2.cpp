@@ -1,0 +1,16 @@
+// AVX2 + FMA + F16C path (x86_64), compiled for that target whatever the build's -march.
+#if defined(__x86_64__) || defined(_M_X64)
+#pragma GCC target("avx2,fma,f16c")
+#include <immintrin.h>
+
+#include "tvconv_impl.h"
+#include "vec_avx2.h"
+
+namespace edgeconv {
+
+void run_avx2(const TVConvArgs& a, int64_t c0, int64_t c1, float* scratch) {
+  run_any<Avx2x8, Avx2x8>(a, c0, c1, scratch);
+}
+
+}  // namespace edgeconv
+#endif

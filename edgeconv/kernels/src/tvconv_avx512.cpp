@@ -1,0 +1,44 @@
+// AVX-512F path (x86_64): 16-float blocks, an 8-float AVX2 block for a width-8 tail.
+#if defined(__x86_64__) || defined(_M_X64)
+#pragma GCC target("avx512f,avx2,fma,f16c")
+#include <immintrin.h>
+
+#include "tvconv_impl.h"
+#include "vec_avx2.h"
+
+namespace {
+
+struct Avx512x16 {
+  static constexpr int L = 16;
+  using R = __m512;
+  static R zero() { return _mm512_setzero_ps(); }
+  static R set1(float f) { return _mm512_set1_ps(f); }
+  static R load(const float* p) { return _mm512_loadu_ps(p); }
+  static R load_f32(const float* p) { return _mm512_loadu_ps(p); }
+  static R load_f16(const uint16_t* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  static R load_i8(const int8_t* p) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+  }
+  static R fma(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
+  static R mul(R a, R b) { return _mm512_mul_ps(a, b); }
+  static R add(R a, R b) { return _mm512_add_ps(a, b); }
+  static R max(R a, R b) { return _mm512_max_ps(a, b); }
+  static R min(R a, R b) { return _mm512_min_ps(a, b); }
+  static void store(float* p, R r) { _mm512_storeu_ps(p, r); }
+  static void store_n(float* p, R r, int n) {
+    _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1u), r);
+  }
+};
+
+}  // namespace
+
+namespace edgeconv {
+
+void run_avx512(const TVConvArgs& a, int64_t c0, int64_t c1, float* scratch) {
+  run_any<Avx512x16, Avx2x8>(a, c0, c1, scratch);
+}
+
+}  // namespace edgeconv
+#endif

@@ -1,0 +1,204 @@
+// The one implementation of the fused per-pixel kernel, written against a small vector
+// interface ``V`` that each ISA translation unit defines before including this file:
+//
+//   V::R               register type holding V::L floats
+//   V::zero(), V::set1(f), V::load(const float*), V::fma(a, b, c) = a*b + c,
+//   V::max(a, b), V::min(a, b), V::store(float*, r), V::store_n(float*, r, n < L),
+//   V::load_f32(const float*), V::load_f16(const uint16_t*), V::load_i8(const int8_t*)
+//
+// Everything here has internal linkage (anonymous namespace): each ISA TU gets its own copy
+// compiled for its own target, with no symbol the linker could mix up between them.
+#pragma once
+
+#include <cstring>
+
+#include "tvconv_kernel.h"
+
+namespace {
+
+using edgeconv::TVConvArgs;
+
+// Writes padded input row r (r in [0, H + 2p)) of one image's plane into its s phases at dst.
+// ZERO: also write the zero padding (else the caller guarantees those floats are zero).
+template <int K, int S, bool ZERO>
+inline void fill_row(const float* plane, int64_t r, int64_t H, int64_t W, int64_t rs, float* dst) {
+  constexpr int64_t p = K / 2;
+  const int64_t ir = r - p;
+  if (ir < 0 || ir >= H) {
+    if (ZERO) std::memset(dst, 0, sizeof(float) * S * rs);
+    return;
+  }
+  const float* row = plane + ir * W;
+  if (S == 1) {
+    if (ZERO) std::memset(dst, 0, sizeof(float) * p);
+    std::memcpy(dst + p, row, sizeof(float) * W);
+    if (ZERO) std::memset(dst + p + W, 0, sizeof(float) * (rs - p - W));
+    return;
+  }
+  // S == 2: input column col goes to padded column col + p = 2*idx + q, phase q, index idx.
+  // Even input columns land in phase qe at m + de, odd ones in phase qo at m + dq.
+  constexpr int qe = p % 2, qo = 1 - qe;
+  constexpr int64_t de = (p - qe) / 2, dq = (p + 1 - qo) / 2;
+  float* pe = dst + qe * rs;
+  float* po = dst + qo * rs;
+  if (ZERO) std::memset(dst, 0, sizeof(float) * 2 * rs);
+  const int64_t pairs = W / 2;
+  for (int64_t m = 0; m < pairs; ++m) {
+    pe[m + de] = row[2 * m];
+    po[m + dq] = row[2 * m + 1];
+  }
+  if (W % 2) pe[pairs + de] = row[W - 1];
+}
+
+// Direct mode: the k input rows that output row i of channel c reads, of every image.
+template <int K, int S>
+void fill_rows(const TVConvArgs& a, int64_t c, int64_t i, float* scratch,
+               const edgeconv::ScratchGeom& g) {
+  for (int64_t n = 0; n < a.N; ++n) {
+    const float* plane = a.x + (n * a.C + c) * a.H * a.W;
+    float* img = scratch + n * g.image_stride;
+    for (int u = 0; u < K; ++u)
+      fill_row<K, S, true>(plane, i * S + u, a.H, a.W, g.row_stride, img + u * S * g.row_stride);
+  }
+}
+
+// Plane mode: every padded input row of channel c of every image. The zero padding sits at the
+// same places for every channel of a call: run_channels zeroes the scratch once.
+template <int K, int S>
+void fill_plane(const TVConvArgs& a, int64_t c, float* scratch, const edgeconv::ScratchGeom& g) {
+  for (int64_t n = 0; n < a.N; ++n) {
+    const float* plane = a.x + (n * a.C + c) * a.H * a.W;
+    float* img = scratch + n * g.image_stride;
+    for (int64_t r = 0; r < g.rows; ++r)
+      fill_row<K, S, false>(plane, r, a.H, a.W, g.row_stride, img + r * S * g.row_stride);
+  }
+}
+
+template <class V>
+inline typename V::R activate(typename V::R r, int act) {
+  if (act == edgeconv::kActRelu) return V::max(r, V::zero());
+  if (act == edgeconv::kActRelu6) return V::min(V::max(r, V::zero()), V::set1(6.0f));
+  return r;
+}
+
+template <class V>
+inline typename V::R load_weight(const TVConvArgs& a, int64_t idx, float scale) {
+  switch (a.wtype) {
+    case edgeconv::kF16:
+      return V::load_f16(static_cast<const uint16_t*>(a.w) + idx);
+    case edgeconv::kI8:
+      return V::mul(V::load_i8(static_cast<const int8_t*>(a.w) + idx), V::set1(scale));
+    default:
+      return V::load_f32(static_cast<const float*>(a.w) + idx);
+  }
+}
+
+template <class V>
+inline void store_out(float* dst, typename V::R r, int64_t valid) {
+  if (valid >= V::L) V::store(dst, r);
+  else V::store_n(dst, r, static_cast<int>(valid));
+}
+
+// One block of V::L output columns [jb, jb + L) of output row i of channel c, for every
+// image: the k*k weight vectors are loaded (and dequantised) once and reused for the batch.
+// Image n's tap (u, v) reads src + n*istride + (u*S + v%S)*rs + v/S + jb.
+template <class V, int K, int S>
+inline void block(const TVConvArgs& a, int64_t c, int64_t i, int64_t jb, const float* src,
+                  int64_t istride, int64_t rs) {
+  using R = typename V::R;
+  constexpr int KK = K * K;
+  const int64_t wrow = ((c * a.h + i) * KK) * a.wpad + jb;
+  R wv[KK];
+#pragma GCC unroll 25
+  for (int t = 0; t < KK; ++t)
+    wv[t] = load_weight<V>(a, wrow + t * a.wpad, a.scales ? a.scales[c * KK + t] : 1.0f);
+  R b = V::zero();
+  if (a.bias_mode == edgeconv::kBiasChannel) b = V::set1(a.bias[c]);
+  else if (a.bias_mode == edgeconv::kBiasPixel) b = V::load(a.bias + (c * a.h + i) * a.wpad + jb);
+
+  const int64_t valid = a.w_out - jb;
+  const int64_t plane = a.h * a.w_out;
+  const int64_t ystride = a.C * plane;
+  float* yb = a.y + c * plane + i * a.w_out + jb;
+  const float* sb = src + jb;
+  int64_t n = 0;
+  // four images at a time: four independent FMA chains
+  for (; n + 4 <= a.N; n += 4) {
+    const float* s0 = sb + n * istride;
+    const float* s1 = s0 + istride;
+    const float* s2 = s1 + istride;
+    const float* s3 = s2 + istride;
+    R a0 = b, a1 = b, a2 = b, a3 = b;
+#pragma GCC unroll 25
+    for (int t = 0; t < KK; ++t) {
+      const int u = t / K, v = t % K;
+      const int64_t off = (u * S + v % S) * rs + v / S;
+      a0 = V::fma(wv[t], V::load(s0 + off), a0);
+      a1 = V::fma(wv[t], V::load(s1 + off), a1);
+      a2 = V::fma(wv[t], V::load(s2 + off), a2);
+      a3 = V::fma(wv[t], V::load(s3 + off), a3);
+    }
+    store_out<V>(yb + n * ystride, activate<V>(a0, a.act), valid);
+    store_out<V>(yb + (n + 1) * ystride, activate<V>(a1, a.act), valid);
+    store_out<V>(yb + (n + 2) * ystride, activate<V>(a2, a.act), valid);
+    store_out<V>(yb + (n + 3) * ystride, activate<V>(a3, a.act), valid);
+  }
+  // remaining images: one kernel row per accumulator (shorter dependency chains)
+  for (; n < a.N; ++n) {
+    const float* s0 = sb + n * istride;
+    R acc[K];
+#pragma GCC unroll 5
+    for (int u = 0; u < K; ++u) acc[u] = V::zero();
+#pragma GCC unroll 25
+    for (int t = 0; t < KK; ++t) {
+      const int u = t / K, v = t % K;
+      acc[u] = V::fma(wv[t], V::load(s0 + (u * S + v % S) * rs + v / S), acc[u]);
+    }
+    R sum = b;
+#pragma GCC unroll 5
+    for (int u = 0; u < K; ++u) sum = V::add(sum, acc[u]);
+    store_out<V>(yb + n * ystride, activate<V>(sum, a.act), valid);
+  }
+}
+
+// Wide vector type VW for the main blocks, narrow VN (8 floats) for a width-8 tail.
+template <class VW, class VN, int K, int S>
+void run_channels(const TVConvArgs& a, int64_t c0, int64_t c1, float* scratch) {
+  const edgeconv::ScratchGeom g = edgeconv::scratch_geom(a);
+  constexpr int64_t p = K / 2;
+  if (!g.direct) std::memset(scratch, 0, sizeof(float) * g.image_stride * a.N);
+  for (int64_t c = c0; c < c1; ++c) {
+    if (!g.direct) fill_plane<K, S>(a, c, scratch, g);
+    for (int64_t i = 0; i < a.h; ++i) {
+      const float* src;
+      int64_t istride, rs;
+      if (!g.direct) {
+        src = scratch + i * S * S * g.row_stride;  // padded row i*S, phase 0
+        istride = g.image_stride;
+        rs = g.row_stride;
+      } else if (edgeconv::direct_row(a, i)) {
+        src = a.x + c * a.H * a.W + (i - p) * a.W - p;
+        istride = a.C * a.H * a.W;
+        rs = a.W;
+      } else {
+        fill_rows<K, S>(a, c, i, scratch, g);
+        src = scratch;
+        istride = g.image_stride;
+        rs = g.row_stride;
+      }
+      int64_t jb = 0;
+      for (; jb + VW::L <= a.wpad; jb += VW::L) block<VW, K, S>(a, c, i, jb, src, istride, rs);
+      for (; jb < a.wpad; jb += VN::L) block<VN, K, S>(a, c, i, jb, src, istride, rs);
+    }
+  }
+}
+
+template <class VW, class VN>
+void run_any(const TVConvArgs& a, int64_t c0, int64_t c1, float* scratch) {
+  if (a.k == 3 && a.s == 1) run_channels<VW, VN, 3, 1>(a, c0, c1, scratch);
+  else if (a.k == 3 && a.s == 2) run_channels<VW, VN, 3, 2>(a, c0, c1, scratch);
+  else if (a.k == 5 && a.s == 1) run_channels<VW, VN, 5, 1>(a, c0, c1, scratch);
+  else if (a.k == 5 && a.s == 2) run_channels<VW, VN, 5, 2>(a, c0, c1, scratch);
+}
+
+}  // namespace

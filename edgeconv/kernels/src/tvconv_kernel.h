@@ -1,0 +1,105 @@
+// edgeconv fused per-pixel (TVConv) kernel: the math, independent of any runtime.
+//
+//   y[n,c,i,j] = act( sum_{u,v} pad(x)[n,c,i*s+u,j*s+v] * W[c,i,u*k+v,j] + b )
+//
+// x: NCHW float32 (N, C, H, W); y: NCHW float32 (N, C, h, w), h = (H + 2p - k)/s + 1, p = k/2.
+// W: the packed weight layout written at export, (C, h, k*k, wpad), wpad = round_up(w, 8),
+//    columns j >= w zero; stored as float32, float16 (IEEE half) or int8 with one float32
+//    scale per (channel, tap) (dequantised value = q * scale[c*k*k + t]).
+// b: none, per channel (C) or per pixel (C, h, wpad).
+//
+// One ISA implementation per translation unit (scalar reference, AVX2, AVX-512, NEON), all
+// instantiated from tvconv_impl.h; tvconv_dispatch.cpp picks one at run time.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace edgeconv {
+
+enum WeightType : int { kF32 = 0, kF16 = 1, kI8 = 2 };
+enum BiasMode : int { kNoBias = 0, kBiasChannel = 1, kBiasPixel = 2 };
+enum Activation : int { kActNone = 0, kActRelu = 1, kActRelu6 = 2 };
+enum Isa : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2, kNeon = 3 };
+
+constexpr int kWidthAlign = 8;      // wpad = round_up(w, kWidthAlign): part of the file format
+
+struct TVConvArgs {
+  const float* x = nullptr;
+  float* y = nullptr;
+  const void* w = nullptr;
+  const float* scales = nullptr;    // int8 only: (C, k*k)
+  const float* bias = nullptr;
+  int wtype = kF32;
+  int bias_mode = kNoBias;
+  int act = kActNone;
+  int64_t N = 0, C = 0, H = 0, W = 0;  // input
+  int64_t h = 0, w_out = 0, wpad = 0;  // output rows, columns, padded columns
+  int k = 3, s = 1;
+};
+
+static inline int64_t round_up(int64_t v, int64_t a) { return (v + a - 1) / a * a; }
+
+// Scratch geometry. Stride-1 layers with rows of >= 16 columns read interior output rows
+// straight from the input (the weights of taps that fall outside the image are zero, part of
+// the layout, so a read that wraps into the neighbouring row contributes nothing) and copy
+// only the k input rows of each border row, zero-padded, into the scratch: (N, k, 1, rs).
+// Every other layer (strided, or narrow rows) copies the whole zero-padded input plane of one
+// channel of every image once: (N, H + 2p, s, rs), each padded row split into s phases
+// (phase q holds its columns q, q+s, q+2s, ...) so that every tap reads a contiguous run.
+struct ScratchGeom {
+  bool direct;                        // stride-1 interior rows read the input directly
+  int64_t rows, row_stride, image_stride;
+};
+
+static inline ScratchGeom scratch_geom(const TVConvArgs& a) {
+  const int64_t p = a.k / 2;
+  const int64_t wp = a.W + 2 * p;
+  int64_t need = (wp + a.s - 1) / a.s;
+  const int64_t reach = a.wpad + (a.k - 1) / a.s;  // widest block read: [jb, jb+L) + taps
+  if (reach > need) need = reach;
+  ScratchGeom g;
+  g.direct = a.s == 1 && a.W >= 16;
+  g.rows = g.direct ? a.k : a.H + 2 * p;
+  g.row_stride = round_up(need, 4);
+  g.image_stride = g.rows * a.s * g.row_stride;
+  return g;
+}
+
+static inline size_t scratch_floats(const TVConvArgs& a) {
+  return static_cast<size_t>(scratch_geom(a).image_stride * a.N);
+}
+
+// In direct mode: the output rows that may read the input plane directly (all k rows inside,
+// and every vector read, which can run up to wpad - w + p columns past a row's end, inside).
+static inline bool direct_row(const TVConvArgs& a, int64_t i) {
+  const int64_t p = a.k / 2;
+  return i >= p + 1 && i + p + 2 <= a.h;
+}
+
+// Returns nullptr if the arguments are consistent, else a static message.
+const char* check_args(const TVConvArgs& a);
+
+// Computes channels [c0, c1) of every image; ``scratch`` holds scratch_floats(a) floats and
+// belongs to the calling thread.
+using ChannelFn = void (*)(const TVConvArgs&, int64_t c0, int64_t c1, float* scratch);
+
+void run_scalar(const TVConvArgs&, int64_t, int64_t, float*);
+#if defined(__x86_64__) || defined(_M_X64)
+void run_avx2(const TVConvArgs&, int64_t, int64_t, float*);
+void run_avx512(const TVConvArgs&, int64_t, int64_t, float*);
+#endif
+#if defined(__aarch64__)
+void run_neon(const TVConvArgs&, int64_t, int64_t, float*);
+#endif
+
+// Run-time dispatch. ``requested``: "auto" (or nullptr) = best the CPU supports; or one of
+// "scalar", "avx2", "avx512", "neon". Returns the ISA chosen, or -1 when the requested one
+// is unavailable on this CPU / build.
+int select_isa(const char* requested);
+ChannelFn channel_fn(int isa);
+const char* isa_name(int isa);
+// Comma-separated ISAs this build has and this CPU runs, best last.
+const char* available_isas();
+
+}  // namespace edgeconv

@@ -1,0 +1,35 @@
+// 8-float AVX2 vector for tvconv_impl.h (included by the AVX2 and AVX-512 TUs only, after
+// their target pragma; internal linkage).
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+
+namespace {
+
+struct Avx2x8 {
+  static constexpr int L = 8;
+  using R = __m256;
+  static R zero() { return _mm256_setzero_ps(); }
+  static R set1(float f) { return _mm256_set1_ps(f); }
+  static R load(const float* p) { return _mm256_loadu_ps(p); }
+  static R load_f32(const float* p) { return _mm256_loadu_ps(p); }
+  static R load_f16(const uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static R load_i8(const int8_t* p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+  }
+  static R fma(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
+  static R mul(R a, R b) { return _mm256_mul_ps(a, b); }
+  static R add(R a, R b) { return _mm256_add_ps(a, b); }
+  static R max(R a, R b) { return _mm256_max_ps(a, b); }
+  static R min(R a, R b) { return _mm256_min_ps(a, b); }
+  static void store(float* p, R r) { _mm256_storeu_ps(p, r); }
+  static void store_n(float* p, R r, int n) {
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    _mm256_maskstore_ps(p, mask, r);
+  }
+};
+
+}  // namespace
