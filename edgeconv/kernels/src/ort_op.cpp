@@ -110,10 +110,10 @@ struct TVConvKernel {
         }
       }
       Ort::UnownedValue y = ctx.GetOutput(0, {a.N, a.C, a.h, a.w_out});
+      if (a.N == 0) return nullptr;  // an empty batch: an empty output
       a.x = x.GetTensorData<float>();
       a.y = y.GetTensorMutableData<float>();
       if (const char* msg = edgeconv::check_args(a)) return make_status(msg);
-      if (a.N == 0) return nullptr;
       const int64_t group = (a.C + kMaxTasks - 1) / kMaxTasks;
       Job job{a, edgeconv::channel_fn(isa), group};
       ctx.ParallelFor(run_group, static_cast<size_t>((a.C + group - 1) / group), 0, &job);

@@ -1,0 +1,175 @@
+"""``edgeconv export --formulation fused``: one edgeconv.TVConv node per folded TVConv with its
+BatchNorm and activation, packed weights in float32 / float16 / int8, the parity gate run with
+the kernel library loaded, metadata saying what the file needs, and the option checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+sys.path.insert(0, str(Path(__file__).parent))
+import _kernels  # noqa: E402
+from test_export import make_ckpt  # noqa: E402
+
+_REASON = _kernels.skip_reason()
+needs_kernels = pytest.mark.skipif(_REASON is not None, reason=f"edgeconv kernels: {_REASON}")
+QUIET = dict(echo=lambda *a: None)
+
+
+def _export(ckpt, out, **kw):
+    from edgeconv.export.exporter import export_checkpoint
+
+    return export_checkpoint(ckpt, formats="onnx", output_dir=out, formulation="fused", **QUIET, **kw)
+
+
+def _ops(path):
+    proto = onnx.load(str(path))
+    ops: dict = {}
+    for n in proto.graph.node:
+        ops[(n.domain or "ai.onnx", n.op_type)] = ops.get((n.domain or "ai.onnx", n.op_type), 0) + 1
+    return proto, ops
+
+
+@needs_kernels
+@pytest.mark.parametrize("name,act", [("mbv2_x0_1", "relu6"), ("sfv2_x0_5", "none")])
+def test_fused_export_one_node_per_layer_with_bn_and_activation(tmp_path, name, act):
+    ckpt = make_ckpt(tmp_path / "m.ckpt", name=name, size=32, seed=3)
+    rep = _export(ckpt, tmp_path / "out")
+    assert rep["formulation"] == {"onnx": "fused"}
+    p = rep["parity"]["onnx"]
+    assert p["max_abs_diff"] <= 1e-4 and p["min_cosine"] >= 0.99999
+    path = tmp_path / "out" / "m_fused.onnx"
+    proto, ops = _ops(path)
+    n_tv = 17 if name.startswith("mbv2") else 16 + 3  # sfv2: every block's branch2 + 3 branch1
+    assert ops[("edgeconv", "TVConv")] == n_tv
+    assert ("ai.onnx", "BatchNormalization") not in ops and ("ai.onnx", "Mul") not in ops
+    nodes = [n for n in proto.graph.node if n.op_type == "TVConv"]
+    assert {a.s.decode() for n in nodes for a in n.attribute if a.name == "activation"} == {act}
+    assert {a.i for n in nodes for a in n.attribute if a.name == "stride"} == {1, 2}
+    if act == "relu6":  # the activation is in the node: no Clip reads a TVConv output
+        tv_out = {n.output[0] for n in nodes}
+        assert not [n for n in proto.graph.node if n.op_type == "Clip" and n.input[0] in tv_out]
+    assert {(o.domain, o.version) for o in proto.opset_import} >= {("edgeconv", 1)}
+    meta = json.loads(dict((m.key, m.value) for m in proto.metadata_props)["edgeconv"])
+    assert meta["formulation"] == "fused"
+    assert meta["kernels"]["domain"] == "edgeconv" and meta["kernels"]["weight_dtype"] == "float32"
+    assert meta["kernels"]["layout"] == "c_h_kk_w8" and meta["kernels"]["library_version"]
+    assert json.loads((tmp_path / "out" / "m_fused.onnx.json").read_text())["kernels"] == meta["kernels"]
+
+
+@needs_kernels
+def test_fused_weight_dtypes_keep_the_embedding(tmp_path):
+    ckpt = make_ckpt(tmp_path / "m.ckpt", size=32, seed=4)
+    sizes = {}
+    for dtype, min_cos in (("float32", 0.99999), ("float16", 0.9999), ("int8", 0.999)):
+        rep = _export(ckpt, tmp_path / "out", weight_dtype=dtype)
+        p = rep["parity"]["onnx"]
+        assert p["min_cosine"] >= min_cos, (dtype, p)
+        assert p["tolerance"]["min_cosine"] == min_cos
+        path = Path(rep["files"][0]["path"])
+        sizes[dtype] = path.stat().st_size
+        proto = onnx.load(str(path))
+        w = {i.name: i for i in proto.graph.initializer}
+        node = next(n for n in proto.graph.node if n.op_type == "TVConv")
+        assert w[node.input[1]].data_type == {"float32": 1, "float16": 10, "int8": 3}[dtype]
+        assert (len(node.input) > 2 and node.input[2] != "") == (dtype == "int8")
+    assert sizes["int8"] < sizes["float16"] < sizes["float32"]
+
+
+@needs_kernels
+def test_fused_matches_the_portable_export(tmp_path):
+    """The same checkpoint as fused and col2im files: the same embeddings in ONNX Runtime."""
+    from edgeconv import kernels
+    from edgeconv.export.exporter import export_checkpoint
+
+    ckpt = make_ckpt(tmp_path / "m.ckpt", size=32, seed=5)
+    _export(ckpt, tmp_path)
+    export_checkpoint(ckpt, formats="onnx", output_dir=tmp_path, formulation="col2im", **QUIET)
+    x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    so = ort.SessionOptions()
+    kernels.register(so)
+    fused = ort.InferenceSession(str(tmp_path / "m_fused.onnx"), so).run(None, {"input": x})[0]
+    plain = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"input": x})[0]
+    assert np.abs(fused - plain).max() <= 1e-4
+
+
+def test_fused_options_are_checked_up_front(tmp_path):
+    from edgeconv.errors import EdgeconvError
+    from edgeconv.export.exporter import export_checkpoint
+
+    ckpt = tmp_path / "never-read.ckpt"
+    with pytest.raises(EdgeconvError, match="fused is ONNX only"):
+        export_checkpoint(ckpt, formats="onnx,tflite", formulation="fused", **QUIET)
+    with pytest.raises(EdgeconvError, match="needs --formulation fused"):
+        export_checkpoint(ckpt, formats="onnx", weight_dtype="float16", **QUIET)
+    with pytest.raises(EdgeconvError, match="--weight-dtype must be one of"):
+        export_checkpoint(ckpt, formats="onnx", formulation="fused", weight_dtype="bf16", **QUIET)
+    with pytest.raises(EdgeconvError, match="applies to format"):
+        export_checkpoint(ckpt, formats="tflite", weight_dtype="int8", **QUIET)
+    with pytest.raises(EdgeconvError, match="cannot be combined with --lowrank"):
+        export_checkpoint(ckpt, formats="onnx", formulation="fused", lowrank=2, **QUIET)
+
+
+def test_fused_export_without_the_library_says_so_in_one_line(tmp_path):
+    ckpt = make_ckpt(tmp_path / "m.ckpt", size=32)
+    env = dict(os.environ, EDGECONV_KERNELS_LIB=str(tmp_path / "missing.so"))
+    proc = subprocess.run([sys.executable, "-m", "edgeconv.cli", "export", str(ckpt), "--format",
+                           "onnx", "--formulation", "fused", "-o", str(tmp_path / "o")],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and "kernels are not built" in lines[0] and "Traceback" not in proc.stderr
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+@needs_kernels
+def test_fuse_model_is_idempotent_and_eager_equals_folded(tmp_path):
+    import copy
+
+    from edgeconv.export.folding import fold_model
+    from edgeconv.export.fused import FusedTVConv, fuse_model
+    from edgeconv.models import create_model
+    from test_ops import randomise
+
+    model = randomise(create_model("mbv2_x0_1", op="tvconv", input_size=32,
+                                   op_kwargs={"inter_channels": 8, "inter_layers": 1}), 2).eval()
+    folded = fold_model(model, fuse_bn=True)
+    fused = copy.deepcopy(folded)
+    assert fuse_model(fused) == 17
+    assert fuse_model(fused) == 0  # nothing left to fuse
+    assert sum(isinstance(m, FusedTVConv) for m in fused.modules()) == 17
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        assert (fused(x) - folded(x)).abs().max() < 1e-4
+
+
+MODELS = ["mbv2_x0_1", "mbv2_x0_2", "mbv2_x0_3", "mbv2_x0_5", "mbv2_x1_0",
+          "sfv2_x0_5", "sfv2_x1_0", "sfv2_x1_5"]
+
+
+@needs_kernels
+@pytest.mark.slow
+@pytest.mark.parametrize("size", ["96", "112", "112x96"])
+@pytest.mark.parametrize("name", MODELS)
+def test_fused_parity_matrix(tmp_path, name, size):
+    """Every registered model at 96x96, 112x112 and 112x96, randomised affinity maps and BN
+    stats, batch 1 and 3: fp32 weights within 1e-4 / cosine 0.99999; fp16 and int8 reported."""
+    from edgeconv.config import parse_input_size
+
+    hw = tuple(parse_input_size(size))
+    ckpt = make_ckpt(tmp_path / f"{name}.ckpt", name=name, size=hw, seed=hw[0] + hw[1])
+    for dtype in ("float32", "float16", "int8"):
+        rep = _export(ckpt, tmp_path / "out", weight_dtype=dtype)
+        p = rep["parity"]["onnx"]
+        print(f"FUSED PARITY {name} {size} {dtype}: max abs diff {p['max_abs_diff']:.2e}, "
+              f"min cosine {p['min_cosine']:.9f} on {','.join(p['inputs'])}")
+        assert p["passed"]

@@ -1,0 +1,202 @@
+"""The native fused TVConv kernel, op level: every ISA path this CPU runs against the torch
+reference and the scalar path, for every shape class (k 3/5, stride 1/2, odd and narrow sizes,
+batch 1 and many, bias, activations, weight storage), and the ONNX Runtime custom op
+(threads, ISA override, attribute and shape checks, the ABI across ORT versions)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+sys.path.insert(0, str(Path(__file__).parent))
+import _kernels  # noqa: E402
+
+_REASON = _kernels.skip_reason()
+pytestmark = pytest.mark.skipif(_REASON is not None, reason=f"edgeconv kernels: {_REASON}")
+
+from edgeconv.kernels import pack  # noqa: E402  (numpy only)
+from edgeconv.ops.per_pixel import apply_per_pixel  # noqa: E402
+
+# (N, C, H, W, k, s): direct-read (W >= 16) and scratch rows, odd sizes, tails of the
+# 4-image loop, widths that are and are not multiples of 8 / 16
+SHAPES = [(1, 3, 7, 9, 3, 1), (5, 4, 20, 21, 3, 1), (4, 8, 24, 24, 3, 1), (2, 3, 17, 16, 5, 1),
+          (3, 5, 11, 13, 3, 2), (6, 2, 24, 24, 3, 2), (1, 3, 9, 17, 5, 2), (5, 2, 33, 19, 3, 1),
+          (2, 4, 6, 6, 3, 1), (9, 2, 12, 40, 3, 2)]
+
+
+def _isas():
+    from edgeconv import kernels
+
+    return kernels.info()["available_isas"] if _REASON is None else ["scalar"]
+
+
+def reference(x, weight, bias, k, s, act):
+    """float64 torch reference of the fused node: per-pixel product + bias + activation."""
+    h, w = weight.shape[-2:]
+    b = None
+    if bias is not None:
+        b = torch.from_numpy(np.asarray(bias, np.float64))
+        b = b.view(1, -1, 1, 1) if b.dim() == 1 else b.unsqueeze(0)
+    y = apply_per_pixel(torch.from_numpy(x).double(), torch.from_numpy(weight).double()[None],
+                        b, k, s, (h, w))
+    if act == "relu":
+        y = y.clamp_min(0)
+    elif act == "relu6":
+        y = y.clamp(0, 6)
+    return y.numpy()
+
+
+def _case(shape, seed, bias_kind):
+    n, c, hh, ww, k, s = shape
+    rng = np.random.default_rng(seed)
+    h, w = pack.out_hw((hh, ww), k, s)
+    x = rng.standard_normal((n, c, hh, ww)).astype(np.float32)
+    weight = rng.standard_normal((c, k * k, h, w))
+    bias = {"none": None, "channel": rng.standard_normal(c),
+            "pixel": rng.standard_normal((c, h, w))}[bias_kind]
+    return x, weight, bias
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "N{}C{}_{}x{}_k{}s{}".format(*s))
+@pytest.mark.parametrize("isa", _isas())
+def test_every_isa_matches_reference(isa, shape):
+    n, c, hh, ww, k, s = shape
+    for i, (bias_kind, act) in enumerate([("none", "none"), ("channel", "relu6"),
+                                          ("pixel", "relu")]):
+        x, weight, bias = _case(shape, i, bias_kind)
+        packed, _ = pack.pack_weights(weight, (hh, ww), s)
+        pb = pack.pack_bias(bias, c, *weight.shape[-2:])
+        got = _kernels.run_isa(isa, x, packed, None, pb, k, s, act)
+        ref = reference(x, weight, bias, k, s, act)
+        assert np.isfinite(got).all()
+        np.testing.assert_allclose(got, ref, atol=2e-5, rtol=1e-5, err_msg=f"{isa} {bias_kind} {act}")
+
+
+@pytest.mark.parametrize("dtype", ["float16", "int8"])
+@pytest.mark.parametrize("isa", _isas())
+def test_low_precision_weights_are_dequantised_exactly(isa, dtype):
+    """The kernel computes with exactly the dequantised weights (fp16 -> fp32, int8 * scale)."""
+    for shape in SHAPES[:6]:
+        n, c, hh, ww, k, s = shape
+        x, weight, bias = _case(shape, 7, "channel")
+        packed, scales = pack.pack_weights(weight, (hh, ww), s, dtype)
+        deq = pack.unpack_weights(packed, scales, weight.shape[-1])
+        got = _kernels.run_isa(isa, x, packed, scales, pack.pack_bias(bias, c, 1, 1), k, s)
+        np.testing.assert_allclose(got, reference(x, deq, bias, k, s, "none"), atol=2e-5, rtol=1e-5)
+        # and the storage error itself is what the dtype allows
+        full = reference(x, np.where(pack.outside_taps((hh, ww), k, s)[None], 0, weight), bias,
+                         k, s, "none")
+        rel = np.abs(got - full).max() / np.abs(full).max()
+        assert rel < (2e-3 if dtype == "float16" else 5e-2), rel
+
+
+@pytest.mark.parametrize("isa", _isas())
+def test_simd_paths_agree_with_scalar(isa):
+    x, weight, bias = _case((7, 6, 48, 40, 3, 1), 3, "pixel")
+    packed, _ = pack.pack_weights(weight, (48, 40), 1)
+    pb = pack.pack_bias(bias, 6, 48, 40)
+    a = _kernels.run_isa("scalar", x, packed, None, pb, 3, 1, "relu6")
+    b = _kernels.run_isa(isa, x, packed, None, pb, 3, 1, "relu6")
+    assert np.abs(a - b).max() <= 1e-5
+
+
+def test_outside_taps_are_zero_in_the_layout():
+    """Taps that read the zero padding carry zero weight: the direct-read rows rely on it."""
+    weight = np.ones((2, 9, 5, 7))
+    packed, _ = pack.pack_weights(weight, (10, 13), 2)
+    assert packed.shape == (2, 5, 9, 8)
+    assert (packed[..., 7:] == 0).all()  # padded columns
+    # output (0, 0) reads input rows -1..1, cols -1..1: taps u=0 or v=0 are outside
+    assert packed[0, 0, :, 0].reshape(3, 3).tolist() == [[0, 0, 0], [0, 1, 1], [0, 1, 1]]
+    # last column j=6 reads input cols 11..13 of 13: v=2 (col 13) is outside
+    assert packed[0, 2, :, 6].reshape(3, 3)[:, 2].tolist() == [0, 0, 0]
+    assert packed[0, 2, :, 6].reshape(3, 3)[:, :2].min() == 1
+
+
+def test_kernel_refuses_bad_arguments():
+    x = np.zeros((1, 2, 8, 8), np.float32)
+    packed, _ = pack.pack_weights(np.zeros((2, 9, 8, 8)), (8, 8), 1)
+    with pytest.raises(RuntimeError, match="kernel_size"):
+        _kernels.run_isa("scalar", x, packed, None, None, 4, 1)
+    with pytest.raises(RuntimeError, match="stride"):
+        _kernels.run_isa("scalar", x, packed, None, None, 3, 3)
+    with pytest.raises(RuntimeError, match="not available"):
+        _kernels.run_isa("no-such-isa", x, packed, None, None, 3, 1)
+    q, _ = pack.pack_weights(np.zeros((2, 9, 8, 8)), (8, 8), 1, "int8")
+    with pytest.raises(RuntimeError, match="scales"):
+        _kernels.run_isa("scalar", x, q, None, None, 3, 1)
+
+
+# ------------------------------------------------------------------ the ONNX Runtime op
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+
+@pytest.mark.parametrize("k,s", [(3, 1), (3, 2), (5, 1), (5, 2)])
+def test_ort_op_threads_give_identical_results(k, s):
+    data, deq, b = _kernels.node_model(24, (19, 33), k, s, bias="pixel", act="relu6")
+    x = np.random.default_rng(1).standard_normal((5, 24, 19, 33)).astype(np.float32)
+    y1 = _kernels.session(data, 1).run(None, {"x": x})[0]
+    y2 = _kernels.session(data, 2).run(None, {"x": x})[0]
+    assert np.array_equal(y1, y2)
+    np.testing.assert_allclose(y1, reference(x, deq, b, k, s, "relu6"), atol=2e-5, rtol=1e-5)
+    # dynamic batch: one image, and an empty batch
+    assert _kernels.session(data, 2).run(None, {"x": x[:1]})[0].shape == (1, 24) + y1.shape[2:]
+    assert _kernels.session(data, 1).run(None, {"x": x[:0]})[0].shape == (0, 24) + y1.shape[2:]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "int8"])
+def test_ort_op_low_precision_weights(dtype):
+    data, deq, b = _kernels.node_model(16, (24, 24), 3, 1, dtype=dtype, bias="channel", act="none")
+    x = np.random.default_rng(2).standard_normal((3, 16, 24, 24)).astype(np.float32)
+    y = _kernels.session(data, 2).run(None, {"x": x})[0]
+    np.testing.assert_allclose(y, reference(x, deq, b, 3, 1, "none"), atol=2e-5, rtol=1e-5)
+
+
+def test_isa_override_from_the_environment(monkeypatch):
+    data, deq, b = _kernels.node_model(8, (20, 20), 3, 1, bias="channel")
+    x = np.random.default_rng(3).standard_normal((2, 8, 20, 20)).astype(np.float32)
+    monkeypatch.setenv("EDGECONV_KERNEL_ISA", "scalar")
+    y_scalar = _kernels.session(data).run(None, {"x": x})[0]
+    monkeypatch.delenv("EDGECONV_KERNEL_ISA")
+    y_auto = _kernels.session(data).run(None, {"x": x})[0]
+    assert np.abs(y_scalar - y_auto).max() <= 1e-5
+    monkeypatch.setenv("EDGECONV_KERNEL_ISA", "no-such-isa")
+    with pytest.raises(Exception, match="EDGECONV_KERNEL_ISA=no-such-isa is not available"):
+        _kernels.session(data).run(None, {"x": x})
+
+
+@pytest.mark.parametrize("attrs,match", [({"layout": "other"}, "layout"),
+                                         ({"kernel_size": 4}, "kernel_size"),
+                                         ({"stride": 3}, "stride"),
+                                         ({"activation": "gelu"}, "activation")])
+def test_ort_op_refuses_bad_attributes(attrs, match):
+    data, _, _ = _kernels.node_model(4, (8, 8), 3, 1, attrs=attrs)
+    x = np.zeros((1, 4, 8, 8), np.float32)
+    with pytest.raises(Exception, match=match):
+        _kernels.session(data).run(None, {"x": x})
+
+
+def test_ort_op_refuses_an_input_of_another_size():
+    data, _, _ = _kernels.node_model(4, (8, 8), 3, 1, free_hw=True)
+    with pytest.raises(Exception, match="W shape"):
+        _kernels.session(data).run(None, {"x": np.zeros((1, 4, 10, 8), np.float32)})
+
+
+def test_built_against_older_headers_loads_in_this_onnxruntime():
+    """ORT's C API is ABI-stable upward: the library built against the 1.21 headers (API 21)
+    registers and runs in the installed (newer) onnxruntime."""
+    from edgeconv import kernels
+
+    info = kernels.info()
+    ver = tuple(int(v) for v in ort.__version__.split(".")[:2])
+    assert info["ort_api_version"] <= ver[1] or ver[0] > 1
+    data, deq, b = _kernels.node_model(4, (8, 8), 3, 1, bias="channel", act="none")
+    x = np.ones((1, 4, 8, 8), np.float32)
+    y = _kernels.session(data).run(None, {"x": x})[0]
+    np.testing.assert_allclose(y, reference(x, deq, b, 3, 1, "none"), atol=2e-5)
+    assert info["isa"] in info["available_isas"] and info["layout"] == pack.LAYOUT
