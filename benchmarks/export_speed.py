@@ -38,6 +38,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 warnings.simplefilter("ignore")
 
@@ -520,6 +521,11 @@ def main(argv=None):
     ap.add_argument("--no-per-op", dest="per_op", action="store_false")
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "edgeconv_speed_cache"),
                     help="TFLite conversions are cached here (they take minutes)")
+    ap.add_argument("--only", choices=("all", "fused"), default="all",
+                    help="fused: only the fused-kernel section (benchmarks/fused_kernel.py), "
+                         "rewritten in place in --out")
+    ap.add_argument("--no-fused", dest="fused", action="store_false",
+                    help="skip the fused-kernel section")
     args = ap.parse_args(argv)
     from edgeconv.export.formulations import (DEFAULT_FORMULATION, EXACT_FORMULATIONS,
                                               default_formulation)
@@ -538,6 +544,11 @@ def main(argv=None):
     import onnxruntime as ort
     import torch
 
+    if args.only == "fused":
+        import fused_kernel
+
+        fused_kernel.run(args, Path(args.out))
+        return
     t_start = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="edgeconv_speed_"))
     load = os.getloadavg()
@@ -609,6 +620,14 @@ def main(argv=None):
     out.write_text(text)
     print(text)
     print(f"wrote {out} in {total:.0f}s")
+    from edgeconv import kernels
+
+    if args.fused and kernels.available():
+        import fused_kernel
+
+        fused_kernel.run(args, out)
+    elif args.fused:
+        print("fused-kernel section skipped: the edgeconv kernels are not built")
 
 
 if __name__ == "__main__":

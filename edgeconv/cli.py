@@ -165,6 +165,79 @@ def bench(models, backends, threads, batches, warmup_runs, warmup_secs, min_runs
         sys.exit(code)
 
 
+# --------------------------------------------------------------------------- kernels
+@cli.command()
+@click.option("--path", "path_only", is_flag=True,
+              help="Print only the library path (for SessionOptions.register_custom_ops_library "
+                   "in your own ONNX Runtime code).")
+@click.option("--json", "as_json", is_flag=True, help="Print the build information as JSON.")
+def kernels(path_only, as_json):
+    """Build of the fused TVConv kernel library: path, SIMD path, ORT headers.
+
+    Models exported with --formulation fused use its ONNX Runtime custom op edgeconv.TVConv;
+    edgeconv loads it by itself, --path is for your own ONNX Runtime code. Exit 2 with one
+    line when the library is not built or cannot be loaded.
+    """
+    from edgeconv import kernels as K
+
+    if path_only and as_json:
+        raise click.UsageError("--path and --json are exclusive")
+    if path_only:
+        path = K.library_path()
+        K.load()  # a file that cannot be loaded is not a path to hand to ONNX Runtime
+        click.echo(str(path))
+        return
+    if as_json:
+        import json
+
+        click.echo(json.dumps(dict(K.info(), onnxruntime_version=_ort_version()), indent=2))
+        return
+    try:
+        info = K.info()
+    except K.KernelsMissing as exc:
+        msg = str(exc)  # "the edgeconv kernels are not built (...)" / "... at PATH cannot ..."
+        for prefix in ("the edgeconv kernels are ", "the edgeconv kernels at "):
+            if msg.startswith(prefix):
+                msg = msg[len(prefix):]
+                break
+        click.echo(f"edgeconv kernels: {msg}", err=True)
+        sys.exit(EXIT_USER_ERROR)
+    import os
+
+    forced = os.environ.get("EDGECONV_KERNEL_ISA")
+    api = info["ort_api_version"]
+    ort_version = _ort_version()
+    ort_note = ""
+    try:
+        major, minor = (int(v) for v in str(ort_version).split(".")[:2])
+        if (major, minor) < (1, api):
+            ort_note = f" (older than the headers: this library needs onnxruntime >= 1.{api})"
+    except ValueError:
+        pass
+    rows = [
+        ("library", info["library"]),
+        ("version", info["version"]),
+        ("op", f"{info['domain']}.{info['op']} (version {info['op_version']})"),
+        ("weight layout", info["layout"]),
+        ("simd", f"{info['isa']}" + (f" (EDGECONV_KERNEL_ISA={forced})" if forced else "")
+         + f"; available: {', '.join(info['available_isas'])}"),
+        ("ort headers", f"ORT_API_VERSION {api} (runs on onnxruntime >= 1.{api})"),
+        ("onnxruntime", f"{ort_version or 'not installed'}{ort_note}"),
+    ]
+    for key, value in rows:
+        click.echo(f"{key + ':':<15}{value}")
+
+
+def _ort_version() -> str | None:
+    """Version of the installed onnxruntime, without importing it."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("onnxruntime")
+    except metadata.PackageNotFoundError:
+        return None
+
+
 # --------------------------------------------------------------------------- face unlock
 def _unlock_common(f):
     """Options shared by enroll / verify / identify / unlock."""

@@ -35,6 +35,8 @@ Written by ``edgeconv export`` in addition (all optional for readers)::
       "lowrank": {"requested": 2, "ranks": [...], "max_rank": 2, "mean_rank": 2.0,
                   "vs_exact": {"min_cosine_faces": ..., ...}},   # folding == "lowrank"
       "parity": {"runtime": ..., "max_abs_diff": ..., "min_cosine": ..., "inputs": [...]},
+      "kernels": {"domain": "edgeconv", "op": "TVConv", "op_version": 1, "layout": ...,
+                  "weight_dtype": ..., "library_version": ...},  # formulation "fused" only
       # sidecar only: "file", "sha256", "bytes", "metadata_embedded"
 
 In ``.tflite`` files the same JSON is the buffer of the flatbuffer ``metadata`` entry named
@@ -77,8 +79,12 @@ def read_onnx_metadata(model_path: str | Path) -> dict | None:
     """Metadata from an ONNX file's metadata_props via onnxruntime (no onnx package needed)."""
     import onnxruntime as ort
 
+    from edgeconv.runtime.backends import register_kernels_if_used
+
+    so = ort.SessionOptions()
+    register_kernels_if_used(so, model_path)  # a fused model: KernelsMissing when not built
     try:
-        sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types
         raise EdgeconvError(f"{model_path}: not a readable ONNX model ({_first_line(exc)})") from None
     props = sess.get_modelmeta().custom_metadata_map or {}

@@ -32,6 +32,7 @@ import numpy as np
 
 from edgeconv import __version__
 from edgeconv.errors import EdgeconvError
+from edgeconv.kernels import KernelsMissing
 from edgeconv.profiling import memory as mem
 from edgeconv.profiling import sysinfo
 from edgeconv.runtime import backends as B
@@ -339,6 +340,11 @@ def _bench_model(entry: dict, settings: BenchSettings, bar: _Progress, log) -> N
             entry["input"] = {k: v for k, v in probe.describe().items()
                               if k.startswith("input") or k.startswith("output")
                               or k == "dynamic_batch"}
+            if probe.uses_kernels:  # fused TVConv: which build and SIMD path did the timing
+                from edgeconv import kernels
+
+                built = kernels.info()
+                entry["kernels"] = {k: built[k] for k in ("version", "isa", "layout")}
     except B.ModelFileError as exc:
         entry["status"], entry["error"] = "error", str(exc)
         log(f"edgeconv: error: {exc}")
@@ -347,6 +353,11 @@ def _bench_model(entry: dict, settings: BenchSettings, bar: _Progress, log) -> N
     except B.UnsupportedConfig as exc:
         entry["status"], entry["error"] = "error", str(exc)
         log(f"edgeconv: error: {path}: {exc}")
+        bar.step(n=units)
+        return
+    except KernelsMissing as exc:  # a fused model without the kernel library: once, not per config
+        entry["status"], entry["error"] = "error", str(exc)
+        log(f"edgeconv: error: {exc}")
         bar.step(n=units)
         return
     meta, meta_err = _load_meta(path)
@@ -440,8 +451,9 @@ def bench_command(models, backends="onnxruntime,tflite", threads=(1, 2, 4),
                   plot_path=None, seed=0, progress=True) -> int:
     """Run ``edgeconv bench`` and write the reports; returns the exit status.
 
-    0: every model measured; 2: at least one model file was missing/corrupt (the
-    others are still measured); 130: interrupted (partial reports written).
+    0: every model measured; 2: at least one model file was missing/corrupt or needs the
+    edgeconv kernel library where it is not built (the others are still measured);
+    130: interrupted (partial reports written).
     """
     from edgeconv.profiling import bench_report as R
 

@@ -94,6 +94,32 @@ def _read_head(path: Path, n: int = 8) -> bytes:
         raise ModelFileError(f"{path}: unreadable ({exc.strerror or exc})") from None
 
 
+def uses_kernels(path: str | os.PathLike) -> bool:
+    """Whether an ONNX file imports the ``edgeconv`` op domain (edgeconv.kernels)."""
+    from edgeconv.kernels import model_uses_kernels
+
+    return model_uses_kernels(path)
+
+
+def register_kernels_if_used(session_options, path: str | os.PathLike) -> bool:
+    """Register the edgeconv kernel library on ``session_options`` if the model needs it.
+
+    Returns whether it was registered. A model that uses the ``edgeconv`` domain where the
+    library is not built (or cannot be loaded) raises
+    :class:`~edgeconv.kernels.KernelsMissing` with one line naming the model; models that do
+    not use it never load the library.
+    """
+    if not uses_kernels(path):
+        return False
+    from edgeconv import kernels
+
+    try:
+        kernels.register(session_options)
+    except kernels.KernelsMissing:
+        raise kernels.KernelsMissing(kernels.missing_message(Path(path).name)) from None
+    return True
+
+
 def _first_line(exc: BaseException) -> str:
     lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
     return lines[0][:240] if lines else type(exc).__name__
@@ -149,6 +175,7 @@ class ModelBackend:
     backend: str = ""
     runtime: str = ""
     runtime_version: str | None = None
+    uses_kernels: bool = False  # the edgeconv kernel library was registered for this model
 
     def __init__(self, path: str | os.PathLike, threads: int = 1):
         if int(threads) < 1:
@@ -258,6 +285,7 @@ class OnnxRuntimeBackend(ModelBackend):
         flag = "1" if self.allow_spinning else "0"
         so.add_session_config_entry("session.intra_op.allow_spinning", flag)
         so.add_session_config_entry("session.inter_op.allow_spinning", flag)
+        self.uses_kernels = register_kernels_if_used(so, self.path)
         try:
             self._sess = ort.InferenceSession(str(self.path), sess_options=so,
                                               providers=["CPUExecutionProvider"])

@@ -50,11 +50,11 @@ inline void fill_row(const float* plane, int64_t r, int64_t H, int64_t W, int64_
   if (W % 2) pe[pairs + de] = row[W - 1];
 }
 
-// Direct mode: the k input rows that output row i of channel c reads, of every image.
+// Direct mode: the k input rows that output row i of channel c reads, of images [n0, n1).
 template <int K, int S>
-void fill_rows(const TVConvArgs& a, int64_t c, int64_t i, float* scratch,
+void fill_rows(const TVConvArgs& a, int64_t c, int64_t i, int64_t n0, int64_t n1, float* scratch,
                const edgeconv::ScratchGeom& g) {
-  for (int64_t n = 0; n < a.N; ++n) {
+  for (int64_t n = n0; n < n1; ++n) {
     const float* plane = a.x + (n * a.C + c) * a.H * a.W;
     float* img = scratch + n * g.image_stride;
     for (int u = 0; u < K; ++u)
@@ -99,12 +99,12 @@ inline void store_out(float* dst, typename V::R r, int64_t valid) {
   else V::store_n(dst, r, static_cast<int>(valid));
 }
 
-// One block of V::L output columns [jb, jb + L) of output row i of channel c, for every
-// image: the k*k weight vectors are loaded (and dequantised) once and reused for the batch.
+// One block of V::L output columns [jb, jb + L) of output row i of channel c, for images
+// [n0, n1): the k*k weight vectors are loaded (and dequantised) once and reused for each.
 // Image n's tap (u, v) reads src + n*istride + (u*S + v%S)*rs + v/S + jb.
 template <class V, int K, int S>
 inline void block(const TVConvArgs& a, int64_t c, int64_t i, int64_t jb, const float* src,
-                  int64_t istride, int64_t rs) {
+                  int64_t istride, int64_t rs, int64_t n0, int64_t n1) {
   using R = typename V::R;
   constexpr int KK = K * K;
   const int64_t wrow = ((c * a.h + i) * KK) * a.wpad + jb;
@@ -121,9 +121,9 @@ inline void block(const TVConvArgs& a, int64_t c, int64_t i, int64_t jb, const f
   const int64_t ystride = a.C * plane;
   float* yb = a.y + c * plane + i * a.w_out + jb;
   const float* sb = src + jb;
-  int64_t n = 0;
+  int64_t n = n0;
   // four images at a time: four independent FMA chains
-  for (; n + 4 <= a.N; n += 4) {
+  for (; n + 4 <= n1; n += 4) {
     const float* s0 = sb + n * istride;
     const float* s1 = s0 + istride;
     const float* s2 = s1 + istride;
@@ -144,7 +144,7 @@ inline void block(const TVConvArgs& a, int64_t c, int64_t i, int64_t jb, const f
     store_out<V>(yb + (n + 3) * ystride, activate<V>(a3, a.act), valid);
   }
   // remaining images: one kernel row per accumulator (shorter dependency chains)
-  for (; n < a.N; ++n) {
+  for (; n < n1; ++n) {
     const float* s0 = sb + n * istride;
     R acc[K];
 #pragma GCC unroll 5
@@ -169,26 +169,35 @@ void run_channels(const TVConvArgs& a, int64_t c0, int64_t c1, float* scratch) {
   if (!g.direct) std::memset(scratch, 0, sizeof(float) * g.image_stride * a.N);
   for (int64_t c = c0; c < c1; ++c) {
     if (!g.direct) fill_plane<K, S>(a, c, scratch, g);
-    for (int64_t i = 0; i < a.h; ++i) {
-      const float* src;
-      int64_t istride, rs;
-      if (!g.direct) {
-        src = scratch + i * S * S * g.row_stride;  // padded row i*S, phase 0
-        istride = g.image_stride;
-        rs = g.row_stride;
-      } else if (edgeconv::direct_row(a, i)) {
-        src = a.x + c * a.H * a.W + (i - p) * a.W - p;
-        istride = a.C * a.H * a.W;
-        rs = a.W;
-      } else {
-        fill_rows<K, S>(a, c, i, scratch, g);
-        src = scratch;
-        istride = g.image_stride;
-        rs = g.row_stride;
+    // images in groups of kGroup: the group shares each block's weight vectors (registers),
+    // and the channel's weights stay in cache from one group to the next; a group touches
+    // few enough rows at once for the hardware prefetchers and L1 sets (planes of 96x96
+    // floats are 4 KiB-aligned apart, so a whole batch's rows would fight over L1 sets).
+    constexpr int64_t kGroup = 4;
+    for (int64_t n0 = 0; n0 < a.N; n0 += kGroup) {
+      const int64_t n1 = n0 + kGroup < a.N ? n0 + kGroup : a.N;
+      for (int64_t i = 0; i < a.h; ++i) {
+        const float* src;
+        int64_t istride, rs;
+        if (!g.direct) {
+          src = scratch + i * S * S * g.row_stride;  // padded row i*S, phase 0
+          istride = g.image_stride;
+          rs = g.row_stride;
+        } else if (edgeconv::direct_row(a, i)) {
+          src = a.x + c * a.H * a.W + (i - p) * a.W - p;
+          istride = a.C * a.H * a.W;
+          rs = a.W;
+        } else {
+          fill_rows<K, S>(a, c, i, n0, n1, scratch, g);
+          src = scratch;
+          istride = g.image_stride;
+          rs = g.row_stride;
+        }
+        int64_t jb = 0;
+        for (; jb + VW::L <= a.wpad; jb += VW::L)
+          block<VW, K, S>(a, c, i, jb, src, istride, rs, n0, n1);
+        for (; jb < a.wpad; jb += VN::L) block<VN, K, S>(a, c, i, jb, src, istride, rs, n0, n1);
       }
-      int64_t jb = 0;
-      for (; jb + VW::L <= a.wpad; jb += VW::L) block<VW, K, S>(a, c, i, jb, src, istride, rs);
-      for (; jb < a.wpad; jb += VN::L) block<VN, K, S>(a, c, i, jb, src, istride, rs);
     }
   }
 }
