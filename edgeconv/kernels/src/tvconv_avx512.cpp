@@ -30,6 +30,13 @@ struct Avx512x16 {
   static void store_n(float* p, R r, int n) {
     _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1u), r);
   }
+  static void deint2(const float* s, float* e, float* o) {
+    const __m512 a = _mm512_loadu_ps(s), b = _mm512_loadu_ps(s + 16);
+    const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    _mm512_storeu_ps(e, _mm512_permutex2var_ps(a, ie, b));
+    _mm512_storeu_ps(o, _mm512_permutex2var_ps(a, io, b));
+  }
 };
 
 }  // namespace

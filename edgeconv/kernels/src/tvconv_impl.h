@@ -4,7 +4,9 @@
 //   V::R               register type holding V::L floats
 //   V::zero(), V::set1(f), V::load(const float*), V::fma(a, b, c) = a*b + c,
 //   V::max(a, b), V::min(a, b), V::store(float*, r), V::store_n(float*, r, n < L),
-//   V::load_f32(const float*), V::load_f16(const uint16_t*), V::load_i8(const int8_t*)
+//   V::load_f32(const float*), V::load_f16(const uint16_t*), V::load_i8(const int8_t*),
+//   V::deint2(const float* src, float* even, float* odd): src[0..2L) -> its L even- and
+//   L odd-indexed floats (the stride-2 scratch fill)
 //
 // Everything here has internal linkage (anonymous namespace): each ISA TU gets its own copy
 // compiled for its own target, with no symbol the linker could mix up between them.
@@ -18,9 +20,17 @@ namespace {
 
 using edgeconv::TVConvArgs;
 
+template <class VW, class VN>
+inline void copy_floats(float* dst, const float* src, int64_t n) {
+  int64_t j = 0;
+  for (; j + VW::L <= n; j += VW::L) VW::store(dst + j, VW::load(src + j));
+  for (; j + VN::L <= n; j += VN::L) VN::store(dst + j, VN::load(src + j));
+  for (; j < n; ++j) dst[j] = src[j];
+}
+
 // Writes padded input row r (r in [0, H + 2p)) of one image's plane into its s phases at dst.
 // ZERO: also write the zero padding (else the caller guarantees those floats are zero).
-template <int K, int S, bool ZERO>
+template <class VW, class VN, int K, int S, bool ZERO>
 inline void fill_row(const float* plane, int64_t r, int64_t H, int64_t W, int64_t rs, float* dst) {
   constexpr int64_t p = K / 2;
   const int64_t ir = r - p;
@@ -31,7 +41,7 @@ inline void fill_row(const float* plane, int64_t r, int64_t H, int64_t W, int64_
   const float* row = plane + ir * W;
   if (S == 1) {
     if (ZERO) std::memset(dst, 0, sizeof(float) * p);
-    std::memcpy(dst + p, row, sizeof(float) * W);
+    copy_floats<VW, VN>(dst + p, row, W);
     if (ZERO) std::memset(dst + p + W, 0, sizeof(float) * (rs - p - W));
     return;
   }
@@ -43,7 +53,10 @@ inline void fill_row(const float* plane, int64_t r, int64_t H, int64_t W, int64_
   float* po = dst + qo * rs;
   if (ZERO) std::memset(dst, 0, sizeof(float) * 2 * rs);
   const int64_t pairs = W / 2;
-  for (int64_t m = 0; m < pairs; ++m) {
+  int64_t m = 0;
+  for (; m + VW::L <= pairs; m += VW::L) VW::deint2(row + 2 * m, pe + m + de, po + m + dq);
+  for (; m + VN::L <= pairs; m += VN::L) VN::deint2(row + 2 * m, pe + m + de, po + m + dq);
+  for (; m < pairs; ++m) {
     pe[m + de] = row[2 * m];
     po[m + dq] = row[2 * m + 1];
   }
@@ -51,26 +64,26 @@ inline void fill_row(const float* plane, int64_t r, int64_t H, int64_t W, int64_
 }
 
 // Direct mode: the k input rows that output row i of channel c reads, of images [n0, n1).
-template <int K, int S>
+template <class VW, class VN, int K, int S>
 void fill_rows(const TVConvArgs& a, int64_t c, int64_t i, int64_t n0, int64_t n1, float* scratch,
                const edgeconv::ScratchGeom& g) {
   for (int64_t n = n0; n < n1; ++n) {
     const float* plane = a.x + (n * a.C + c) * a.H * a.W;
     float* img = scratch + n * g.image_stride;
     for (int u = 0; u < K; ++u)
-      fill_row<K, S, true>(plane, i * S + u, a.H, a.W, g.row_stride, img + u * S * g.row_stride);
+      fill_row<VW, VN, K, S, true>(plane, i * S + u, a.H, a.W, g.row_stride, img + u * S * g.row_stride);
   }
 }
 
 // Plane mode: every padded input row of channel c of every image. The zero padding sits at the
 // same places for every channel of a call: run_channels zeroes the scratch once.
-template <int K, int S>
+template <class VW, class VN, int K, int S>
 void fill_plane(const TVConvArgs& a, int64_t c, float* scratch, const edgeconv::ScratchGeom& g) {
   for (int64_t n = 0; n < a.N; ++n) {
     const float* plane = a.x + (n * a.C + c) * a.H * a.W;
     float* img = scratch + n * g.image_stride;
     for (int64_t r = 0; r < g.rows; ++r)
-      fill_row<K, S, false>(plane, r, a.H, a.W, g.row_stride, img + r * S * g.row_stride);
+      fill_row<VW, VN, K, S, false>(plane, r, a.H, a.W, g.row_stride, img + r * S * g.row_stride);
   }
 }
 
@@ -168,7 +181,7 @@ void run_channels(const TVConvArgs& a, int64_t c0, int64_t c1, float* scratch) {
   constexpr int64_t p = K / 2;
   if (!g.direct) std::memset(scratch, 0, sizeof(float) * g.image_stride * a.N);
   for (int64_t c = c0; c < c1; ++c) {
-    if (!g.direct) fill_plane<K, S>(a, c, scratch, g);
+    if (!g.direct) fill_plane<VW, VN, K, S>(a, c, scratch, g);
     // images in groups of kGroup: the group shares each block's weight vectors (registers),
     // and the channel's weights stay in cache from one group to the next; a group touches
     // few enough rows at once for the hardware prefetchers and L1 sets (planes of 96x96
@@ -188,7 +201,7 @@ void run_channels(const TVConvArgs& a, int64_t c0, int64_t c1, float* scratch) {
           istride = a.C * a.H * a.W;
           rs = a.W;
         } else {
-          fill_rows<K, S>(a, c, i, n0, n1, scratch, g);
+          fill_rows<VW, VN, K, S>(a, c, i, n0, n1, scratch, g);
           src = scratch;
           istride = g.image_stride;
           rs = g.row_stride;

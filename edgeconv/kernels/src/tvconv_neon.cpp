@@ -32,6 +32,11 @@ struct Neon8 {
     store(tmp, r);
     std::memcpy(p, tmp, sizeof(float) * n);
   }
+  static void deint2(const float* s, float* e, float* o) {
+    const float32x4x2_t lo = vld2q_f32(s), hi = vld2q_f32(s + 8);
+    vst1q_f32(e, lo.val[0]); vst1q_f32(e + 4, hi.val[0]);
+    vst1q_f32(o, lo.val[1]); vst1q_f32(o + 4, hi.val[1]);
+  }
 };
 
 }  // namespace

@@ -47,6 +47,9 @@ struct Scalar8 {
   static R min(R a, R b) { for (int l = 0; l < L; ++l) a.v[l] = a.v[l] < b.v[l] ? a.v[l] : b.v[l]; return a; }
   static void store(float* p, R r) { for (int l = 0; l < L; ++l) p[l] = r.v[l]; }
   static void store_n(float* p, R r, int n) { for (int l = 0; l < n; ++l) p[l] = r.v[l]; }
+  static void deint2(const float* s, float* e, float* o) {
+    for (int l = 0; l < L; ++l) { e[l] = s[2 * l]; o[l] = s[2 * l + 1]; }
+  }
 };
 
 }  // namespace
