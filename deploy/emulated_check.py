@@ -2,6 +2,7 @@
 """Run exported models on an emulated Raspberry Pi 4 CPU and compare with this machine.
 
     python deploy/emulated_check.py model.onnx model.tflite [--work DIR] [--json FILE]
+    python deploy/emulated_check.py --fused [model.onnx ...]   # + the fused TVConv kernel
 
 What it does (x86_64 Debian/Ubuntu host, no root needed except for --cpuinfo unshare):
 
@@ -30,18 +31,41 @@ What it does (x86_64 Debian/Ubuntu host, no root needed except for --cpuinfo uns
    ``edgeconv bench`` itself also runs once under emulation (memory children off:
    they would exec an aarch64 binary outside qemu).
 
+5. the fused TVConv kernel (``--fused``, or any given ONNX model with ``edgeconv.TVConv``
+   nodes): ``libedgeconv_kernels.so`` cross-built for aarch64 with ``--cxx``, else an
+   ``aarch64-linux-gnu-g++`` on PATH, else Debian's ``g++-aarch64-linux-gnu`` (the cross
+   packages, and any of their host libraries the host lacks, ``apt-get download`` +
+   ``dpkg-deb -x`` into ``--work``, run through a wrapper with ``--sysroot``; nothing is
+   installed); its ELF checked with readelf (aarch64, needs only libc/libm/libstdc++/libgcc_s,
+   symbol versions no newer than Raspberry Pi OS Bookworm's: glibc 2.36, GLIBCXX_3.4.30;
+   else rebuilt with ``-static-libstdc++ -static-libgcc``). With ``--fused`` a small model
+   is exported here (torch): ``edgeconv init mbv2_x0_1 --op tvconv --input-size 32``,
+   randomised (affinity maps, BatchNorms, conv weights: a fresh model's embedding hardly
+   depends on its input, the run checks that it does), then ``edgeconv export --format onnx
+   --formulation fused`` once per ``--fused-weight-dtypes``, against a host (x86) library
+   built from the same sources into ``--work`` (the checkout's own is left alone). The kernel
+   models run here (reference, batches 1 and 5) and twice under emulation with the aarch64
+   library registered: ``EDGECONV_KERNEL_ISA`` unset (the NEON path must be selected) and
+   ``=scalar``; each must match the host run within ``--fused-atol`` (max |diff|, 1e-4) and
+   ``--fused-min-cosine`` (per embedding, 0.99999).
+
 It proves the models and the torch-free harness run correctly on the target ISA
 and CPU features (Armv8.0 NEON, no dot-product), never speed: emulated timings
-mean nothing. Exit status: 0 outputs match, 1 mismatch or emulated failure,
-3 the tooling could not be had (the message says which step and why).
+mean nothing. Exit status: 0 outputs match, 1 mismatch, emulated failure or a kernel that
+does not build / fails the ELF check, 3 the tooling could not be had (the message says which
+step and why: qemu, sysroot, wheels, cross compiler, ONNX Runtime headers, torch for the
+export).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -64,6 +88,17 @@ ROOT_PACKAGES = ["python3.11", "libstdc++6"]  # libstdc++ for onnxruntime / Lite
 SKIP_PACKAGES = {"dpkg", "tar", "perl", "perl-base", "perl-modules-5.36", "install-info",
                  "libperl5.36", "mailcap", "mime-support", "readline-common",
                  "libtirpc-common", "media-types", "libgdbm-compat4"}
+CROSS_PREFIX = "aarch64-linux-gnu-"
+CROSS_PACKAGES = ["g++-aarch64-linux-gnu"]  # Debian's default aarch64 cross g++ (12 on bookworm)
+# What the kernel library may need on the Pi, and the newest symbol versions Raspberry Pi OS
+# Bookworm provides (glibc 2.36, libstdc++6/libgcc-s1 12.2).
+KERNEL_ALLOWED_NEEDED = {"libc.so.6", "libm.so.6", "libstdc++.so.6", "libgcc_s.so.1",
+                         "ld-linux-aarch64.so.1"}
+BOOKWORM_MAX_VERSIONS = {"GLIBC": (2, 36), "GLIBCXX": (3, 4, 30), "CXXABI": (1, 3, 13),
+                         "GCC": (12, 0, 0)}
+STATIC_RUNTIME_FLAGS = ["-static-libstdc++", "-static-libgcc"]
+FUSED_MODEL, FUSED_INPUT_SIZE = "mbv2_x0_1", "32"
+FUSED_BATCHES = (1, 5)  # 5: the kernel's four-image FMA chains and a remainder image
 A72_CPUINFO = "".join(
     f"processor\t: {i}\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n"
     "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\n"
@@ -73,6 +108,10 @@ A72_CPUINFO = "".join(
 
 class ToolingUnavailable(RuntimeError):
     """A step that needs the network, apt, pip or a privilege could not be done."""
+
+
+class CheckFailed(RuntimeError):
+    """A real failure of what is checked (a kernel that does not build, a failed export)."""
 
 
 def log(msg: str) -> None:
@@ -139,7 +178,9 @@ class PrivateApt:
             _run(["apt-get", *self.opts, "update"], "apt-get update", timeout=600)
         self._updated = True
 
-    def depends(self, packages) -> list[str]:
+    def depends(self, packages, arch: str = "arm64") -> list[str]:
+        """The recursive dependency closure: its arm64 packages (``name:arm64``, less
+        SKIP_PACKAGES), or with ``arch="host"`` its host-architecture and ``all`` ones."""
         self.update()
         proc = _run(["apt-cache", *self.opts, "depends", "--recurse", "--no-recommends",
                      "--no-suggests", "--no-conflicts", "--no-breaks", "--no-replaces",
@@ -147,9 +188,13 @@ class PrivateApt:
         out = []
         for line in proc.stdout.splitlines():
             name = line.strip()
-            if line[:1].isalnum() and name.endswith(":arm64"):
-                if name.split(":")[0] not in SKIP_PACKAGES:
+            if not line[:1].isalnum():
+                continue
+            if arch == "arm64":
+                if name.endswith(":arm64") and name.split(":")[0] not in SKIP_PACKAGES:
                     out.append(name)
+            elif ":" not in name:
+                out.append(name)
         return sorted(set(out))
 
     def download(self, packages, dest: Path) -> list[Path]:
@@ -218,9 +263,293 @@ def ensure_wheels(target: Path, requirements) -> Path:
     return target
 
 
+# --------------------------------------------------------------------------- kernels
+CROSS_WRAPPER = """#!/bin/sh
+# Written by deploy/emulated_check.py: Debian's aarch64 cross {tool}, unpacked with dpkg-deb -x
+# under R (nothing installed); its host libraries (libbfd, ...) come from R too.
+R={root}
+LD_LIBRARY_PATH="{libpath}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}"
+export LD_LIBRARY_PATH
+exec "$R/usr/bin/{prefix}{tool}" {extra}"$@"
+"""
+PROBE_CPP = ('#include <vector>\n'
+             'extern "C" int probe() { return int(std::vector<int>(3).size()); }\n')
+
+
+def _installed_on_host(package: str) -> bool:
+    proc = subprocess.run(["dpkg-query", "-W", "-f=${db:Status-Abbrev}", package],
+                          capture_output=True, text=True)
+    return proc.returncode == 0 and proc.stdout.startswith("ii")
+
+
+def _probe_cxx(cxx: Path, work: Path) -> None:
+    """Compile and link a tiny shared library: the compiler runs here and links for aarch64."""
+    with tempfile.TemporaryDirectory(dir=work, prefix=".probe-") as tmp:
+        src, out = Path(tmp) / "probe.cpp", Path(tmp) / "libprobe.so"
+        src.write_text(PROBE_CPP)
+        _run([str(cxx), "-O2", "-std=c++17", "-fPIC", "-shared", str(src), "-o", str(out)],
+             f"the aarch64 C++ compiler {cxx} (probe build)", timeout=300)
+
+
+def ensure_cross_cxx(work: Path, apt_factory, requested: str | None = None) -> Path:
+    """An aarch64 C++ compiler: ``requested``, else one on PATH, else Debian's cross g++
+    unpacked into ``work/cross`` (apt-get download + dpkg-deb -x) behind a wrapper."""
+    if requested:
+        found = shutil.which(requested)
+        if not found:
+            raise ToolingUnavailable(f"--cxx {requested}: not found")
+        cxx = Path(found)
+    elif shutil.which(CROSS_PREFIX + "g++"):
+        cxx = Path(shutil.which(CROSS_PREFIX + "g++"))
+    else:
+        root = work / "cross"
+        cxx = root / "bin" / (CROSS_PREFIX + "g++")
+        if not cxx.exists():
+            apt = apt_factory()
+            pkgs = apt.depends(CROSS_PACKAGES, arch="host")
+            if not any(p.startswith("g++-") and p.endswith(CROSS_PREFIX[:-1]) for p in pkgs):
+                raise ToolingUnavailable("apt could not resolve g++-aarch64-linux-gnu")
+            # the cross packages, and the host libraries they need that this host lacks
+            # (never a libc: the host's own must be used)
+            want = [p for p in pkgs
+                    if "aarch64-linux-gnu" in p or p.endswith("-arm64-cross")
+                    or (p not in ("libc6", "libc6-dev") and not _installed_on_host(p))]
+            log(f"fetching the aarch64 cross compiler ({len(want)} packages; apt-get download "
+                "+ dpkg-deb -x, not installed)")
+            debs = apt.download(want, work / "debs-cross")
+            if root.exists():
+                shutil.rmtree(root)
+            extract([d for d in debs if d.name.split("_")[0] in want], root)
+            if not (root / "usr/bin" / (CROSS_PREFIX + "g++")).exists():
+                raise ToolingUnavailable(f"the cross packages hold no usr/bin/{CROSS_PREFIX}g++")
+            libdirs = sorted({f"$R/{d.relative_to(root)}" for base in ("usr/lib", "lib")
+                              for d in (root / base).glob("*-linux-gnu*")
+                              if d.is_dir() and not d.name.startswith("aarch64")})
+            (root / "bin").mkdir(exist_ok=True)
+            # --sysroot: the libc.so linker script names /usr/aarch64-linux-gnu/lib/...,
+            # which the linker then finds under R
+            for tool, extra in (("readelf", ""), ("g++", '--sysroot="$R" ')):
+                w = root / "bin" / (CROSS_PREFIX + tool)
+                w.write_text(CROSS_WRAPPER.format(tool=tool, root=shlex.quote(str(root)),
+                                                  libpath=":".join(libdirs), prefix=CROSS_PREFIX,
+                                                  extra=extra))
+                w.chmod(0o755)
+    _probe_cxx(cxx, work)
+    return cxx
+
+
+def find_readelf(cxx: Path) -> str | None:
+    name = Path(cxx).name
+    if name.endswith("g++"):
+        sibling = Path(cxx).with_name(name[:-3] + "readelf")
+        if sibling.exists():
+            return str(sibling)
+    return shutil.which(CROSS_PREFIX + "readelf") or shutil.which("readelf")
+
+
+def parse_version_needs(text: str) -> dict[str, list[str]]:
+    """``readelf -V`` output -> {needed library: [symbol versions]} (.gnu.version_r only)."""
+    out: dict[str, list[str]] = {}
+    inside, cur = False, None
+    for line in text.splitlines():
+        if line.startswith("Version needs section"):
+            inside, cur = True, None
+            continue
+        if line.strip() and not line.startswith(" "):
+            inside = False
+        if not inside:
+            continue
+        m = re.search(r"File: (\S+)", line)
+        if m:
+            cur = m.group(1)
+            out.setdefault(cur, [])
+            continue
+        m = re.search(r"Name: (\S+)", line)
+        if m and cur:
+            out[cur].append(m.group(1))
+    return out
+
+
+def _vtuple(text: str) -> tuple[int, ...] | None:
+    try:
+        return tuple(int(x) for x in text.split("."))
+    except ValueError:
+        return None
+
+
+def elf_deps(readelf: str, lib: Path) -> dict:
+    header = _run([readelf, "-h", "-W", str(lib)], "readelf -h").stdout
+    dyn = _run([readelf, "-d", "-W", str(lib)], "readelf -d").stdout
+    vers = _run([readelf, "-V", "-W", str(lib)], "readelf -V").stdout
+    machine = re.search(r"Machine:\s+(.+)", header)
+    versions = parse_version_needs(vers)
+    newest: dict[str, str] = {}
+    for names in versions.values():
+        for name in names:
+            prefix, _, ver = name.partition("_")
+            old = newest.get(prefix)
+            if _vtuple(ver) and (old is None or _vtuple(ver) > _vtuple(old.partition("_")[2])):
+                newest[prefix] = name
+    return {"machine": machine.group(1).strip() if machine else None,
+            "needed": re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", dyn),
+            "versions": versions, "newest_versions": newest}
+
+
+def elf_problems(deps: dict) -> list[str]:
+    """Why the library would not load on Raspberry Pi OS Bookworm (aarch64); [] if it would."""
+    problems = []
+    if deps.get("machine") and "aarch64" not in deps["machine"].lower():
+        problems.append(f"ELF machine is {deps['machine']}, not AArch64")
+    extra = sorted(set(deps["needed"]) - KERNEL_ALLOWED_NEEDED)
+    if extra:
+        problems.append(f"needs {', '.join(extra)} (allowed: "
+                        f"{', '.join(sorted(KERNEL_ALLOWED_NEEDED))})")
+    for lib, names in deps["versions"].items():
+        for name in names:
+            prefix, _, ver = name.partition("_")
+            limit = BOOKWORM_MAX_VERSIONS.get(prefix)
+            if limit is None:
+                continue
+            v = _vtuple(ver)
+            if v is None or v > limit:
+                problems.append(f"{lib} {name} is newer than Bookworm's "
+                                f"{prefix}_{'.'.join(map(str, limit))}")
+    return problems
+
+
+def _kernel_build_module():
+    spec = importlib.util.spec_from_file_location(
+        "_edgeconv_kernel_build", ROOT / "edgeconv" / "kernels" / "build.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def ort_include() -> Path:
+    kb = _kernel_build_module()
+    try:
+        return kb.find_ort_include()
+    except kb.BuildError as exc:
+        raise ToolingUnavailable(f"ONNX Runtime headers for the kernel build: {exc}") from None
+
+
+def build_kernels(out: Path, include: Path, cxx: str | None, what: str,
+                  extra_flags=None) -> Path:
+    kb = _kernel_build_module()
+    compiler = cxx or os.environ.get("CXX") or "g++"
+    if shutil.which(compiler) is None:
+        raise ToolingUnavailable(f"{what}: no C++ compiler '{compiler}' (apt-get install g++)")
+    t0 = time.time()
+    try:
+        kb.build(out, include, cxx=compiler, extra_flags=extra_flags)
+    except kb.BuildError as exc:
+        raise CheckFailed(f"{what} does not build: {exc}") from None
+    log(f"built {what} in {time.time() - t0:.1f}s: {out}")
+    return out
+
+
+def build_aarch64_kernels(work: Path, cxx: Path, include: Path) -> dict:
+    """Cross-build the library, check its ELF; static libstdc++/libgcc if versions too new."""
+    out = work / "kernels-aarch64" / "libedgeconv_kernels.so"
+    readelf = find_readelf(cxx)
+    res = {"library": str(out), "cxx": str(cxx), "readelf": readelf, "static_libstdcxx": False,
+           "ort_include": str(include)}
+    build_kernels(out, include, str(cxx), "the aarch64 kernel library")
+    if readelf is None:
+        res.update(elf_ok=None, elf_problems=["no readelf to check the library with"])
+        return res
+    deps = elf_deps(readelf, out)
+    problems = elf_problems(deps)
+    if problems and all("newer than" in p for p in problems):
+        log(f"rebuilding with {' '.join(STATIC_RUNTIME_FLAGS)}: {'; '.join(problems)}")
+        build_kernels(out, include, str(cxx), "the aarch64 kernel library (static libstdc++)",
+                      extra_flags=STATIC_RUNTIME_FLAGS)
+        res["static_libstdcxx"] = True
+        deps = elf_deps(readelf, out)
+        problems = elf_problems(deps)
+    res.update(deps, elf_ok=not problems, elf_problems=problems)
+    return res
+
+
+# A fresh checkpoint hides mistakes: its affinity maps are all ones (every pixel gets the same
+# weights), its BatchNorms are identities and its convolutions so small that the embedding
+# hardly depends on the input (cosine 1.0000000 between two random inputs' embeddings), so a
+# wrong kernel would pass. Randomise as the tests do (tests/test_ops.py: randomise) and give
+# every Conv2d normal weights of variance 0.75 / fan_in: different random inputs then give
+# embeddings with cosine ~0.998 and max |diff| ~0.1 (the run checks it: sample_similarity),
+# while float32 rounding stays ~1e-6 (at He's 2 / fan_in the network amplifies it to ~5e-3,
+# past any useful tolerance).
+RANDOMISE = r'''
+import sys
+import torch
+from torch import nn
+from edgeconv.ops.tvconv import TVConv
+from edgeconv.train.checkpoint import load_model, save_checkpoint
+
+path, seed = sys.argv[1], int(sys.argv[2])
+model, _ = load_model(path)
+g = torch.Generator().manual_seed(seed)
+with torch.no_grad():
+    for m in model.modules():
+        if isinstance(m, TVConv):
+            m.affinity.copy_(torch.randn(m.affinity.shape, generator=g))
+        elif isinstance(m, nn.LayerNorm):
+            m.weight.copy_(1 + 0.3 * torch.randn(m.weight.shape, generator=g))
+            m.bias.copy_(0.3 * torch.randn(m.bias.shape, generator=g))
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_mean.copy_(0.2 * torch.randn(m.running_mean.shape, generator=g))
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+            m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+            m.bias.copy_(0.2 * torch.randn(m.bias.shape, generator=g))
+        elif isinstance(m, nn.Conv2d):
+            fan_in = m.weight[0].numel()
+            m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (0.75 / fan_in) ** 0.5)
+save_checkpoint(path, model)
+'''
+
+
+def export_fused_models(outdir: Path, dtypes, env: dict) -> list[dict]:
+    """Export the small fused model on this host (torch), once per weight dtype; returns
+    ``{"path", "weight_dtype", "parity"}`` per file (parity: the export's own check, the host
+    kernel in ONNX Runtime vs the eager torch model)."""
+    require_export_tools()
+    outdir = outdir.resolve()
+    outdir.mkdir(parents=True, exist_ok=True)
+    ckpt = outdir / f"{FUSED_MODEL}_tvconv.ckpt"
+
+    def py(what, *args) -> str:
+        proc = subprocess.run([sys.executable, *map(str, args)], capture_output=True,
+                              text=True, env=env, timeout=1800, cwd=outdir)
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
+            raise CheckFailed(f"{what} failed (exit {proc.returncode}): {tail}")
+        return proc.stdout
+
+    def cli(*args) -> str:
+        return py(f"edgeconv {args[0]}", "-m", "edgeconv.cli", *args)
+
+    log(f"exporting {FUSED_MODEL} (tvconv, {FUSED_INPUT_SIZE}px) --formulation fused, "
+        f"weights {', '.join(dtypes)}")
+    cli("init", FUSED_MODEL, "--op", "tvconv", "--input-size", FUSED_INPUT_SIZE, "--seed", "0",
+        "-o", ckpt)
+    py("randomising the checkpoint", "-c", RANDOMISE, ckpt, "0")
+    exported = []
+    for dt in dtypes:
+        out = cli("export", ckpt, "--format", "onnx", "--formulation", "fused",
+                  "--weight-dtype", dt, "--name", FUSED_MODEL, "-o", outdir, "--json")
+        try:
+            rep = json.loads(next(ln for ln in reversed(out.splitlines()) if ln.startswith("{")))
+            path = outdir / rep["files"][0]["path"]  # absolute paths stay as they are
+        except (StopIteration, ValueError, KeyError, IndexError):
+            raise CheckFailed(f"edgeconv export --json printed no file report: {out[-300:]}")
+        exported.append({"path": str(path.resolve()), "weight_dtype": dt,
+                         "parity": rep.get("parity", {}).get("onnx")})
+    return exported
+
+
 # --------------------------------------------------------------------------- runs
 RUNNER = r'''
-import json, platform, sys
+import json, os, platform, sys
 import numpy as np
 from edgeconv.runtime import backends as B
 
@@ -228,11 +557,19 @@ cfg = json.load(open(sys.argv[1]))
 out = {"machine": platform.machine(), "python": platform.python_version(),
        "numpy": np.__version__, "cpuinfo_a72": "0xd08" in open("/proc/cpuinfo").read(),
        "models": {}}
+if cfg.get("kernels"):
+    out["kernel_isa_env"] = os.environ.get("EDGECONV_KERNEL_ISA")
+    try:
+        import edgeconv.kernels as K
+        out["kernels"] = K.info()
+    except Exception as exc:
+        out["kernels"] = {"error": f"{type(exc).__name__}: {exc}"}
 for m in cfg["models"]:
     res = {}
     try:
         model = B.open_model(m["path"], threads=m["threads"])
         res["runtime"] = f"{model.runtime} {model.runtime_version}"
+        res["uses_kernels"] = getattr(model, "uses_kernels", None)
         outputs = {}
         for batch in m["batches"]:
             x = np.load(m["inputs"][str(batch)])
@@ -247,7 +584,26 @@ print("EMU_RESULT " + json.dumps(out))
 '''
 
 
-def reference_run(models, rundir: Path) -> list[dict]:
+def sample_similarity(ref_npz: str) -> float | None:
+    """The largest cosine between two different samples of one reference batch: near 1, the
+    outputs hardly depend on the input and a parity check could not tell a wrong kernel."""
+    import numpy as np
+
+    best = None
+    with np.load(ref_npz) as ref:
+        for b in ref.files:
+            y = np.asarray(ref[b], np.float64)
+            if y.ndim < 1 or len(y) < 2:
+                continue
+            y = y.reshape(len(y), -1)
+            y = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-300)
+            cos = y @ y.T
+            off = float(np.max(cos[~np.eye(len(y), dtype=bool)]))
+            best = off if best is None else max(best, off)
+    return best
+
+
+def reference_run(models, rundir: Path, batch_sizes=(1, 2), prefix: str = "") -> list[dict]:
     import numpy as np
 
     sys.path.insert(0, str(ROOT))
@@ -255,8 +611,9 @@ def reference_run(models, rundir: Path) -> list[dict]:
 
     cfgs = []
     for i, path in enumerate(models):
+        i = f"{prefix}{i}"
         with B.open_model(path, threads=1) as m:
-            batches = [1, 2] if m.dynamic_batch or m.backend == "tflite" else [1]
+            batches = list(batch_sizes) if m.dynamic_batch or m.backend == "tflite" else [1]
             inputs, ref, used = {}, {}, []
             for batch in batches:
                 try:
@@ -312,8 +669,10 @@ def choose_cpuinfo_method(requested: str, sysroot: Path, cpuinfo: Path) -> str:
 
 
 def emu_env(paths) -> dict:
+    # the host's kernel library / ISA choice mean nothing on the target: set per run
     env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")}
+           if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP",
+                        "EDGECONV_KERNELS_LIB", "EDGECONV_KERNEL_ISA")}
     env["PYTHONPATH"] = os.pathsep.join(str(p) for p in paths)
     env["PYTHONNOUSERSITE"] = "1"
     env["QEMU_CPU"] = "cortex-a72"
@@ -321,9 +680,9 @@ def emu_env(paths) -> dict:
 
 
 def run_emulated(qemu, sysroot, method, cpuinfo, site, cfgs, rundir, extra_env=None,
-                 timeout=1800) -> dict:
+                 timeout=1800, kernels: bool = False) -> dict:
     cfg_file = rundir / "config.json"
-    cfg_file.write_text(json.dumps({"models": cfgs}))
+    cfg_file.write_text(json.dumps({"models": cfgs, "kernels": kernels}))
     runner = rundir / "runner.py"
     runner.write_text(RUNNER)
     env = emu_env([site, ROOT])
@@ -337,7 +696,24 @@ def run_emulated(qemu, sysroot, method, cpuinfo, site, cfgs, rundir, extra_env=N
     raise RuntimeError(f"the emulated python failed (exit {proc.returncode}): {tail}")
 
 
-def compare(cfgs, emu: dict, rtol: float, atol: float, tag: str) -> list[dict]:
+def min_cosine(a, b) -> float:
+    """The smallest cosine similarity between matching samples (rows of the batch)."""
+    import numpy as np
+
+    a = np.asarray(a, np.float64)
+    a = a.reshape(len(a), -1) if a.ndim else a.reshape(1, -1)
+    b = np.asarray(b, np.float64).reshape(a.shape)
+    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    dot = np.sum(a * b, axis=1)
+    both_zero = (na == 0) & (nb == 0)
+    cos = np.where(both_zero, 1.0, dot / np.maximum(na * nb, 1e-300))
+    return float(cos.min()) if cos.size else 1.0
+
+
+def compare(cfgs, emu: dict, rtol: float, atol: float, tag: str,
+            min_cos: float | None = None) -> list[dict]:
+    """Emulated outputs vs the host's: np.allclose(rtol, atol) per batch, and with
+    ``min_cos`` also the cosine of every sample."""
     import numpy as np
 
     rows = []
@@ -349,8 +725,10 @@ def compare(cfgs, emu: dict, rtol: float, atol: float, tag: str) -> list[dict]:
             row["error"] = res.get("error", "no result")
             rows.append(row)
             continue
+        if "uses_kernels" in res:
+            row["uses_kernels"] = res["uses_kernels"]
         ref, got = np.load(cfg["ref"]), np.load(cfg["out"])
-        diffs = []
+        diffs, cosines = [], []
         for b in map(str, cfg["batches"]):
             a, e = ref[b], got[b]
             if a.shape != e.shape:
@@ -358,23 +736,29 @@ def compare(cfgs, emu: dict, rtol: float, atol: float, tag: str) -> list[dict]:
                 break
             diffs.append(float(np.max(np.abs(a.astype(np.float64) - e.astype(np.float64))))
                          if a.size else 0.0)
+            if a.size:
+                cosines.append(min_cosine(a, e))
             if not np.allclose(e, a, rtol=rtol, atol=atol):
                 row["error"] = f"batch {b}: outputs differ beyond rtol={rtol} atol={atol}"
+            elif min_cos is not None and cosines and cosines[-1] < min_cos:
+                row["error"] = f"batch {b}: cosine {cosines[-1]:.8f} < {min_cos}"
         row["max_abs_diff"] = max(diffs) if diffs else None
+        row["min_cosine"] = min(cosines) if cosines else None
         row["ok"] = "error" not in row
         rows.append(row)
     return rows
 
 
-def bench_smoke(qemu, sysroot, method, cpuinfo, site, models, rundir) -> dict:
+def bench_smoke(qemu, sysroot, method, cpuinfo, site, models, rundir, extra_env=None) -> dict:
     """`edgeconv bench` itself under emulation (1 thread, batch 1, a handful of runs)."""
+    env = emu_env([site, ROOT])
+    env.update(extra_env or {})
     out = rundir / "bench_emulated.json"
     argv = ["-m", "edgeconv.cli", "bench", *models, "--threads", "1", "--batch", "1",
             "--warmup-runs", "1", "--warmup-secs", "0", "--min-runs", "3", "--min-secs", "0",
             "--memory-batch", "0", "--no-progress", "--json", out]
     proc = subprocess.run(emulated_cmd(qemu, sysroot, method, cpuinfo, argv),
-                          capture_output=True, text=True, env=emu_env([site, ROOT]),
-                          timeout=1800)
+                          capture_output=True, text=True, env=env, timeout=1800)
     res = {"exit_status": proc.returncode, "ok": proc.returncode == 0 and out.exists()}
     if out.exists():
         rep = json.loads(out.read_text())
@@ -387,14 +771,92 @@ def bench_smoke(qemu, sysroot, method, cpuinfo, site, models, rundir) -> dict:
     return res
 
 
+def neon_vs_scalar(rows) -> dict:
+    """Max |diff| between the emulated NEON and scalar outputs of each kernel model (0.0 would
+    mean the forced ISA changed nothing)."""
+    import numpy as np
+
+    outs: dict[str, dict[str, str]] = {}
+    for r in rows:
+        if r.get("ok") and r.get("emulated_out"):
+            outs.setdefault(r["model"], {})[r["run"]] = r["emulated_out"]
+    res = {}
+    for model, runs in outs.items():
+        if {"kernels neon", "kernels scalar"} <= set(runs):
+            with np.load(runs["kernels neon"]) as a, np.load(runs["kernels scalar"]) as b:
+                res[Path(model).name] = max(
+                    float(np.max(np.abs(a[k].astype(np.float64) - b[k]))) for k in a.files)
+    return res
+
+
+def check_kernel_rows(rows, emu: dict, want_isa: str, library: str) -> None:
+    """Mark kernel rows failed unless the emulated run loaded ``library`` with ``want_isa``."""
+    info = emu.get("kernels") or {}
+    problem = None
+    if "error" in info or not info:
+        problem = f"edgeconv.kernels did not load: {info.get('error', 'no kernel information')}"
+    elif info.get("isa") != want_isa:
+        problem = (f"the kernel selected ISA {info.get('isa')!r}, expected {want_isa!r} "
+                   f"(available: {','.join(info.get('available_isas', []))})")
+    elif Path(info.get("library", "")) != Path(library):
+        problem = f"edgeconv.kernels loaded {info.get('library')}, not {library}"
+    for r in rows:
+        r["isa"] = info.get("isa")
+        if r.get("uses_kernels") is False:
+            problem = problem or "the session did not register the kernel library"
+        if problem:
+            r["ok"] = False
+            r["error"] = "; ".join(x for x in (r.get("error"), problem) if x)
+
+
+def require_export_tools() -> None:
+    for mod in ("torch", "onnx"):
+        if importlib.util.find_spec(mod) is None:
+            raise ToolingUnavailable(f"--fused exports a model on this host and needs {mod} "
+                                     "(pip install -e '.[export]')")
+
+
+def _finish(report: dict, ok: bool, json_path: str | None) -> int:
+    report["ok"] = ok
+    if json_path:
+        sys.path.insert(0, str(ROOT))
+        from edgeconv.fileio import atomic_write_json
+
+        atomic_write_json(json_path, report)
+    return 0 if ok else 1
+
+
+def print_kernels(kern: dict) -> None:
+    needed = ", ".join(kern.get("needed", [])) or "?"
+    newest = ", ".join(kern.get("newest_versions", {}).values()) or "?"
+    state = {True: "OK  ", False: "FAIL", None: "??  "}[kern.get("elf_ok")]
+    static = ", static libstdc++/libgcc" if kern["static_libstdcxx"] else ""
+    verdict = (f"({'; '.join(kern['elf_problems'])})" if kern.get("elf_problems")
+               else "(Raspberry Pi OS Bookworm: glibc <= 2.36, GLIBCXX <= 3.4.30)")
+    print(f"{state} aarch64 kernel library {kern['library']} ({kern.get('machine')}; "
+          f"{Path(kern['cxx']).name}{static}): needs {needed}; newest symbol versions "
+          f"{newest} {verdict}")
+    runs = []
+    for tag, info in kern.get("emulated", {}).items():
+        info = info or {}
+        runs.append(f"{tag} run -> {info.get('isa')} "
+                    f"(available {','.join(info.get('available_isas', []))})")
+    if runs or kern.get("host_isa"):
+        print(f"     kernel ISA: host {kern.get('host_isa')}; emulated {', '.join(runs)}")
+    if kern.get("neon_vs_scalar_max_abs_diff"):
+        print("     emulated NEON vs scalar max |diff|: " + ", ".join(
+            f"{m} {d:.3g}" for m, d in kern["neon_vs_scalar_max_abs_diff"].items()))
+
+
 # --------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Run ONNX/TFLite models under qemu-aarch64 "
                                              "(Cortex-A72) and compare with the host run.")
-    ap.add_argument("models", nargs="+", help=".onnx / .tflite files")
+    ap.add_argument("models", nargs="*", help=".onnx / .tflite files (fused ONNX models too)")
     ap.add_argument("--work", default=os.environ.get(
         "EDGECONV_EMU_DIR", str(Path.home() / ".cache/edgeconv/emulated")),
-        help="cache folder for qemu, the sysroot and the wheels")
+        help="cache folder for qemu, the sysroot, the wheels, the cross compiler and the "
+             "kernel builds")
     ap.add_argument("--cpuinfo", choices=("auto", "unshare", "sysroot"), default="auto")
     ap.add_argument("--mirror", default="http://deb.debian.org/debian")
     ap.add_argument("--security-mirror", default="http://deb.debian.org/debian-security")
@@ -405,14 +867,36 @@ def main(argv=None) -> int:
                     help="skip running `edgeconv bench` under emulation")
     ap.add_argument("--rtol", type=float, default=1e-4)
     ap.add_argument("--atol", type=float, default=1e-4)
+    ap.add_argument("--fused", action="store_true",
+                    help=f"also export a small fused TVConv model here ({FUSED_MODEL}, "
+                         f"{FUSED_INPUT_SIZE}px; needs torch), cross-build the kernel library "
+                         "for aarch64 and check its NEON (auto-selected) and scalar paths "
+                         "under emulation against the host run")
+    ap.add_argument("--fused-weight-dtypes", default="float32,float16,int8",
+                    help="--fused: one exported model per weight storage type")
+    ap.add_argument("--fused-atol", type=float, default=1e-4,
+                    help="kernel models: largest allowed max |diff| vs the host")
+    ap.add_argument("--fused-min-cosine", type=float, default=0.99999,
+                    help="kernel models: smallest allowed cosine per embedding")
+    ap.add_argument("--cxx", help="aarch64 C++ compiler for the kernel library (default: "
+                                  "aarch64-linux-gnu-g++ on PATH, else Debian's cross g++ "
+                                  "fetched into --work)")
     ap.add_argument("--json", help="write the comparison report here")
     args = ap.parse_args(argv)
+    if not args.models and not args.fused:
+        ap.error("give model files, --fused, or both")
 
     models = [str(Path(m).resolve()) for m in args.models]
     for m in models:
         if not Path(m).is_file():
             print(f"emulated_check: error: {m}: no such file", file=sys.stderr)
             return 2
+    sys.path.insert(0, str(ROOT))
+    from edgeconv.kernels import LIB_NAME, model_uses_kernels
+
+    given_kernel = [m for m in models if m.endswith(".onnx") and model_uses_kernels(m)]
+    need_kernels = args.fused or bool(given_kernel)
+    dtypes = [d.strip() for d in args.fused_weight_dtypes.split(",") if d.strip()]
     work = Path(args.work).expanduser().resolve()
     work.mkdir(parents=True, exist_ok=True)
     report = {"host": platform.machine(), "models": models, "work": str(work), "runs": []}
@@ -429,6 +913,8 @@ def main(argv=None) -> int:
                                                args.suite)
             return apt_holder["apt"]
 
+        if args.fused:
+            require_export_tools()
         qemu = ensure_qemu(work, apt_factory)
         sysroot = ensure_sysroot(work, apt_factory)
         site = ensure_wheels(work / "site-aarch64", WHEELS)
@@ -443,25 +929,119 @@ def main(argv=None) -> int:
                                          TFLITE_RUNTIME_WHEELS)
             except ToolingUnavailable as exc:  # optional part: report it, check the rest
                 tfl_error = str(exc)
+        if need_kernels:
+            include = ort_include()
+            cross_cxx = ensure_cross_cxx(work, apt_factory, args.cxx)
     except ToolingUnavailable as exc:
         print(f"emulated_check: tooling unavailable: {exc}", file=sys.stderr)
         return TOOLING_UNAVAILABLE
 
+    kern = None
+    if need_kernels:
+        try:
+            kern = build_aarch64_kernels(work, cross_cxx, include)
+            # the host reference (and the export's own check) use a host library built from
+            # the same sources, not whatever the checkout holds
+            host_lib = build_kernels(work / f"kernels-{platform.machine()}" / LIB_NAME, include,
+                                     None, "the host kernel library")
+        except ToolingUnavailable as exc:
+            print(f"emulated_check: tooling unavailable: {exc}", file=sys.stderr)
+            return TOOLING_UNAVAILABLE
+        except CheckFailed as exc:
+            print(f"emulated_check: FAIL: {exc}", file=sys.stderr)
+            report["error"] = str(exc)
+            return _finish(report, False, args.json)
+        kern["host_library"] = str(host_lib)
+        report["kernels"] = kern
+        log(f"aarch64 library ELF: {kern.get('machine')}, needs {kern.get('needed')}, newest "
+            f"versions {list(kern.get('newest_versions', {}).values())}: "
+            + ("ok" if kern["elf_ok"] else "; ".join(kern["elf_problems"])))
+        os.environ["EDGECONV_KERNELS_LIB"] = str(host_lib)  # for reference_run in this process
+
     ok = True
+    emu_results = []
+    kernel_env = {"EDGECONV_KERNELS_LIB": kern["library"]} if kern else {}
     with tempfile.TemporaryDirectory(prefix="edgeconv-emu-") as tmp:
         rundir = Path(tmp)
-        cfgs = reference_run(models, rundir)
-        log(f"running {len(cfgs)} model(s) under qemu-aarch64 -cpu cortex-a72 "
-            f"(cpuinfo via {method})")
-        try:
-            emu = run_emulated(qemu, sysroot, method, cpuinfo, site, cfgs, rundir)
-        except (RuntimeError, subprocess.TimeoutExpired) as exc:
-            print(f"emulated_check: {exc}", file=sys.stderr)
-            return 1
-        report.update(emulated_machine=emu["machine"], emulated_python=emu["python"],
-                      emulated_numpy=emu["numpy"], saw_cortex_a72_cpuinfo=emu["cpuinfo_a72"])
-        report["runs"] += compare(cfgs, emu, args.rtol, args.atol, "base wheels")
-        ok = emu["machine"] == "aarch64" and emu["cpuinfo_a72"]
+        fused_models = []
+        if args.fused:
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+                [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
+            try:
+                exported = export_fused_models(rundir / "fused", dtypes, env)
+            except CheckFailed as exc:
+                print(f"emulated_check: FAIL: {exc}", file=sys.stderr)
+                report["error"] = str(exc)
+                return _finish(report, False, args.json)
+            report["fused_exports"] = exported
+            fused_models = [e["path"] for e in exported]
+        kernel_models = given_kernel + fused_models
+        base_models = [m for m in models if m not in given_kernel]
+        cfgs = reference_run(base_models, rundir)
+        kcfgs = reference_run(kernel_models, rundir, FUSED_BATCHES, prefix="k")
+        if kcfgs:
+            from edgeconv import kernels as K
+
+            kern["host_isa"] = K.info()["isa"]
+            for c in kcfgs:
+                c["sample_similarity"] = sample_similarity(c["ref"])
+                sim = c["sample_similarity"]
+                log(f"{Path(c['path']).name}: largest cosine between two different inputs' "
+                    f"outputs {sim if sim is None else f'{sim:.6f}'}")
+                if c["path"] in fused_models and (sim is None or sim >= args.fused_min_cosine):
+                    msg = (f"{Path(c['path']).name}: the outputs of different inputs agree to "
+                           f"cosine {sim}: the parity check would not see a wrong kernel")
+                    print(f"emulated_check: FAIL: {msg}", file=sys.stderr)
+                    report["error"] = msg
+                    return _finish(report, False, args.json)
+        if cfgs:
+            log(f"running {len(cfgs)} model(s) under qemu-aarch64 -cpu cortex-a72 "
+                f"(cpuinfo via {method})")
+            try:
+                emu = run_emulated(qemu, sysroot, method, cpuinfo, site, cfgs, rundir)
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                print(f"emulated_check: {exc}", file=sys.stderr)
+                return 1
+            emu_results.append(emu)
+            report["runs"] += compare(cfgs, emu, args.rtol, args.atol, "base wheels")
+
+        for tag, isa in (("neon", None), ("scalar", "scalar")):
+            if not kcfgs:
+                break
+            run_cfgs = [dict(c, out=c["out"].replace(".npz", f"_{tag}.npz")) for c in kcfgs]
+            env = dict(kernel_env, **({"EDGECONV_KERNEL_ISA": isa} if isa else {}))
+            log(f"running {len(run_cfgs)} kernel model(s) under qemu-aarch64 -cpu cortex-a72, "
+                f"EDGECONV_KERNEL_ISA={isa or '(unset)'}, batches {list(FUSED_BATCHES)}")
+            try:
+                emu = run_emulated(qemu, sysroot, method, cpuinfo, site, run_cfgs, rundir,
+                                   extra_env=env, kernels=True)
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                report["runs"].append({"run": f"kernels {tag}", "ok": False, "error": str(exc)})
+                continue
+            emu_results.append(emu)
+            kern.setdefault("emulated", {})[tag] = emu.get("kernels")
+            rows = compare(run_cfgs, emu, 0.0, args.fused_atol, f"kernels {tag}",
+                           min_cos=args.fused_min_cosine)
+            check_kernel_rows(rows, emu, tag, kern["library"])
+            for r, c in zip(rows, run_cfgs):
+                r["sample_similarity"] = c.get("sample_similarity")
+                r["emulated_out"] = c["out"]
+            report["runs"] += rows
+        kern_rows = [r for r in report["runs"] if r["run"].startswith("kernels ")]
+        if kern_rows:
+            kern["neon_vs_scalar_max_abs_diff"] = neon_vs_scalar(kern_rows)
+            for r in kern_rows:
+                r.pop("emulated_out", None)  # a file of the temporary run folder
+
+        if emu_results:
+            first = emu_results[0]
+            report.update(emulated_machine=first["machine"], emulated_python=first["python"],
+                          emulated_numpy=first["numpy"],
+                          saw_cortex_a72_cpuinfo=all(e["cpuinfo_a72"] for e in emu_results))
+        ok = bool(emu_results) and all(e["machine"] == "aarch64" and e["cpuinfo_a72"]
+                                       for e in emu_results)
+        if kern is not None:
+            ok = ok and kern["elf_ok"] is not False
 
         tfl_cfgs = [c for c in cfgs if c["path"].endswith(".tflite")]
         if tfl_error and tfl_cfgs:
@@ -479,18 +1059,25 @@ def main(argv=None) -> int:
                 report["runs"].append({"run": "tflite-runtime", "ok": False, "error": str(exc)})
         if args.bench_smoke:
             log("running `edgeconv bench` under emulation (smoke: correctness, not speed)")
-            report["bench_smoke"] = bench_smoke(qemu, sysroot, method, cpuinfo, site, models,
-                                                rundir)
+            report["bench_smoke"] = bench_smoke(qemu, sysroot, method, cpuinfo, site,
+                                                models + fused_models, rundir,
+                                                extra_env=kernel_env)
             ok = ok and report["bench_smoke"]["ok"]
     ok = ok and all(r["ok"] for r in report["runs"])
-    report["ok"] = ok
     for r in report["runs"]:
         state = "OK  " if r["ok"] else "FAIL"
-        diff = r.get("max_abs_diff")
-        print(f"{state} {Path(r.get('model', '?')).name} [{r['run']}] host "
+        diff, cos = r.get("max_abs_diff"), r.get("min_cosine")
+        run = r["run"] + (f", isa {r['isa']}" if r.get("isa") else "")
+        print(f"{state} {Path(r.get('model', '?')).name} [{run}] host "
               f"{r.get('host_runtime')} vs aarch64 {r.get('emulated_runtime')}: batches "
               f"{r.get('batches')}, max |diff| {diff if diff is None else f'{diff:.3g}'}"
-              + (f" ({r['error']})" if r.get("error") else ""))
+              + (f", min cosine {cos:.9f}" if cos is not None else "")
+              + (f" ({r['error']})" if r.get("error") else "")
+              + (f" (weak check: different inputs give outputs of cosine "
+                 f"{r['sample_similarity']:.7f})"
+                 if (r.get("sample_similarity") or 0) >= args.fused_min_cosine else ""))
+    if kern is not None:
+        print_kernels(kern)
     if "bench_smoke" in report:
         b = report["bench_smoke"]
         print(f"{'OK  ' if b['ok'] else 'FAIL'} edgeconv bench under emulation: "
@@ -499,12 +1086,7 @@ def main(argv=None) -> int:
     print(f"emulated aarch64 (python {report.get('emulated_python')}, numpy "
           f"{report.get('emulated_numpy')}, Cortex-A72 cpuinfo seen: "
           f"{report.get('saw_cortex_a72_cpuinfo')}): {'PASS' if ok else 'FAIL'}")
-    if args.json:
-        sys.path.insert(0, str(ROOT))
-        from edgeconv.fileio import atomic_write_json
-
-        atomic_write_json(args.json, report)
-    return 0 if ok else 1
+    return _finish(report, ok, args.json)
 
 
 if __name__ == "__main__":

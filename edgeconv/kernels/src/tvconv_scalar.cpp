@@ -1,4 +1,7 @@
 // Scalar reference path: plain C++ over 8-float arrays. The SIMD paths are tested against it.
+// No multiply-add contraction (GCC contracts by default where the ISA has FMA, e.g. aarch64):
+// the reference rounds every product and sum on its own, independently of the SIMD paths.
+#pragma GCC optimize("fp-contract=off")
 #include "tvconv_impl.h"
 
 namespace {
