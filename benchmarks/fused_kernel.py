@@ -39,7 +39,17 @@ DTYPES = ("float32", "float16", "int8")
 
 
 # ----------------------------------------------------------------------------- helpers
-def session(path_or_bytes, threads, disabled=()):
+def _session_kw(path_or_bytes, disabled):
+    """``disabled`` None: edgeconv's own policy (what `edgeconv bench` / the embedder run:
+    kernels.session_kwargs() for fused models); else exactly those optimizers off."""
+    from edgeconv import kernels
+
+    if disabled is None:
+        return kernels.session_kwargs() if kernels.model_uses_kernels(path_or_bytes) else {}
+    return {"disabled_optimizers": list(disabled)} if disabled else {}
+
+
+def session(path_or_bytes, threads, disabled=None):
     import onnxruntime as ort
 
     from edgeconv import kernels
@@ -51,7 +61,7 @@ def session(path_or_bytes, threads, disabled=()):
     if kernels.model_uses_kernels(path_or_bytes):
         kernels.register(so)
     src = str(path_or_bytes) if isinstance(path_or_bytes, Path) else path_or_bytes
-    kw = {"disabled_optimizers": list(disabled)} if disabled else {}
+    kw = _session_kw(path_or_bytes, disabled)
     sess = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"], **kw)
     name = sess.get_inputs()[0].name
     return lambda x: sess.run(None, {name: x})
@@ -63,7 +73,7 @@ def round_robin(runners: dict, x, min_time, rounds):
     return measure_round_robin(runners, x, min_time, rounds=rounds)
 
 
-def profile(path_or_bytes, x, threads, runs=20, disabled=(), warmup=3):
+def profile(path_or_bytes, x, threads, runs=20, disabled=None, warmup=3):
     """ORT's kernel time per run by op type (ms), warm-up runs left out."""
     import onnxruntime as ort
 
@@ -77,7 +87,7 @@ def profile(path_or_bytes, x, threads, runs=20, disabled=(), warmup=3):
     if kernels.model_uses_kernels(path_or_bytes):
         kernels.register(so)
     src = str(path_or_bytes) if isinstance(path_or_bytes, Path) else path_or_bytes
-    kw = {"disabled_optimizers": list(disabled)} if disabled else {}
+    kw = _session_kw(path_or_bytes, disabled)
     sess = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"], **kw)
     name = sess.get_inputs()[0].name
     for _ in range(warmup + runs):
@@ -295,9 +305,9 @@ def run(args, out_md: Path) -> str:
     mb = export_models(tmp, "mbv2")
     sf = export_models(tmp, "sfv2")
     ops = per_op(args) if args.per_op else []
-    nchwc_off = {"MB x0.5 TVConv fused float32, NCHWc off": ("MB x0.5 TVConv fused float32",
-                                                             ["NchwcTransformer"])}
-    res_mb = whole_model(args, mb, nchwc_off)
+    nchwc_on = {"MB x0.5 TVConv fused float32, ORT defaults (NCHWc on)": (
+        "MB x0.5 TVConv fused float32", ())}
+    res_mb = whole_model(args, mb, nchwc_on)
     res_sf = whole_model(args, sf)
     mem_names = ["MB x1.0 depthwise", "MB x0.5 depthwise", "MB x0.5 TVConv col2im"] + [
         f"MB x0.5 TVConv fused {d}" for d in DTYPES]
@@ -306,6 +316,8 @@ def run(args, out_md: Path) -> str:
     for b in (4, 16):
         x = np.random.default_rng(0).standard_normal((b, 3, 96, 96)).astype(np.float32)
         profs[("MB x0.5 TVConv fused float32", b)] = profile(mb["MB x0.5 TVConv fused float32"], x, 1)
+        profs[("MB x0.5 TVConv fused float32, ORT defaults (NCHWc on)", b)] = profile(
+            mb["MB x0.5 TVConv fused float32"], x, 1, disabled=())
         profs[("MB x0.5 TVConv fused int8", b)] = profile(mb["MB x0.5 TVConv fused int8"], x, 1)
         profs[("MB x0.5 depthwise", b)] = profile(mb["MB x0.5 depthwise"], x, 1)
         profs[("SF x1.0 TVConv fused float32", b)] = profile(sf["SF x1.0 TVConv fused float32"], x, 1)
@@ -323,7 +335,9 @@ def run(args, out_md: Path) -> str:
           f"from this one interleaved run are the figures to compare, not absolute FPS).", "",
           "Models: real `edgeconv export` files of randomised checkpoints (BatchNorm stats and "
           "affinity maps random), 96x96, dynamic batch, parity-gated. Fused: every TVConv with "
-          "its BatchNorm and ReLU6 is one `edgeconv.TVConv` node (stride 1 and 2).", "",
+          "its BatchNorm and ReLU6 is one `edgeconv.TVConv` node (stride 1 and 2). Fused models "
+          "run as edgeconv runs them (`edgeconv bench`, the embedder): ORT's NCHWc transformer "
+          "off (`edgeconv.kernels.session_kwargs()`); the `ORT defaults` row keeps it on.", "",
           "### Whole model, MobileNetV2 (FPS = batch / median latency)", "",
           fps_table(res_mb, args.batches, args.threads, base), "",
           "### Whole model, ShuffleNetV2 x1.0", "",

@@ -88,8 +88,27 @@ def test_only_edgeconv_domain_models_get_the_library(exported):
     assert not uses_kernels(exported["dir"] / "nonexistent.onnx")
     with open_model(exported["fused"]) as m:
         assert m.uses_kernels
+        # fused models run without ORT's NCHWc pass (its reorders around every kernel node)
+        assert m.describe()["ort_disabled_optimizers"] == ["NchwcTransformer"]
     with open_model(exported["col2im"]) as m:
         assert not m.uses_kernels
+        assert "ort_disabled_optimizers" not in m.describe()
+
+
+def test_nchwc_policy_can_be_turned_back_on(exported, monkeypatch):
+    from edgeconv.runtime.backends import open_model
+
+    monkeypatch.setenv("EDGECONV_ORT_NCHWC", "1")
+    with open_model(exported["fused"]) as m:
+        assert "ort_disabled_optimizers" not in m.describe()
+
+
+def test_a_kernel_refusal_is_reported_as_such(exported, monkeypatch):
+    from edgeconv.runtime.backends import ModelFileError, open_model
+
+    monkeypatch.setenv("EDGECONV_KERNEL_ISA", "no-such-isa")
+    with pytest.raises(ModelFileError, match="edgeconv.TVConv: EDGECONV_KERNEL_ISA=no-such-isa"):
+        open_model(exported["fused"])
 
 
 # ----------------------------------------------------------------------------- embedder

@@ -7,6 +7,7 @@ without it. From your own ONNX Runtime code::
 
     so = onnxruntime.SessionOptions()
     so.register_custom_ops_library(edgeconv.kernels.library_path())   # or `edgeconv kernels --path`
+    sess = onnxruntime.InferenceSession(path, so, **edgeconv.kernels.session_kwargs())
 """
 
 from __future__ import annotations
@@ -26,6 +27,21 @@ HERE = Path(__file__).resolve().parent
 BUILD_HINT = ("build them with `python -m edgeconv.kernels.build` (needs g++ and ONNX Runtime "
               "headers: ORT_INCLUDE_DIR, /usr/include/onnxruntime from libonnxruntime-dev, or "
               "fetched from Debian trixie by that command) or reinstall with `pip install -e .`")
+
+
+#: ONNX Runtime optimizers a session for a fused model should leave out. ORT's NCHWc
+#: transformer (x86) runs the 1x1 convs in a blocked layout and wraps every node it cannot
+#: block (our custom op) in two layout reorders; for fused models the reorders cost more than
+#: the blocked convs save (docs/export_speed.md: +9% max FPS with it off for MB x0.5 fp32).
+#: ``EDGECONV_ORT_NCHWC=1`` keeps it.
+ORT_DISABLED_OPTIMIZERS = ("NchwcTransformer",)
+
+
+def session_kwargs() -> dict:
+    """Extra ``onnxruntime.InferenceSession`` keyword arguments for a fused model."""
+    if os.environ.get("EDGECONV_ORT_NCHWC") == "1":
+        return {}
+    return {"disabled_optimizers": list(ORT_DISABLED_OPTIMIZERS)}
 
 
 class KernelsMissing(EdgeconvError):

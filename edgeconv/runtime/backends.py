@@ -246,6 +246,8 @@ class ModelBackend:
             "input_name": self.input_name, "input_dtype": str(self.input_dtype),
             "input_shape": list(self.declared_input_shape), "dynamic_batch": self.dynamic_batch,
             "output_name": self.output_name, "output_shape": list(self.declared_output_shape),
+            **({"ort_disabled_optimizers": self.disabled_optimizers}
+               if getattr(self, "disabled_optimizers", None) else {}),
         }
 
     def __enter__(self):
@@ -286,12 +288,21 @@ class OnnxRuntimeBackend(ModelBackend):
         so.add_session_config_entry("session.intra_op.allow_spinning", flag)
         so.add_session_config_entry("session.inter_op.allow_spinning", flag)
         self.uses_kernels = register_kernels_if_used(so, self.path)
+        kwargs = {}
+        if self.uses_kernels:
+            from edgeconv.kernels import session_kwargs
+
+            kwargs = session_kwargs()
+        self.disabled_optimizers = list(kwargs.get("disabled_optimizers", []))
         try:
             self._sess = ort.InferenceSession(str(self.path), sess_options=so,
-                                              providers=["CPUExecutionProvider"])
+                                              providers=["CPUExecutionProvider"], **kwargs)
         except Exception as exc:  # onnxruntime's own exception types
-            raise ModelFileError(f"{self.path}: not a readable ONNX model ({_first_line(exc)})") \
-                from None
+            first = _first_line(exc)
+            if "edgeconv.TVConv:" in first:  # the kernel refused a node or a setting
+                raise ModelFileError(f"{self.path}: {first[first.index('edgeconv.TVConv:'):]}") \
+                    from None
+            raise ModelFileError(f"{self.path}: not a readable ONNX model ({first})") from None
         inputs = self._sess.get_inputs()
         if len(inputs) != 1:
             self.close()
