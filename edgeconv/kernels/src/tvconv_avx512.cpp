@@ -10,6 +10,7 @@ namespace {
 
 struct Avx512x16 {
   static constexpr int L = 16;
+  static constexpr bool kPairRows = true;
   using R = __m512;
   static R zero() { return _mm512_setzero_ps(); }
   static R set1(float f) { return _mm512_set1_ps(f); }

@@ -8,6 +8,7 @@ namespace {
 
 struct Neon8 {
   static constexpr int L = 8;
+  static constexpr bool kPairRows = false;
   struct R { float32x4_t lo, hi; };
   static R zero() { return {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)}; }
   static R set1(float f) { return {vdupq_n_f32(f), vdupq_n_f32(f)}; }

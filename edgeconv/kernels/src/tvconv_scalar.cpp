@@ -32,6 +32,7 @@ inline float half_to_float(uint16_t h) {
 
 struct Scalar8 {
   static constexpr int L = 8;
+  static constexpr bool kPairRows = false;
   struct R { float v[8]; };
   static R zero() { return set1(0.0f); }
   static R set1(float f) { R r; for (int l = 0; l < L; ++l) r.v[l] = f; return r; }

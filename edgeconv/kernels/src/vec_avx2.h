@@ -9,6 +9,7 @@ namespace {
 
 struct Avx2x8 {
   static constexpr int L = 8;
+  static constexpr bool kPairRows = false;
   using R = __m256;
   static R zero() { return _mm256_setzero_ps(); }
   static R set1(float f) { return _mm256_set1_ps(f); }
