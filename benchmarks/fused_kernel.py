@@ -246,6 +246,17 @@ def fps_table(res, batches, threads, base):
     return "\n".join(lines)
 
 
+def ratio_table(res, batches, threads, base):
+    cols = [(b, t) for t in threads for b in batches]
+    lines = ["| model | " + " | ".join(f"b{b} t{t}" for b, t in cols) + " |",
+             "|" + "---|" * (len(cols) + 1)]
+    for k, r in res.items():
+        if k == base:
+            continue
+        lines.append(f"| {k} | " + " | ".join(f"{r[c] / res[base][c]:.2f}" for c in cols) + " |")
+    return "\n".join(lines)
+
+
 def profile_md(prof: dict, label: str) -> list[str]:
     total = sum(prof.values())
     groups = collections.OrderedDict([("TVConv (fused kernel)", ["TVConv"]), ("Conv", ["Conv"]),
@@ -340,6 +351,9 @@ def run(args, out_md: Path) -> str:
           "off (`edgeconv.kernels.session_kwargs()`); the `ORT defaults` row keeps it on.", "",
           "### Whole model, MobileNetV2 (FPS = batch / median latency)", "",
           fps_table(res_mb, args.batches, args.threads, base), "",
+          "Same configuration, same moment (each cell: FPS / FPS of MB x1.0 depthwise at that "
+          "batch and thread count; less exposed to a noisy neighbour than the max-FPS ratio):", "",
+          ratio_table(res_mb, args.batches, args.threads, base), "",
           "### Whole model, ShuffleNetV2 x1.0", "",
           fps_table(res_sf, args.batches, args.threads, "SF x1.0 depthwise"), ""]
     if png:

@@ -418,3 +418,17 @@ def test_batch_free_head_is_exact():
         assert batch_free_head(model) == 1
         assert any(isinstance(m, GlobalAvgPool) for m in model.modules())
         assert (model(x) - ref).abs().max() < 1e-5
+
+
+def test_parity_gate_allows_the_float32_floor_and_reports_it(small_ckpt, tmp_path):
+    """The gate's absolute limit is max(1e-4, 2 x the float32 eager model's own error)."""
+    from edgeconv.export import parity as par
+    from edgeconv.export.exporter import export_checkpoint
+
+    ref = {"a": np.array([[1.0, 2.0, 3.0]])}
+    assert par.float32_floor(ref, {"a": np.array([[1.0, 2.0, 3.0 + 3e-4]])}) == pytest.approx(1e-4)
+    assert par.float32_floor(ref, {"a": ref["a"].copy()}) == 0.0
+    rep = export_checkpoint(small_ckpt, formats="onnx", output_dir=tmp_path, echo=lambda *a: None)
+    p = rep["parity"]["onnx"]
+    assert 0.0 <= p["float32_floor"] < 1e-4
+    assert p["tolerance"]["max_abs_diff"] == max(1e-4, 2 * p["float32_floor"])

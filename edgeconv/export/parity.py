@@ -91,6 +91,15 @@ def compare(ref: np.ndarray, out: np.ndarray) -> dict:
             "ref_max_abs": float(np.abs(ref).max())}
 
 
+def float32_floor(refs: dict, eager32: dict) -> float:
+    """The float32 eager model's own worst scaled deviation from the float64 reference."""
+    worst = 0.0
+    for k, ref in refs.items():
+        c = compare(ref, eager32[k])
+        worst = max(worst, c["max_abs_diff"] / max(1.0, c.get("ref_max_abs", 1.0)))
+    return worst
+
+
 def check(results: dict, max_abs: float, min_cos: float, label: str) -> dict:
     """results: input-set name -> compare() dict. Raises ParityError on failure.
 
