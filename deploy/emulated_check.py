@@ -483,25 +483,18 @@ RANDOMISE = r'''
 import sys
 import torch
 from torch import nn
-from edgeconv.ops.tvconv import TVConv
 from edgeconv.train.checkpoint import load_model, save_checkpoint
 
-path, seed = sys.argv[1], int(sys.argv[2])
+path, seed, tests_dir = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+sys.path.insert(0, tests_dir)
+from test_ops import randomise  # the tests' randomiser: affinity maps, LayerNorm, BatchNorm
+
 model, _ = load_model(path)
-g = torch.Generator().manual_seed(seed)
+randomise(model, seed)
+g = torch.Generator().manual_seed(seed + 1)
 with torch.no_grad():
     for m in model.modules():
-        if isinstance(m, TVConv):
-            m.affinity.copy_(torch.randn(m.affinity.shape, generator=g))
-        elif isinstance(m, nn.LayerNorm):
-            m.weight.copy_(1 + 0.3 * torch.randn(m.weight.shape, generator=g))
-            m.bias.copy_(0.3 * torch.randn(m.bias.shape, generator=g))
-        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.running_mean.copy_(0.2 * torch.randn(m.running_mean.shape, generator=g))
-            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-            m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-            m.bias.copy_(0.2 * torch.randn(m.bias.shape, generator=g))
-        elif isinstance(m, nn.Conv2d):
+        if isinstance(m, nn.Conv2d):
             fan_in = m.weight[0].numel()
             m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (0.75 / fan_in) ** 0.5)
 save_checkpoint(path, model)
@@ -532,7 +525,7 @@ def export_fused_models(outdir: Path, dtypes, env: dict) -> list[dict]:
         f"weights {', '.join(dtypes)}")
     cli("init", FUSED_MODEL, "--op", "tvconv", "--input-size", FUSED_INPUT_SIZE, "--seed", "0",
         "-o", ckpt)
-    py("randomising the checkpoint", "-c", RANDOMISE, ckpt, "0")
+    py("randomising the checkpoint", "-c", RANDOMISE, ckpt, "0", str(ROOT / "tests"))
     exported = []
     for dt in dtypes:
         out = cli("export", ckpt, "--format", "onnx", "--formulation", "fused",
