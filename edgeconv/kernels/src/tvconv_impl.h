@@ -70,7 +70,7 @@ void fill_rows(const TVConvArgs& a, int64_t c, int64_t i, int64_t n0, int64_t n1
                const edgeconv::ScratchGeom& g) {
   for (int64_t n = n0; n < n1; ++n) {
     const float* plane = a.x + (n * a.C + c) * a.H * a.W;
-    float* img = scratch + n * g.image_stride;
+    float* img = scratch + (n - n0) * g.image_stride;  // slot 0 holds image n0
     for (int u = 0; u < K; ++u)
       fill_row<VW, VN, K, S, true>(plane, i * S + u, a.H, a.W, g.row_stride, img + u * S * g.row_stride);
   }
@@ -79,10 +79,11 @@ void fill_rows(const TVConvArgs& a, int64_t c, int64_t i, int64_t n0, int64_t n1
 // Plane mode: every padded input row of channel c of every image. The zero padding sits at the
 // same places for every channel of a call: run_channels zeroes the scratch once.
 template <class VW, class VN, int K, int S>
-void fill_plane(const TVConvArgs& a, int64_t c, float* scratch, const edgeconv::ScratchGeom& g) {
-  for (int64_t n = 0; n < a.N; ++n) {
+void fill_plane(const TVConvArgs& a, int64_t c, int64_t n0, int64_t n1, float* scratch,
+                const edgeconv::ScratchGeom& g) {
+  for (int64_t n = n0; n < n1; ++n) {
     const float* plane = a.x + (n * a.C + c) * a.H * a.W;
-    float* img = scratch + n * g.image_stride;
+    float* img = scratch + (n - n0) * g.image_stride;
     for (int64_t r = 0; r < g.rows; ++r)
       fill_row<VW, VN, K, S, false>(plane, r, a.H, a.W, g.row_stride, img + r * S * g.row_stride);
   }
@@ -115,10 +116,10 @@ inline void store_out(float* dst, typename V::R r, int64_t valid) {
 
 // One block of V::L output columns [jb, jb + L) of output row i of channel c, for images
 // [n0, n1): the k*k weight vectors are loaded (and dequantised) once and reused for each.
-// Image n's tap (u, v) reads src + n*istride + (u*S + v%S)*rs + v/S + jb.
+// Image n's tap (u, v) reads src + (n - nsrc)*istride + (u*S + v%S)*rs + v/S + jb.
 template <class V, int K, int S>
 inline void block(const TVConvArgs& a, int64_t c, int64_t i, int64_t jb, const float* src,
-                  int64_t istride, int64_t rs, int64_t n0, int64_t n1) {
+                  int64_t istride, int64_t rs, int64_t nsrc, int64_t n0, int64_t n1) {
   using R = typename V::R;
   constexpr int KK = K * K;
   const int64_t wrow = ((c * a.h + i) * KK) * a.wpad + jb;
@@ -138,7 +139,7 @@ inline void block(const TVConvArgs& a, int64_t c, int64_t i, int64_t jb, const f
   int64_t n = n0;
   // four images at a time: four independent FMA chains
   for (; n + 4 <= n1; n += 4) {
-    const float* s0 = sb + n * istride;
+    const float* s0 = sb + (n - nsrc) * istride;
     const float* s1 = s0 + istride;
     const float* s2 = s1 + istride;
     const float* s3 = s2 + istride;
@@ -159,7 +160,7 @@ inline void block(const TVConvArgs& a, int64_t c, int64_t i, int64_t jb, const f
   }
   // remaining images: one kernel row per accumulator (shorter dependency chains)
   for (; n < n1; ++n) {
-    const float* s0 = sb + n * istride;
+    const float* s0 = sb + (n - nsrc) * istride;
     R acc[K];
 #pragma GCC unroll 5
     for (int u = 0; u < K; ++u) acc[u] = V::zero();
@@ -180,7 +181,7 @@ inline void block(const TVConvArgs& a, int64_t c, int64_t i, int64_t jb, const f
 // of 9 for 9: the loads, not the FMAs, bound the single-row block.
 template <class V>
 inline void block_pair(const TVConvArgs& a, int64_t c, int64_t i, int64_t jb, const float* src,
-                       int64_t istride, int64_t rs, int64_t n0, int64_t n1) {
+                       int64_t istride, int64_t rs, int64_t nsrc, int64_t n0, int64_t n1) {
   using R = typename V::R;
   constexpr int K = 3, KK = 9;
   const int64_t wrow0 = ((c * a.h + i) * KK) * a.wpad + jb;
@@ -205,7 +206,7 @@ inline void block_pair(const TVConvArgs& a, int64_t c, int64_t i, int64_t jb, co
   const float* sb = src + jb;
   int64_t n = n0;
   for (; n + 2 <= n1; n += 2) {
-    const float* s0 = sb + n * istride;
+    const float* s0 = sb + (n - nsrc) * istride;
     const float* s1 = s0 + istride;
     R a00 = b0, a01 = b1, a10 = b0, a11 = b1;
 #pragma GCC unroll 4
@@ -229,7 +230,7 @@ inline void block_pair(const TVConvArgs& a, int64_t c, int64_t i, int64_t jb, co
     store_out<V>(y0 + (n + 1) * ystride + a.w_out, activate<V>(a11, a.act), valid);
   }
   for (; n < n1; ++n) {
-    const float* s0 = sb + n * istride;
+    const float* s0 = sb + (n - nsrc) * istride;
     R a00 = b0, a01 = b1;
 #pragma GCC unroll 4
     for (int r = 0; r <= K; ++r) {
@@ -250,19 +251,20 @@ template <class VW, class VN, int K, int S>
 void run_channels(const TVConvArgs& a, int64_t c0, int64_t c1, float* scratch) {
   const edgeconv::ScratchGeom g = edgeconv::scratch_geom(a);
   constexpr int64_t p = K / 2;
-  if (!g.direct) std::memset(scratch, 0, sizeof(float) * g.image_stride * a.N);
+  const int64_t slots = a.N < edgeconv::kImageGroup ? a.N : edgeconv::kImageGroup;
+  if (!g.direct) std::memset(scratch, 0, sizeof(float) * g.image_stride * slots);
   for (int64_t c = c0; c < c1; ++c) {
-    if (!g.direct) fill_plane<VW, VN, K, S>(a, c, scratch, g);
     // images in groups of kGroup: the group shares each block's weight vectors (registers),
     // and the channel's weights stay in cache from one group to the next; a group touches
     // few enough rows at once for the hardware prefetchers and L1 sets (planes of 96x96
     // floats are 4 KiB-aligned apart, so a whole batch's rows would fight over L1 sets).
-    constexpr int64_t kGroup = 4;
+    constexpr int64_t kGroup = edgeconv::kImageGroup;
     for (int64_t n0 = 0; n0 < a.N; n0 += kGroup) {
       const int64_t n1 = n0 + kGroup < a.N ? n0 + kGroup : a.N;
+      if (!g.direct) fill_plane<VW, VN, K, S>(a, c, n0, n1, scratch, g);
       for (int64_t i = 0; i < a.h; ++i) {
         const float* src;
-        int64_t istride, rs;
+        int64_t istride, rs, nsrc = n0;  // the scratch's slot 0 holds image n0
         bool pairable = false;  // rows i and i+1 read consecutive rows of one source
         if (!g.direct) {
           src = scratch + i * S * S * g.row_stride;  // padded row i*S, phase 0
@@ -273,6 +275,7 @@ void run_channels(const TVConvArgs& a, int64_t c0, int64_t c1, float* scratch) {
           src = a.x + c * a.H * a.W + (i - p) * a.W - p;
           istride = a.C * a.H * a.W;
           rs = a.W;
+          nsrc = 0;
           pairable = i + 1 < a.h && edgeconv::direct_row(a, i + 1);
         } else {
           fill_rows<VW, VN, K, S>(a, c, i, n0, n1, scratch, g);
@@ -283,16 +286,17 @@ void run_channels(const TVConvArgs& a, int64_t c0, int64_t c1, float* scratch) {
         int64_t jb = 0;
         if (VW::kPairRows && K == 3 && S == 1 && pairable) {
           for (; jb + VW::L <= a.wpad; jb += VW::L)
-            block_pair<VW>(a, c, i, jb, src, istride, rs, n0, n1);
+            block_pair<VW>(a, c, i, jb, src, istride, rs, nsrc, n0, n1);
           for (int64_t r = 0; r < 2; ++r)  // the narrow tail, one row at a time
             for (int64_t j = jb; j < a.wpad; j += VN::L)
-              block<VN, K, S>(a, c, i + r, j, src + r * rs, istride, rs, n0, n1);
+              block<VN, K, S>(a, c, i + r, j, src + r * rs, istride, rs, nsrc, n0, n1);
           ++i;  // row i + 1 is done too
           continue;
         }
         for (; jb + VW::L <= a.wpad; jb += VW::L)
-          block<VW, K, S>(a, c, i, jb, src, istride, rs, n0, n1);
-        for (; jb < a.wpad; jb += VN::L) block<VN, K, S>(a, c, i, jb, src, istride, rs, n0, n1);
+          block<VW, K, S>(a, c, i, jb, src, istride, rs, nsrc, n0, n1);
+        for (; jb < a.wpad; jb += VN::L)
+          block<VN, K, S>(a, c, i, jb, src, istride, rs, nsrc, n0, n1);
       }
     }
   }

@@ -23,6 +23,7 @@ enum Activation : int { kActNone = 0, kActRelu = 1, kActRelu6 = 2 };
 enum Isa : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2, kNeon = 3 };
 
 constexpr int kWidthAlign = 8;      // wpad = round_up(w, kWidthAlign): part of the file format
+constexpr int64_t kImageGroup = 4;  // images that share each block's weight registers
 
 struct TVConvArgs {
   const float* x = nullptr;
@@ -43,9 +44,9 @@ static inline int64_t round_up(int64_t v, int64_t a) { return (v + a - 1) / a * 
 // Scratch geometry. Stride-1 layers with rows of >= 16 columns read interior output rows
 // straight from the input (the weights of taps that fall outside the image are zero, part of
 // the layout, so a read that wraps into the neighbouring row contributes nothing) and copy
-// only the k input rows of each border row, zero-padded, into the scratch: (N, k, 1, rs).
+// only the k input rows of each border row, zero-padded, into the scratch: (group, k, 1, rs).
 // Every other layer (strided, or narrow rows) copies the whole zero-padded input plane of one
-// channel of every image once: (N, H + 2p, s, rs), each padded row split into s phases
+// channel of each image of a group once: (group, H + 2p, s, rs), each padded row split into s phases
 // (phase q holds its columns q, q+s, q+2s, ...) so that every tap reads a contiguous run.
 struct ScratchGeom {
   bool direct;                        // stride-1 interior rows read the input directly
@@ -66,8 +67,10 @@ static inline ScratchGeom scratch_geom(const TVConvArgs& a) {
   return g;
 }
 
+// The scratch holds one group of images (kImageGroup) at a time.
 static inline size_t scratch_floats(const TVConvArgs& a) {
-  return static_cast<size_t>(scratch_geom(a).image_stride * a.N);
+  const int64_t n = a.N < kImageGroup ? a.N : kImageGroup;
+  return static_cast<size_t>(scratch_geom(a).image_stride * n);
 }
 
 // In direct mode: the output rows that may read the input plane directly (all k rows inside,
