@@ -49,7 +49,8 @@ def _session_kw(path_or_bytes, disabled):
     return {"disabled_optimizers": list(disabled)} if disabled else {}
 
 
-def session(path_or_bytes, threads, disabled=None):
+def make_session(path_or_bytes, threads, disabled=None, profiling=False):
+    """An ORT session as edgeconv opens it (library registered for fused models)."""
     import onnxruntime as ort
 
     from edgeconv import kernels
@@ -58,11 +59,18 @@ def session(path_or_bytes, threads, disabled=None):
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
+    if profiling:
+        so.enable_profiling = True
+        so.profile_file_prefix = os.path.join(tempfile.gettempdir(), "edgeconv_fused_prof")
     if kernels.model_uses_kernels(path_or_bytes):
         kernels.register(so)
     src = str(path_or_bytes) if isinstance(path_or_bytes, Path) else path_or_bytes
     kw = _session_kw(path_or_bytes, disabled)
-    sess = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"], **kw)
+    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"], **kw)
+
+
+def session(path_or_bytes, threads, disabled=None):
+    sess = make_session(path_or_bytes, threads, disabled)
     name = sess.get_inputs()[0].name
     return lambda x: sess.run(None, {name: x})
 
@@ -101,20 +109,7 @@ def rotating_rounds(runners: dict, x, window: float, rounds: int, warmup: int = 
 
 def profile(path_or_bytes, x, threads, runs=20, disabled=None, warmup=3):
     """ORT's kernel time per run by op type (ms), warm-up runs left out."""
-    import onnxruntime as ort
-
-    from edgeconv import kernels
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.log_severity_level = 3
-    so.enable_profiling = True
-    so.profile_file_prefix = os.path.join(tempfile.gettempdir(), "edgeconv_fused_prof")
-    if kernels.model_uses_kernels(path_or_bytes):
-        kernels.register(so)
-    src = str(path_or_bytes) if isinstance(path_or_bytes, Path) else path_or_bytes
-    kw = _session_kw(path_or_bytes, disabled)
-    sess = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"], **kw)
+    sess = make_session(path_or_bytes, threads, disabled, profiling=True)
     name = sess.get_inputs()[0].name
     for _ in range(warmup + runs):
         sess.run(None, {name: x})
