@@ -42,3 +42,25 @@ def test_kernel_tests_skip_with_the_reason_when_the_library_is_missing(tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert " passed" not in proc.stdout and "skipped" in proc.stdout
     assert "edgeconv kernels: the edgeconv kernels are not built" in proc.stdout
+
+
+def test_domain_scan_reads_opset_imports_only():
+    """The torch-free scan that decides whether a model needs the library."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from edgeconv.kernels import model_uses_kernels
+    from edgeconv.kernels.onnx_domains import imports_domain
+
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    plain = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    helper.set_model_props(plain, {"edgeconv": "{}"})  # the metadata key every export has
+    fused = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18),
+                                                helper.make_opsetid("edgeconv", 1)])
+    assert not model_uses_kernels(plain.SerializeToString())
+    assert model_uses_kernels(fused.SerializeToString())
+    assert imports_domain(fused.SerializeToString(), "") and not imports_domain(plain.SerializeToString(), "x")
+    data = fused.SerializeToString()
+    assert not model_uses_kernels(b"not a model") and not model_uses_kernels(data[:5])

@@ -112,95 +112,14 @@ def register(session_options) -> Path:
 
 
 def model_uses_kernels(model) -> bool:
-    """Whether an ONNX file imports the ``edgeconv`` op domain (the fused TVConv kernel).
+    """Whether an ONNX model (path or bytes) imports the ``edgeconv`` op domain.
 
-    ``model``: a path or the serialized bytes. Reads the ModelProto's ``opset_import``
-    entries (and those of its functions), seeking past the graph, so a memory measurement
-    sees no second copy of the file and the ``edgeconv`` metadata key every exported model
-    carries is no false positive. No onnx package needed. False when the file cannot be
-    parsed (the runtime then reports the file itself).
+    Reads only the ModelProto's ``opset_import`` entries (edgeconv.kernels.onnx_domains), so
+    the ``edgeconv`` metadata key every exported model carries is no false positive.
     """
-    import io
+    from edgeconv.kernels.onnx_domains import imports_domain
 
-    domain = DOMAIN.encode()
-    try:
-        opened = (io.BytesIO(bytes(model)) if isinstance(model, (bytes, bytearray, memoryview))
-                  else open(model, "rb"))
-        with opened as fh:
-            size = fh.seek(0, os.SEEK_END)
-            fh.seek(0)
-            while fh.tell() < size:
-                field, wire = _split_tag(_read_varint(fh))
-                if wire != 2:
-                    _skip_scalar(fh, wire)
-                    continue
-                length = _read_varint(fh)
-                if field == 8:  # ModelProto.opset_import
-                    if _opset_domain(fh.read(length)) == domain:
-                        return True
-                elif field == 25:  # ModelProto.functions: FunctionProto.opset_import = 9
-                    if domain in _opset_domains(fh.read(length), 9):
-                        return True
-                else:
-                    fh.seek(length, os.SEEK_CUR)
-    except (OSError, ValueError):
-        pass
-    return False
-
-
-def _read_varint(fh) -> int:
-    result = shift = 0
-    while True:
-        b = fh.read(1)
-        if not b:
-            raise ValueError("truncated varint")
-        result |= (b[0] & 0x7F) << shift
-        if not b[0] & 0x80:
-            return result
-        shift += 7
-        if shift > 63:
-            raise ValueError("bad varint")
-
-
-def _split_tag(tag: int) -> tuple[int, int]:
-    return tag >> 3, tag & 7
-
-
-def _skip_scalar(fh, wire: int) -> None:
-    if wire == 0:
-        _read_varint(fh)
-    elif wire in (1, 5):
-        fh.seek(8 if wire == 1 else 4, os.SEEK_CUR)
-    else:
-        raise ValueError(f"unexpected wire type {wire}")
-
-
-def _fields(buf: bytes):
-    """(field, wire type, value) of one protobuf message in memory (value: bytes or int)."""
-    import io
-
-    fh = io.BytesIO(buf)
-    while fh.tell() < len(buf):
-        field, wire = _split_tag(_read_varint(fh))
-        if wire == 2:
-            length = _read_varint(fh)
-            value = fh.read(length)
-            if len(value) != length:
-                raise ValueError("truncated field")
-            yield field, wire, value
-        elif wire == 0:
-            yield field, wire, _read_varint(fh)
-        else:
-            _skip_scalar(fh, wire)
-
-
-def _opset_domain(buf: bytes) -> bytes:
-    """OperatorSetIdProto.domain (field 1; empty: the default ONNX domain)."""
-    return next((v for f, w, v in _fields(buf) if f == 1 and w == 2), b"")
-
-
-def _opset_domains(buf: bytes, field_no: int) -> set:
-    return {_opset_domain(v) for f, w, v in _fields(buf) if f == field_no and w == 2}
+    return imports_domain(model, DOMAIN)
 
 
 def missing_message(model_name: str) -> str:
