@@ -79,7 +79,8 @@ def assert_one_line_kernels_error(res, model_name):
 
 # ----------------------------------------------------------------------------- detection
 def test_only_edgeconv_domain_models_get_the_library(exported):
-    from edgeconv.runtime.backends import open_model, uses_kernels
+    from edgeconv.kernels import model_uses_kernels as uses_kernels
+    from edgeconv.runtime.backends import open_model
 
     assert uses_kernels(exported["fused"])
     # every exported file carries the metadata key "edgeconv": that is no use of the domain

@@ -25,6 +25,8 @@ from edgeconv.errors import EdgeconvError
 from edgeconv.export import formats as fmt
 from edgeconv.metadata import METADATA_FORMAT_VERSION, sidecar_path
 
+#: file-name suffix of a fused export per weight storage (never the portable file's name)
+_FUSED_SUFFIX = {"float32": "_fused", "float16": "_fused_fp16", "int8": "_fused_int8"}
 MEAN = [0.5, 0.5, 0.5]
 STD = [0.5, 0.5, 0.5]
 
@@ -145,6 +147,7 @@ def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batc
     formats = fmt.parse_formats(formats)
     fmt.validate_options(formats, {"opset": opset, "fp16": fp16, "simplify": simplify,
                                    "weight_dtype": weight_dtype, "formulation": formulation})
+    weight_dtype = weight_dtype or "float32"  # validated: only --formulation fused uses it
     if simplify is not None and simplify not in ("auto", "onnxsim", "onnxslim", "none"):
         raise EdgeconvError(f"--simplify must be auto, onnxsim, onnxslim or none, got {simplify!r}")
     batch_n = fmt.parse_batch(batch)
@@ -205,13 +208,13 @@ def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batc
         spec = fmt.EXPORT_FORMATS[f]
         form, model_f = _select_formulation(exported, info, f, formulation,
                                             int(opset or fmt.DEFAULT_OPSET) if f == "onnx" else None,
-                                            weight_dtype or "float32")
+                                            weight_dtype)
         report["formulation"][f] = form
         meta = dict(meta0, format=f, folding="lowrank" if lowrank is not None else "exact",
                     formulation=form, batch=batch_n or "dynamic")
         fused = form == "fused"
         if fused:
-            meta["kernels"] = _kernels_metadata(weight_dtype or "float32")
+            meta["kernels"] = _kernels_metadata(weight_dtype)
         if lowrank is not None:
             meta["lowrank"] = {k: info["lowrank"][k] for k in ("requested", "max_rank", "mean_rank")}
             meta["lowrank"]["ranks"] = [layer["rank"] for layer in info["lowrank"]["layers"]]
@@ -225,10 +228,7 @@ def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batc
             data = proto.SerializeToString()
             outs = _guarded(_run_onnx, data, inputs, "ONNX Runtime")
             label = "ONNX (onnxruntime + edgeconv kernels)" if fused else "ONNX (onnxruntime)"
-            suffix = ""
-            if fused:
-                suffix = "_fused" + ("" if (weight_dtype or "float32") == "float32"
-                                     else "_" + {"float16": "fp16", "int8": "int8"}[weight_dtype])
+            suffix = _FUSED_SUFFIX[weight_dtype] if fused else ""
             path = out_dir / f"{stem}{suffix}{spec.suffix}"
         else:
             from edgeconv.export import tflite_export as tfl
@@ -245,7 +245,7 @@ def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batc
             path = out_dir / f"{stem}{'_fp16' if fp16 else ''}{spec.suffix}"
         results = {k: par.compare(refs[k], outs[k]) for k in inputs}
         tol = ((par.FP16_MAX_ABS_DIFF, par.FP16_MIN_COSINE) if (f == "tflite" and fp16)
-               else par.FUSED_TOLERANCE[weight_dtype or "float32"] if fused
+               else par.FUSED_TOLERANCE[weight_dtype] if fused
                else (par.MAX_ABS_DIFF, par.MIN_COSINE))
         tol = (max(tol[0], 2.0 * floor), tol[1])
         try:

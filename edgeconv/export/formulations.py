@@ -41,8 +41,8 @@ from __future__ import annotations
 
 import torch
 
-from edgeconv.ops.per_pixel import (LOWERINGS, col2im_weights, onehot_kernels,  # noqa: F401
-                                    per_pixel, tap_kernel)
+from edgeconv.ops.per_pixel import (LOWERINGS, check_lowering, col2im_weights,  # noqa: F401
+                                    onehot_kernels, per_pixel, tap_kernel)
 
 EXACT_FORMULATIONS = LOWERINGS
 #: ``fused``: each folded TVConv (with its BatchNorm and activation) becomes ONE node of the
@@ -97,12 +97,8 @@ def check_formulation_for(name: str, fmt: str, opset: int | None = None,
 
 
 def check_formulation(name: str) -> str:
-    from edgeconv.errors import EdgeconvError
-
-    if name not in EXACT_FORMULATIONS:
-        raise EdgeconvError(f"unknown TVConv formulation '{name}' "
-                            f"(choose from: {', '.join(EXACT_FORMULATIONS)})")
-    return name
+    """An exact lowering's name (``fused`` is a module swap, not a lowering)."""
+    return check_lowering(name)
 
 
 def set_formulation(model: torch.nn.Module, formulation: str) -> int:

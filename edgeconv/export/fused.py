@@ -23,7 +23,6 @@ from edgeconv.ops.per_pixel import apply_per_pixel
 from edgeconv.ops.tvconv import FoldedTVConv
 
 WEIGHT_DTYPES = pack.WEIGHT_DTYPES
-_TORCH_DTYPE = {"float32": torch.float32, "float16": torch.float16, "int8": torch.int8}
 _ACT = {nn.ReLU: "relu", nn.ReLU6: "relu6"}
 
 

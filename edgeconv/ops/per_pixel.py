@@ -17,6 +17,16 @@ from torch.nn import functional as F
 LOWERINGS = ("slices", "onehot", "onehot_tap", "tapconv", "col2im")
 
 
+def check_lowering(name: str) -> str:
+    """``name`` if it is a lowering, else one-line EdgeconvError."""
+    from edgeconv.errors import EdgeconvError
+
+    if name not in LOWERINGS:
+        raise EdgeconvError(f"unknown TVConv formulation '{name}' "
+                            f"(choose from: {', '.join(LOWERINGS)})")
+    return name
+
+
 def apply_per_pixel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                     kernel_size: int, stride: int, out_hw: tuple[int, int]) -> torch.Tensor:
     """out[n,c,i,j] = sum_{u,v} pad(x)[n,c,i*s+u,j*s+v] * weight[:,c,u*k+v,i,j] (+ bias).
@@ -120,7 +130,8 @@ def per_pixel(x: torch.Tensor, weight: torch.Tensor, bias, kernel_size: int, str
             term = shifted * weight[:, :, t]
             out = term if out is None else out + term
     else:
-        raise ValueError(f"unknown lowering '{formulation}' (choose from: {', '.join(LOWERINGS)})")
+        check_lowering(formulation)
+        raise AssertionError(formulation)
     if bias is not None:
         out = out + bias
     return out

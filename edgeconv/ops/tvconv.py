@@ -141,18 +141,14 @@ class FoldedTVConv(nn.Module):
 
     def set_formulation(self, formulation: str) -> "FoldedTVConv":
         """Choose how the product is lowered to graph ops (``edgeconv.ops.per_pixel``)."""
-        fm = pp
-        if formulation not in pp.LOWERINGS:
-            raise EdgeconvError(f"unknown TVConv formulation '{formulation}' "
-                                f"(choose from: {', '.join(pp.LOWERINGS)})")
-        self.formulation = formulation
+        self.formulation = pp.check_lowering(formulation)
         k, c = self.kernel_size, self.channels
         if formulation == "onehot":
-            self._aux = {"onehot": fm.onehot_kernels(c, k, self.weight.dtype)}
+            self._aux = {"onehot": pp.onehot_kernels(c, k, self.weight.dtype)}
         elif formulation == "col2im" and self.stride == 1:
-            self._aux = {"col2im": fm.col2im_weights(self.weight, k)}
+            self._aux = {"col2im": pp.col2im_weights(self.weight, k)}
         elif formulation in ("tapconv", "col2im"):  # col2im: strided layers use tapconv
-            self._aux = {"tapconv": [fm.tap_kernel(c, k, t, self.weight.dtype)
+            self._aux = {"tapconv": [pp.tap_kernel(c, k, t, self.weight.dtype)
                                      for t in range(k * k)]}
         else:
             self._aux = {}

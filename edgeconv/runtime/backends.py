@@ -94,13 +94,6 @@ def _read_head(path: Path, n: int = 8) -> bytes:
         raise ModelFileError(f"{path}: unreadable ({exc.strerror or exc})") from None
 
 
-def uses_kernels(path: str | os.PathLike) -> bool:
-    """Whether an ONNX file imports the ``edgeconv`` op domain (edgeconv.kernels)."""
-    from edgeconv.kernels import model_uses_kernels
-
-    return model_uses_kernels(path)
-
-
 def register_kernels_if_used(session_options, path: str | os.PathLike) -> bool:
     """Register the edgeconv kernel library on ``session_options`` if the model needs it.
 
@@ -109,9 +102,10 @@ def register_kernels_if_used(session_options, path: str | os.PathLike) -> bool:
     :class:`~edgeconv.kernels.KernelsMissing` with one line naming the model; models that do
     not use it never load the library.
     """
-    if not uses_kernels(path):
-        return False
     from edgeconv import kernels
+
+    if not kernels.model_uses_kernels(path):
+        return False
 
     try:
         kernels.register(session_options)

@@ -43,10 +43,7 @@ __attribute__((visibility("default"))) int edgeconv_tvconv_run(
   a.x = x; a.y = y; a.w = w; a.wtype = wtype; a.scales = scales; a.bias = bias;
   a.bias_mode = bias_mode; a.act = act; a.N = N; a.C = C; a.H = H; a.W = W; a.k = k; a.s = s;
   if (k > 0 && s > 0) {
-    const int64_t p = k / 2;
-    a.h = (H + 2 * p - k) / s + 1;
-    a.w_out = (W + 2 * p - k) / s + 1;
-    a.wpad = edgeconv::round_up(a.w_out, edgeconv::kWidthAlign);
+    edgeconv::set_output_geometry(a);
   }
   if (const char* msg = edgeconv::check_args(a)) return fail(msg);
   if (N == 0) return 0;

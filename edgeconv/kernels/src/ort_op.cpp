@@ -72,10 +72,7 @@ struct TVConvKernel {
       a.k = k; a.s = s; a.act = act;
       a.N = xs[0]; a.C = xs[1]; a.H = xs[2]; a.W = xs[3];
       if (a.C <= 0 || a.H <= 0 || a.W <= 0 || a.N < 0) return make_status("empty input");
-      const int64_t p = k / 2;
-      a.h = (a.H + 2 * p - k) / s + 1;
-      a.w_out = (a.W + 2 * p - k) / s + 1;
-      a.wpad = edgeconv::round_up(a.w_out, edgeconv::kWidthAlign);
+      edgeconv::set_output_geometry(a);
       if (ws.size() != 4 || ws[0] != a.C || ws[1] != a.h || ws[2] != k * k || ws[3] != a.wpad)
         return make_status("W shape does not match (C, h, k*k, round_up(w, 8)) for this input: "
                            "the model was exported for another input size or layout");

@@ -41,6 +41,14 @@ struct TVConvArgs {
 
 static inline int64_t round_up(int64_t v, int64_t a) { return (v + a - 1) / a * a; }
 
+// The output geometry (h, w_out, wpad) that a.H, a.W, a.k and a.s give (k, s > 0).
+static inline void set_output_geometry(TVConvArgs& a) {
+  const int64_t p = a.k / 2;
+  a.h = (a.H + 2 * p - a.k) / a.s + 1;
+  a.w_out = (a.W + 2 * p - a.k) / a.s + 1;
+  a.wpad = round_up(a.w_out, kWidthAlign);
+}
+
 // Scratch geometry. Stride-1 layers with rows of >= 16 columns read interior output rows
 // straight from the input (the weights of taps that fall outside the image are zero, part of
 // the layout, so a read that wraps into the neighbouring row contributes nothing) and copy
