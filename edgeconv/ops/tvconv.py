@@ -23,6 +23,7 @@ from edgeconv.errors import EdgeconvError
 from edgeconv.ops import out_hw as _out_hw
 from edgeconv.ops import per_pixel as pp
 from edgeconv.ops.per_pixel import apply_per_pixel  # noqa: F401  (re-exported: the reference)
+from edgeconv.ops.per_pixel_train import per_pixel_train
 
 
 class InputSizeError(EdgeconvError, ValueError):
@@ -95,7 +96,7 @@ class TVConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
         weight, bias = self.generate()
-        return apply_per_pixel(x, weight, bias, self.kernel_size, self.stride, self.out_hw)
+        return per_pixel_train(x, weight, bias, self.kernel_size, self.stride, self.out_hw)
 
     @torch.no_grad()
     def folded_weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:

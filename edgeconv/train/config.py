@@ -14,6 +14,7 @@ from edgeconv.errors import EdgeconvError
 #: Published schedule: lr / 10 at epochs 22, 30 and 35 of 38.
 PUBLISHED_EPOCHS = 38
 PUBLISHED_MILESTONES = (22, 30, 35)
+SCHEDULES = ("multistep", "cosine")
 
 
 def scale_milestones(epochs: int, published=PUBLISHED_MILESTONES,
@@ -52,8 +53,11 @@ class TrainConfig:
     weight_decay: float = 5e-4
     milestones: list | None = None          # None: the published ones scaled to `epochs`
     gamma: float = 0.1
+    schedule: str = "multistep"             # "multistep" (published) or "cosine" (per step)
+    warmup_epochs: float = 0.0              # linear lr warm-up from 0 (per step)
     am_scale: float = 32.0
     am_margin: float = 0.35
+    margin_warmup_epochs: float = 0.0       # AM-Softmax margin ramps 0 -> am_margin (per step)
     recon_weight: float = 1.0               # filtergen only: weight of the autoencoder's BCE loss
     hflip: bool = True
     # run
@@ -78,6 +82,13 @@ class TrainConfig:
                 raise EdgeconvError(f"need at least 2 identities, got {self.identities}")
             if self.images_per_identity < 1:
                 raise EdgeconvError("images per identity must be >= 1")
+        if self.schedule not in SCHEDULES:
+            raise EdgeconvError(f"schedule must be one of {', '.join(SCHEDULES)}, "
+                                f"got {self.schedule!r}")
+        for name in ("warmup_epochs", "margin_warmup_epochs"):
+            v = float(getattr(self, name))
+            if not 0.0 <= v <= self.epochs:
+                raise EdgeconvError(f"{name.replace('_', '-')} must be in [0, epochs], got {v}")
         if self.milestones is None:
             self.milestones = scale_milestones(self.epochs)
         self.milestones = sorted(int(m) for m in self.milestones)
@@ -97,6 +108,24 @@ class TrainConfig:
         if unknown:
             raise EdgeconvError(f"unknown training config keys: {', '.join(unknown)}")
         return cls(**{k: v for k, v in d.items()})
+
+    def lr_at(self, epoch: float) -> float:
+        """Learning rate at fractional epoch ``epoch`` (a pure function: resume-exact)."""
+        import math
+
+        if self.schedule == "cosine":
+            lr = self.lr * 0.5 * (1.0 + math.cos(math.pi * min(epoch, self.epochs) / self.epochs))
+        else:
+            lr = self.lr * self.gamma ** sum(1 for m in self.milestones if int(epoch) >= m)
+        if self.warmup_epochs > 0 and epoch < self.warmup_epochs:
+            lr *= epoch / self.warmup_epochs
+        return lr
+
+    def margin_at(self, epoch: float) -> float:
+        """AM-Softmax margin at fractional epoch ``epoch``."""
+        if self.margin_warmup_epochs > 0 and epoch < self.margin_warmup_epochs:
+            return self.am_margin * epoch / self.margin_warmup_epochs
+        return self.am_margin
 
     def model_kwargs(self) -> dict:
         return {"op": self.op, "input_size": tuple(self.input_size),

@@ -234,13 +234,19 @@ class Trainer:
         self.wrapped.train()
         loader = self.loader(epoch)
         gen = epoch_generator(self.config.seed, epoch, self.dist.rank) if self.config.hflip else None
-        lr = self.optimizer.param_groups[0]["lr"]
+        lr0 = self.config.lr_at(epoch)
         bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{self.config.epochs}",
                    disable=not self.progress, leave=False, dynamic_ncols=True, file=sys.stderr)
         loss_sum = correct = seen = 0.0
         t0 = time.perf_counter()
         try:
+            steps = max(len(loader), 1)
             for step, (images, labels) in enumerate(loader):
+                e = epoch + step / steps
+                lr = self.config.lr_at(e)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                self.head.margin = self.config.margin_at(e)
                 x = to_input(images, self.dist.device, gen)
                 y = labels.to(self.dist.device)
                 loss, cos = self.wrapped(x, y)
@@ -266,9 +272,9 @@ class Trainer:
         elapsed = time.perf_counter() - t0
         ddp.sync_buffers(self.wrapped, self.dist)
         loss_sum, correct, seen = ddp.all_reduce_sum([loss_sum, correct, seen], self.dist)
-        self.scheduler.step()
+        self.scheduler.step()  # kept for the checkpoint format; the lr is set per step above
         return {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1),
-                "train_accuracy": correct / max(seen, 1), "lr": lr,
+                "train_accuracy": correct / max(seen, 1), "lr": lr0,
                 "images_per_s": seen / max(elapsed, 1e-9), "seconds": elapsed}
 
     def validate(self) -> dict | None:

@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <system_error>
+#include <thread>
 #include <vector>
 
 #include "onnxruntime_c_api.h"
@@ -54,6 +56,52 @@ __attribute__((visibility("default"))) int edgeconv_tvconv_run(
     return fail("out of memory for the scratch buffer");
   }
   edgeconv::channel_fn(isa)(a, 0, C, scratch.data());
+  return 0;
+}
+
+// Training kernels (see tvconv_train_impl.h): mode 0 forward y = x (*) W, 1 input gradient
+// gx = g (*)^T W, 2 weight gradient gW = sum_n x * g. a/b: (x, W), (g, W), (x, g). Natural
+// layouts, float32, contiguous; `out` is overwritten. Channels are split over `threads`
+// std::threads (1: the calling thread only).
+__attribute__((visibility("default"))) int edgeconv_tvconv_train(
+    const char* isa_name, int mode, const float* a, const float* b, float* out, int64_t N,
+    int64_t C, int64_t H, int64_t W, int k, int s, int threads, char* err, int errlen) {
+  auto fail = [&](const char* msg) {
+    if (err && errlen > 0) {
+      std::strncpy(err, msg, static_cast<size_t>(errlen) - 1);
+      err[errlen - 1] = '\0';
+    }
+    return 1;
+  };
+  const int isa = edgeconv::select_isa(isa_name);
+  if (isa < 0) return fail("requested ISA is not available on this CPU/build");
+  if (!a || !b || !out) return fail("null tensor");
+  if (mode < 0 || mode > 2) return fail("mode must be 0 (forward), 1 (input grad) or 2 (weight grad)");
+  if (k != 3 && k != 5) return fail("kernel_size must be 3 or 5");
+  if (s != 1 && s != 2) return fail("stride must be 1 or 2");
+  if (N < 0 || C <= 0 || H <= 0 || W <= 0) return fail("bad input shape");
+  edgeconv::TrainGeo g;
+  g.N = N; g.C = C; g.H = H; g.W = W; g.k = k; g.s = s;
+  g.h = (H + 2 * (k / 2) - k) / s + 1;
+  g.w = (W + 2 * (k / 2) - k) / s + 1;
+  if (N == 0 && mode != 2) return 0;  // (mode 2 with N = 0 writes zeros)
+  const edgeconv::TrainFn fn = edgeconv::train_fn(isa);
+  int64_t nt = threads < 1 ? 1 : threads;
+  if (nt > C) nt = C;
+  if (nt <= 1) {
+    fn(mode, g, a, b, out, 0, C);
+    return 0;
+  }
+  try {
+    std::vector<std::thread> pool;
+    pool.reserve(static_cast<size_t>(nt - 1));
+    for (int64_t t = 1; t < nt; ++t)
+      pool.emplace_back(fn, mode, std::cref(g), a, b, out, C * t / nt, C * (t + 1) / nt);
+    fn(mode, g, a, b, out, 0, C / nt);
+    for (auto& th : pool) th.join();
+  } catch (const std::system_error&) {
+    return fail("could not start worker threads");
+  }
   return 0;
 }
 

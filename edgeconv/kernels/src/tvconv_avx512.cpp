@@ -4,6 +4,8 @@
 #include <immintrin.h>
 
 #include "tvconv_impl.h"
+#define EDGECONV_TRAIN_NS train_avx512_ns
+#include "tvconv_train_impl.h"
 #include "vec_avx2.h"
 
 namespace {
@@ -46,6 +48,11 @@ namespace edgeconv {
 
 void run_avx512(const TVConvArgs& a, int64_t c0, int64_t c1, float* scratch) {
   run_any<Avx512x16, Avx2x8>(a, c0, c1, scratch);
+}
+
+void train_avx512(int mode, const TrainGeo& g, const float* a, const float* b, float* out,
+                  int64_t c0, int64_t c1) {
+  train_avx512_ns::train_range(mode, g, a, b, out, c0, c1);
 }
 
 }  // namespace edgeconv

@@ -83,6 +83,19 @@ ChannelFn channel_fn(int isa) {
   }
 }
 
+TrainFn train_fn(int isa) {
+  switch (isa) {
+#if defined(__x86_64__) || defined(_M_X64)
+    case kAvx2: return train_avx2;
+    case kAvx512: return train_avx512;
+#endif
+#if defined(__aarch64__)
+    case kNeon: return train_neon;
+#endif
+    default: return train_scalar;
+  }
+}
+
 const char* available_isas() {
   static const std::string names = [] {
     std::string s;

@@ -109,6 +109,19 @@ void run_neon(const TVConvArgs&, int64_t, int64_t, float*);
 // is unavailable on this CPU / build.
 int select_isa(const char* requested);
 ChannelFn channel_fn(int isa);
+
+// Training kernels (tvconv_train_impl.h): natural layouts, float32, channel range [c0, c1).
+struct TrainGeo {
+  int64_t N = 0, C = 0, H = 0, W = 0, h = 0, w = 0;
+  int k = 3, s = 1;
+};
+using TrainFn = void (*)(int mode, const TrainGeo& g, const float* a, const float* b,
+                         float* out, int64_t c0, int64_t c1);
+void train_scalar(int, const TrainGeo&, const float*, const float*, float*, int64_t, int64_t);
+void train_avx2(int, const TrainGeo&, const float*, const float*, float*, int64_t, int64_t);
+void train_avx512(int, const TrainGeo&, const float*, const float*, float*, int64_t, int64_t);
+void train_neon(int, const TrainGeo&, const float*, const float*, float*, int64_t, int64_t);
+TrainFn train_fn(int isa);
 const char* isa_name(int isa);
 // Comma-separated ISAs this build has and this CPU runs, best last.
 const char* available_isas();

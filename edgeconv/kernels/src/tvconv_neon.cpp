@@ -3,6 +3,8 @@
 #include <arm_neon.h>
 
 #include "tvconv_impl.h"
+#define EDGECONV_TRAIN_NS train_neon_ns
+#include "tvconv_train_impl.h"
 
 namespace {
 
@@ -46,6 +48,11 @@ namespace edgeconv {
 
 void run_neon(const TVConvArgs& a, int64_t c0, int64_t c1, float* scratch) {
   run_any<Neon8, Neon8>(a, c0, c1, scratch);
+}
+
+void train_neon(int mode, const TrainGeo& g, const float* a, const float* b, float* out,
+                  int64_t c0, int64_t c1) {
+  train_neon_ns::train_range(mode, g, a, b, out, c0, c1);
 }
 
 }  // namespace edgeconv

@@ -3,6 +3,8 @@
 // the reference rounds every product and sum on its own, independently of the SIMD paths.
 #pragma GCC optimize("fp-contract=off")
 #include "tvconv_impl.h"
+#define EDGECONV_TRAIN_NS train_scalar_ns
+#include "tvconv_train_impl.h"
 
 namespace {
 
@@ -62,6 +64,11 @@ namespace edgeconv {
 
 void run_scalar(const TVConvArgs& a, int64_t c0, int64_t c1, float* scratch) {
   run_any<Scalar8, Scalar8>(a, c0, c1, scratch);
+}
+
+void train_scalar(int mode, const TrainGeo& g, const float* a, const float* b, float* out,
+                  int64_t c0, int64_t c1) {
+  train_scalar_ns::train_range(mode, g, a, b, out, c0, c1);
 }
 
 }  // namespace edgeconv
