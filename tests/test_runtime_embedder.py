@@ -135,7 +135,11 @@ def test_thresholds(emb):
     cal = TM.calibration()["far_thresholds"]
     thr, src = emb.threshold()  # 1e-3 not calibrated: the strictest calibrated one (1e-2)
     assert thr == pytest.approx(cal["1e-2"]) and "FAR 0.01" in src
-    assert "200 synthetic impostor pairs" in src and "2 false accept(s) allowed" in src
+    assert "200 impostor pairs (synthetic)" in src and "NOT resolvable" in src
+    assert "NOT resolved" in emb.threshold_warning   # 200 pairs < 10 / 1e-2
+    thr, src = emb.threshold(far="0.03")          # between the calibrated FARs: interpolated
+    assert cal["1e-1"] <= thr <= cal["1e-2"] and "interpolated at FAR 0.03" in src
+    assert "between the calibrated thresholds" in src   # this metadata stores no ROC
     assert emb.threshold(far="0.1")[0] == pytest.approx(cal["1e-1"])
     assert emb.threshold(far=1e-2, threshold=0.3) == (0.3, "explicit --threshold")
     with pytest.raises(ThresholdError, match=r"no threshold calibrated at FAR 0\.001 "

@@ -26,13 +26,16 @@ def test_quickstart_tiny(tmp_path):
     lines = []
     opts = QuickstartOptions(output=str(tmp_path / "qs"), identities=8, images_per_identity=4,
                              epochs=1, batch_size=16, val_pairs=40, test_pairs=40,
-                             inter_channels=8, progress=False, export_formats="onnx",
-                             bench_threads=(1,), bench_batches=(1, 2), bench_min_secs=0.05)
+                             embedding_dim=32, inter_channels=8, progress=False,
+                             export_formats="onnx", bench_threads=(1,), bench_batches=(1, 2),
+                             bench_min_secs=0.05, bench_memory_batch=1, trial_users=4,
+                             trial_enrol_images=2, trial_attempts=2, trial_impostors=6,
+                             trial_claims=3)
     ctx = run_quickstart(opts, steps=STEPS + [("extra", extra_step)], echo=lines.append)
     out = tmp_path / "qs"
     assert seen == [["depthwise", "tvconv"]]
-    assert set(ctx.timings) == {"train", "evaluate", "profile", "export", "bench", "report",
-                                "extra", "total"}
+    assert set(ctx.timings) == {"train", "evaluate", "profile", "export", "bench", "unlock",
+                                "report", "extra", "total"}
     for op in ("tvconv", "depthwise"):
         assert (out / op / "last.ckpt").exists()
         assert (out / f"eval_{op}.json").exists()
@@ -40,15 +43,30 @@ def test_quickstart_tiny(tmp_path):
         assert len(onnx_files) == 1
         meta = load_metadata(onnx_files[0])
         assert meta["op"] == op and meta["input_size"] == [32, 32]
-        # the evaluation's calibrated threshold travels with the exported model
-        assert "1e-3" in meta["verification"]["far_thresholds"]
+        # the calibrated thresholds travel with the exported model, with their counts:
+        # all pairs of 300 unseen identities x 4 images
+        ver = meta["verification"]
+        assert "1e-3" in ver["far_thresholds"] and "1e-4" in ver["far_thresholds"]
+        cal = ver["calibration"]
+        assert cal["num_impostors"] == 1200 * 1199 // 2 - 300 * 6 and cal["num_genuine"] == 1800
+        assert cal["resolvable"]["1e-4"] and len(cal["roc"]) >= 10
+        assert ver["far_thresholds"]["1e-3"] == cal["far_thresholds"]["1e-3"]
+        assert ver["open_set"]["num_impostors"] == cal["num_impostors"]
         assert ctx.extra["fps"][op]["onnx"] > 0
+        # the unlock trial ran on the exported file, torch-free code, with its threshold
+        trial = ctx.extra["unlock"][str(onnx_files[0])]
+        assert trial["genuine"]["attempts"] == 4 * 2 and trial["impostor"]["attempts"] == 6 * 3
+        assert trial["impostor_1n"]["attempts"] == 6
+        assert trial["threshold"] == pytest.approx(ver["far_thresholds"]["1e-3"])
+        assert 0 <= trial["genuine_accept"] <= 1 and 0 <= trial["impostor_accept"] <= 1
+        assert ctx.extra["files"][str(onnx_files[0])]["peak_rss_mb"] > 0
     assert (out / "roc.png").read_bytes()[:4] == b"\x89PNG"
     bench = json.loads((out / "bench.json").read_text())
     assert {len(m["results"]) for m in bench["models"]} == {2}  # threads (1,) x batches (1, 2)
     table = (out / "summary.md").read_text()
     assert "| tvconv |" in table and "| depthwise |" in table and "+-" in table
-    assert "max FPS ONNX" in table
+    assert "genuine accept" in table and "impostor accept 1:1" in table
+    assert "peak memory (MB)" in table and "_fused" not in table
     summary = json.loads((out / "summary.json").read_text())
     res = summary["results"]
     # folded TVConv and depthwise have the same inference MACs

@@ -47,8 +47,9 @@ class MetadataWarning(UserWarning):
     """The model has no (or incomplete) edgeconv metadata; defaults were assumed."""
 
 
-class ThresholdError(EdgeconvError):
-    """No usable decision threshold (no calibration and no explicit --threshold)."""
+from edgeconv.runtime.thresholds import (ThresholdError, calibrated_thresholds,  # noqa: E402,F401
+                                         calibration_size, select_threshold,
+                                         select_threshold_checked)
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -136,96 +137,6 @@ def _tflite_metadata_bytes(buf: bytes, name: str) -> bytes | None:
     return None
 
 
-def _parse_far(key) -> float:
-    try:
-        value = float(key)
-    except (TypeError, ValueError):
-        raise EdgeconvError(f"not a false-accept rate: {key!r} (expected e.g. 1e-3)") from None
-    if not 0.0 < value < 1.0:
-        raise EdgeconvError(f"false-accept rate must be between 0 and 1, got {key!r}")
-    return value
-
-
-def calibrated_thresholds(meta: dict | None) -> dict[float, float]:
-    """``{far: threshold}`` from metadata ``verification.far_thresholds`` ({} if none)."""
-    ver = (meta or {}).get("verification") or {}
-    table = ver.get("far_thresholds") or {}
-    out = {}
-    if isinstance(table, dict):
-        for k, v in table.items():
-            try:
-                far, thr = float(k), float(v)
-            except (TypeError, ValueError):
-                continue
-            if 0.0 < far < 1.0 and math.isfinite(thr):
-                out[far] = thr
-    return dict(sorted(out.items()))
-
-
-def select_threshold(meta: dict | None, far=None, threshold=None) -> tuple[float, str]:
-    """The decision threshold (cosine similarity; accept when ``score > threshold``,
-    the rule of :mod:`edgeconv.train.verification`).
-
-    ``threshold`` (explicit) wins.  Otherwise the model's calibrated threshold at the
-    false-accept rate ``far`` (default: 1e-3 when calibrated, else the strictest one
-    calibrated).  Without a calibration this refuses to guess (:class:`ThresholdError`).
-    Returns ``(threshold, human-readable source)``.
-    """
-    if threshold is not None:
-        thr = float(threshold)
-        if not math.isfinite(thr) or not -1.0 <= thr <= 1.0:
-            raise EdgeconvError(f"--threshold must be a cosine similarity in [-1, 1], "
-                                f"got {threshold}")
-        return thr, "explicit --threshold"
-    table = calibrated_thresholds(meta)
-    if not table:
-        ver = (meta or {}).get("verification") or {}
-        hint = ""
-        if isinstance(ver, dict) and ver.get("threshold") is not None:
-            hint = (f" (its metadata only has the best-accuracy threshold {ver['threshold']}, "
-                    "which is not a false-accept calibration)")
-        raise ThresholdError(
-            "the model has no calibrated verification thresholds" + hint + "; evaluate it "
-            "(metadata verification.far_thresholds) or pass an explicit --threshold")
-    ver = (meta or {}).get("verification") or {}
-    if far is None:
-        want = 1e-3 if any(math.isclose(f, 1e-3, rel_tol=1e-6) for f in table) else min(table)
-    else:
-        want = _parse_far(far)
-    for f, thr in table.items():
-        if math.isclose(f, want, rel_tol=1e-6):
-            return thr, f"calibrated at FAR {f:g}" + _calibration_note(ver, f)
-    avail = ", ".join(f"{f:g}" for f in table)
-    raise ThresholdError(f"the model has no threshold calibrated at FAR {want:g} "
-                         f"(calibrated: {avail}); choose one of those with --far or pass "
-                         "--threshold")
-
-
-def calibration_size(ver: dict) -> int | None:
-    """Number of impostor (different-identity) pairs the calibration used, if recorded."""
-    for key in ("num_different", "num_negatives", "num_impostors"):
-        v = ver.get(key) if isinstance(ver, dict) else None
-        if isinstance(v, (int, float)) and v > 0:
-            return int(v)
-    for entry in (ver.get("tar_at_far") or []) if isinstance(ver, dict) else []:
-        if isinstance(entry, dict) and isinstance(entry.get("num_negatives"), (int, float)):
-            return int(entry["num_negatives"])
-    return None
-
-
-def _calibration_note(ver: dict, far: float) -> str:
-    pairs = ver.get("pairs") if isinstance(ver, dict) else None
-    n_neg = calibration_size(ver)
-    what = f"{pairs} " if isinstance(pairs, str) else ""
-    note = f" on {n_neg} {what}impostor pairs" if n_neg else (f" on {what}pairs" if what else "")
-    if n_neg and far * n_neg < 1:
-        note += (f"; NOT resolvable: {n_neg} impostor pairs cannot measure a FAR below "
-                 f"{1 / n_neg:.2g}")
-    elif n_neg and far * n_neg < 10:
-        note += f"; only {int(far * n_neg + 1e-9)} false accept(s) allowed: a noisy estimate"
-    return note
-
-
 # ----------------------------------------------------------------------------- embedder
 class Embedder:
     """An exported face model plus the preprocessing it was trained with.
@@ -254,6 +165,7 @@ class Embedder:
         t0 = time.perf_counter()
         self.model = open_model(self.path, backend=backend, threads=threads)
         self.warnings: list[str] = []
+        self.threshold_warning: str | None = None
         meta = metadata if metadata is not None else read_sidecar(self.path)
         if meta is None:
             meta = self._embedded_metadata()
@@ -387,8 +299,11 @@ class Embedder:
         return {"sha256": self.sha256, "name": self.label, "file": self.path.name}
 
     def threshold(self, far=None, threshold=None) -> tuple[float, str]:
-        """See :func:`select_threshold`."""
-        return select_threshold(self.meta, far=far, threshold=threshold)
+        """See :func:`~edgeconv.runtime.thresholds.select_threshold`; a calibration that does
+        not resolve the FAR leaves its one-line warning in ``threshold_warning``."""
+        thr, source, self.threshold_warning = select_threshold_checked(
+            self.meta, far=far, threshold=threshold)
+        return thr, source
 
     # -- preprocessing -----------------------------------------------------------------
     def load(self, item, name: str | None = None) -> np.ndarray:

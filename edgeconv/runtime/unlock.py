@@ -66,6 +66,19 @@ def _emit(as_json: bool, payload: dict, text: str) -> None:
     click.echo(json.dumps(payload, indent=2) if as_json else text)
 
 
+def _threshold(emb, far, threshold) -> tuple[float, str]:
+    """The decision threshold; :func:`_warn_threshold` reports its calibration's warning."""
+    return emb.threshold(far=far, threshold=threshold)
+
+
+def _warn_threshold(emb, payload: dict | None = None) -> None:
+    """Once every input was accepted: the calibration's warning on stderr (and in JSON)."""
+    if emb.threshold_warning:
+        if payload is not None:
+            payload["threshold_warning"] = emb.threshold_warning
+        click.echo(f"edgeconv: warning: {emb.threshold_warning}", err=True)
+
+
 def _thr_text(thr: float, source: str) -> str:
     return f"threshold {thr:.4f} ({source})"
 
@@ -83,8 +96,9 @@ def enroll_command(model, user, images, db=None, replace=False, flip=False, thre
     store = None
     try:
         e, ms = _embed_timed(emb, [str(p) for p in images])  # bad images fail before the db
-        template = e.mean(axis=0)
-        template /= np.linalg.norm(template)
+        from edgeconv.runtime.trial import average_template
+
+        template = average_template(e)
         # each image against the others: median pairwise score (one stray image of
         # someone else is flagged without dragging the good ones down)
         n = len(e)
@@ -130,7 +144,7 @@ def verify_command(model, user, image, db=None, far=None, threshold=None, flip=F
     """1:1 verification of ``image`` against ``user``'s template (no lock-out policy)."""
     emb = open_embedder(model, threads=threads, flip=flip)
     try:
-        thr, source = emb.threshold(far=far, threshold=threshold)
+        thr, source = _threshold(emb, far, threshold)
         with open_store(db, create=False) as store:
             t = store.get_for_model(user, emb.sha256, emb.label)
         e, ms = _embed_timed(emb, str(image))
@@ -143,6 +157,7 @@ def verify_command(model, user, image, db=None, far=None, threshold=None, flip=F
                 f"{'>' if accepted else '<='} {_thr_text(thr, source)}\n"
                 f"latency {ms:.1f} ms (decode + preprocess + inference), model load "
                 f"{emb.load_seconds * 1000:.0f} ms")
+        _warn_threshold(emb, payload)
         _emit(as_json, payload, text)
     finally:
         emb.close()
@@ -180,7 +195,7 @@ def identify_command(model, image, db=None, far=None, threshold=None, top=3, fli
     """1:N: the best-matching enrolled user above the threshold, or none."""
     emb = open_embedder(model, threads=threads, flip=flip)
     try:
-        thr, source = emb.threshold(far=far, threshold=threshold)
+        thr, source = _threshold(emb, far, threshold)
         with open_store(db, create=False) as store:
             templates = _model_templates(store, emb)
             ignored = len(store) - len(templates)
@@ -203,6 +218,7 @@ def identify_command(model, image, db=None, far=None, threshold=None, top=3, fli
         text += f"; latency {ms:.1f} ms"
         if top > 1:
             text += "\n" + "\n".join(f"  {u:<24} {s:.4f}" for u, s in ranked[:top])
+        _warn_threshold(emb, payload)
         _emit(as_json, payload, text)
     finally:
         emb.close()
@@ -323,7 +339,7 @@ def unlock_command(model, user=None, images=(), camera=None, db=None, far=None,
     emb = open_embedder(model, threads=threads, flip=flip)
     store = None
     try:
-        thr, source = emb.threshold(far=far, threshold=threshold)
+        thr, source = _threshold(emb, far, threshold)
         store = open_store(db, create=False)
         policy = LockoutPolicy(store, max_failures=max_failures, cooldown=cooldown,
                                growth=growth)
@@ -334,6 +350,7 @@ def unlock_command(model, user=None, images=(), camera=None, db=None, far=None,
             _model_templates(store, emb)
         try:
             policy.check(subject)
+            _warn_threshold(emb)
             if camera is None:
                 code = EXIT_REJECT
                 for img in images:

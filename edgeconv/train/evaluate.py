@@ -7,11 +7,16 @@ report and ROC plot, and stores a compact summary in the checkpoint's ``metrics[
 
     {"accuracy", "accuracy_std", "threshold", "far_thresholds": {"1e-3": t, "1e-4": t},
      "tar_at_far": {"1e-3": tar, ...}, "eer", "eer_threshold", "auc", "flip_test",
-     "target_far", "target_threshold", "pairs": {"source", "count", "same"}}
+     "target_far", "target_threshold", "pairs": {"source", "count", "same"},
+     "calibration": {...}, "num_impostors": n, "open_set": {...}}
 
-Synthetic pairs come in two disjoint splits of identities that never overlap training:
-``val`` (used by ``train`` every epoch to pick ``best.ckpt``) and ``test`` (the default for
-``eval``), so the reported accuracy is not the one the best epoch was selected on.
+``far_thresholds`` come from ``calibration`` (:mod:`edgeconv.train.calibration`: counts,
+resolvability, a log-FAR ROC for interpolation), ``tar_at_far`` from the evaluation pairs.
+
+Synthetic identities come in disjoint splits that never overlap training: ``val`` (used by
+``train`` every epoch to pick ``best.ckpt``), ``test`` (balanced pairs, the 10-fold protocol),
+``calibration`` (all pairs of 300 identities x 4 images: the FAR thresholds) and ``open set``
+(all pairs of 300 more: TAR at FAR, and what the calibrated thresholds do on new identities).
 """
 
 from __future__ import annotations
@@ -29,11 +34,14 @@ TEST_IDENTITY_SHIFT = 1 << 28
 DEFAULT_FARS = (1e-3, 1e-4)
 
 
-def far_key(far: float) -> str:
-    """1e-3 -> "1e-3", 5e-4 -> "5e-4" (JSON keys for far_thresholds)."""
-    mant, exp = f"{float(far):e}".split("e")
-    mant = mant.rstrip("0").rstrip(".")
-    return f"{mant}e{int(exp)}"
+from edgeconv.train.calibration import far_key  # noqa: E402,F401  (re-exported)
+
+#: Calibration and open-set test identities (synthetic), beyond the test ones; the unlock
+#: trial of the quickstart uses identities beyond those.
+CALIBRATION_IDENTITY_SHIFT = 2 * TEST_IDENTITY_SHIFT
+OPEN_SET_IDENTITY_SHIFT = 3 * TEST_IDENTITY_SHIFT
+UNLOCK_IDENTITY_SHIFT = 4 * TEST_IDENTITY_SHIFT
+CALIBRATION_IDENTITIES, CALIBRATION_IMAGES = 300, 4   # 717,600 impostor pairs: resolves 1e-4
 
 
 def load_pairs(spec, size=(96, 96), num_pairs: int = 1000, identities: int = 1,
@@ -98,12 +106,81 @@ def evaluate_pairs(model, pairs, flip: bool = False, device=None, fars=DEFAULT_F
         rf = embed(model, pairs.right, batch_size, flip=True, device=device)
     res = V.evaluate_embeddings(left, right, pairs.is_same, lf, rf, fars=fars)
     res["pairs"] = int(len(pairs))
-    res["far_thresholds"] = {far_key(t["far_target"]): t["threshold"] for t in res["tar_at_far"]}
-    if target_far:
-        t = next(t for t in res["tar_at_far"] if t["far_target"] == float(target_far))
-        res["target_far"] = float(target_far)
-        res["target_threshold"] = t["threshold"]
+    if flip:
+        left, right = V.flip_test_embeddings(left, lf), V.flip_test_embeddings(right, rf)
+    from edgeconv.train.calibration import calibrate
+
+    # thresholds from the pairs themselves, with their counts: a later calibration split
+    # (evaluate_checkpoint, synthetic) replaces this one
+    set_calibration(res, calibrate(V.cosine_scores(left, right), pairs.is_same, fars=fars,
+                                   source="the evaluation pairs"), target_far)
     return res
+
+
+def set_calibration(res: dict, cal: dict, target_far: float | None = None) -> None:
+    """Make ``cal`` the result's calibration: its thresholds become ``far_thresholds``."""
+    res["calibration"] = cal
+    res["far_thresholds"] = dict(cal["far_thresholds"])
+    if target_far:
+        res["target_far"] = float(target_far)
+        res["target_threshold"] = cal["far_thresholds"][far_key(target_far)]
+
+
+def embed_identity_set(model, images, labels, flip: bool = False, batch_size: int = 256,
+                       device=None):
+    """All-pairs scores (see :func:`edgeconv.train.calibration.all_pairs`) of a model."""
+    from edgeconv.train import verification as V
+    from edgeconv.train.calibration import all_pairs
+
+    e = embed(model, images, batch_size, device=device)
+    if flip:
+        e = V.flip_test_embeddings(e, embed(model, images, batch_size, flip=True, device=device))
+    return all_pairs(e, labels)
+
+
+def synthetic_calibration(model, size, tcfg: dict, fars, flip: bool = False,
+                          identities: int = CALIBRATION_IDENTITIES,
+                          images: int = CALIBRATION_IMAGES, batch_size: int = 256) -> dict:
+    """Calibrate on all pairs of unseen synthetic identities (the calibration split)."""
+    from edgeconv.data.synthetic import VALIDATION_IDENTITY_OFFSET
+    from edgeconv.train.calibration import calibrate, synthetic_identity_images
+
+    imgs, labels = synthetic_identity_images(
+        size, identities, images, VALIDATION_IDENTITY_OFFSET + CALIBRATION_IDENTITY_SHIFT,
+        difficulty=tcfg.get("difficulty", 0.5), data_seed=int(tcfg.get("data_seed", 0)))
+    scores, same = embed_identity_set(model, imgs, labels, flip=flip, batch_size=batch_size)
+    return calibrate(scores, same, fars=fars, num_images=len(imgs), num_identities=identities,
+                     source=f"synthetic calibration split ({identities} identities x {images} "
+                            f"images, all pairs)")
+
+
+def synthetic_open_set(model, size, tcfg: dict, calibration: dict, flip: bool = False,
+                       identities: int = CALIBRATION_IDENTITIES,
+                       images: int = CALIBRATION_IMAGES, batch_size: int = 256) -> dict:
+    """TAR at FAR on all pairs of other unseen identities, with thresholds chosen on them
+    (``tar_at_far``) and with the calibrated ones (``at_calibrated``: the FAR and TAR the
+    calibrated thresholds give on identities they were not chosen on)."""
+    from edgeconv.data.synthetic import VALIDATION_IDENTITY_OFFSET
+    from edgeconv.train import verification as V
+    from edgeconv.train.calibration import resolvable, synthetic_identity_images
+
+    imgs, labels = synthetic_identity_images(
+        size, identities, images, VALIDATION_IDENTITY_OFFSET + OPEN_SET_IDENTITY_SHIFT,
+        difficulty=tcfg.get("difficulty", 0.5), data_seed=int(tcfg.get("data_seed", 0)))
+    s, y = embed_identity_set(model, imgs, labels, flip=flip, batch_size=batch_size)
+    out = {"source": f"synthetic open-set test split ({identities} identities x {images} "
+                     f"images, all pairs)",
+           "num_genuine": int(y.sum()), "num_impostors": int((~y).sum()),
+           "eer": V.eer(s, y)["eer"],
+           "tar_at_far": {}, "resolvable": {}, "at_calibrated": {}}
+    for key, thr in calibration["far_thresholds"].items():
+        t = V.tar_at_far(s, y, float(key))
+        out["tar_at_far"][key] = t["tar"]
+        out["resolvable"][key] = resolvable(float(key), out["num_impostors"])
+        out["at_calibrated"][key] = {"threshold": float(thr),
+                                     "far": float(np.mean(s[~y] > thr)),
+                                     "tar": float(np.mean(s[y] > thr))}
+    return out
 
 
 def compact(result: dict, source: str) -> dict:
@@ -117,6 +194,12 @@ def compact(result: dict, source: str) -> dict:
     if "target_far" in result:
         out["target_far"] = result["target_far"]
         out["target_threshold"] = result["target_threshold"]
+    cal = result.get("calibration")
+    if cal:
+        out["calibration"] = dict(cal)
+        out["num_impostors"] = int(cal["num_impostors"])
+    if result.get("open_set"):
+        out["open_set"] = dict(result["open_set"])
     out["pairs"] = {"source": source, "count": int(result["num_pairs"]),
                     "same": int(result["num_same"])}
     return out
@@ -125,8 +208,14 @@ def compact(result: dict, source: str) -> dict:
 def evaluate_checkpoint(path, pairs: str = "synthetic", flip: bool = False,
                         target_far: float = 1e-3, num_pairs: int | None = None,
                         output_dir=None, batch_size: int = 256, write_back: bool = True,
-                        plot: bool = True, echo=None, name: str | None = None) -> dict:
-    """Evaluate checkpoint ``path``: JSON report + ROC PNG, summary into the checkpoint."""
+                        plot: bool = True, echo=None, name: str | None = None,
+                        calibrate: bool = True) -> dict:
+    """Evaluate checkpoint ``path``: JSON report + ROC PNG, summary into the checkpoint.
+
+    Synthetic pairs: the 10-fold protocol on the balanced test pairs, the FAR thresholds
+    calibrated on all pairs of a calibration split of unseen identities (``calibrate``), and
+    TAR at FAR on all pairs of an open-set split (identities seen nowhere else). Pair files:
+    everything from the pairs, their counts stored with the thresholds."""
     from edgeconv.fileio import atomic_write_json
     from edgeconv.train import verification as V
     from edgeconv.train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
@@ -152,6 +241,14 @@ def evaluate_checkpoint(path, pairs: str = "synthetic", flip: bool = False,
         source = str(pairs)
     res = evaluate_pairs(model, pair_set, flip=flip, target_far=target_far,
                          batch_size=batch_size)
+    if pairs == "synthetic" and calibrate:
+        from edgeconv.train.calibration import CALIBRATION_FARS
+
+        fars = tuple(sorted(set(CALIBRATION_FARS) | {float(target_far)}, reverse=True))
+        cal = synthetic_calibration(model, size, tcfg, fars, flip=flip, batch_size=batch_size)
+        set_calibration(res, cal, target_far)
+        res["open_set"] = synthetic_open_set(model, size, tcfg, cal, flip=flip,
+                                             batch_size=batch_size)
     res["checkpoint"] = str(path)
     res["source"] = source
     res["model_config"] = ckpt["model_config"]
@@ -171,6 +268,17 @@ def evaluate_checkpoint(path, pairs: str = "synthetic", flip: bool = False,
         ckpt["metrics"] = metrics
         save_checkpoint(path, ckpt)
     echo(V.summary_line(res, f"{path.name} ({source})"))
+    cal = res["calibration"]
+    unresolved = [k for k, ok in cal["resolvable"].items() if not ok]
+    echo(f"calibration: {cal['num_impostors']} impostor / {cal['num_genuine']} genuine pairs "
+         f"({cal['source']})" + (f"; NOT resolvable (< 10/FAR impostor pairs): FAR "
+                                 f"{', '.join(unresolved)}" if unresolved else ""))
+    if res.get("open_set"):
+        o = res["open_set"]
+        echo("open-set test (" + f"{o['num_impostors']} impostor pairs): " + ", ".join(
+            f"TAR@FAR={k} {100 * o['tar_at_far'][k]:.1f}% (calibrated threshold: FAR "
+            f"{o['at_calibrated'][k]['far']:.2g}, TAR {100 * o['at_calibrated'][k]['tar']:.1f}%)"
+            for k in o["tar_at_far"]))
     echo(f"threshold at FAR {far_key(target_far)}: {res['target_threshold']:.4f}  |  "
          f"report {report}" + (f"  |  ROC {res['roc_plot']}" if plot else ""))
     return res
