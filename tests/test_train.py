@@ -259,7 +259,11 @@ def test_cli_train_then_eval(tmp_path):
     assert report["pairs"] == 60 and len(report["kfold"]["fold_accuracies"]) == 10
     assert (out / "eval_last_roc.png").read_bytes()[:4] == b"\x89PNG"
     ver = load_checkpoint(out / "last.ckpt")["metrics"]["verification"]
-    assert set(ver["far_thresholds"]) == {"1e-3", "1e-4", "5e-2"}
+    # thresholds from the calibration split (all pairs of 300 unseen identities x 4 images)
+    assert set(ver["far_thresholds"]) == {"1e-2", "1e-3", "1e-4", "5e-2"}
+    assert ver["calibration"]["num_impostors"] == 717600 == ver["num_impostors"]
+    assert ver["target_threshold"] == ver["far_thresholds"]["5e-2"]
+    assert "calibration: 717600 impostor" in res.stdout and "open-set test" in res.stdout
     assert ver["target_far"] == 0.05 and ver["pairs"]["count"] == 60
     assert "test split" in ver["pairs"]["source"]
     assert ver["threshold"] == pytest.approx(report["threshold"])
@@ -297,3 +301,54 @@ def test_training_input_matches_eval_normalisation_and_flips_deterministically()
     flipped = [bool(torch.equal(a[i], x[i].flip(-1))) for i in range(16)]
     assert all(flipped[i] or torch.equal(a[i], x[i]) for i in range(16))
     assert 0 < sum(flipped) < 16
+
+
+def test_schedules_and_warmups():
+    cfg = TrainConfig(epochs=10, lr=0.2, schedule="cosine", warmup_epochs=1,
+                      margin_warmup_epochs=2, am_margin=0.3).resolve()
+    import math
+
+    cosine = lambda e: 0.2 * 0.5 * (1 + math.cos(math.pi * e / 10))  # noqa: E731
+    assert cfg.lr_at(0.0) == 0.0 and cfg.lr_at(0.5) == pytest.approx(0.5 * cosine(0.5))
+    assert cfg.lr_at(1.0) == pytest.approx(cosine(1.0))
+    assert cfg.lr_at(5.0) == pytest.approx(0.1) and cfg.lr_at(10.0) == pytest.approx(0.0)
+    assert all(cfg.lr_at(e) >= cfg.lr_at(e + 0.25) for e in (1, 2.5, 4, 7, 9.5))
+    assert cfg.margin_at(0.0) == 0.0 and cfg.margin_at(1.0) == pytest.approx(0.15)
+    assert cfg.margin_at(2.0) == cfg.margin_at(9.0) == pytest.approx(0.3)
+    step = TrainConfig(epochs=38).resolve()           # the published MultiStep, no warm-up
+    assert [step.lr_at(e) for e in (0, 21.9, 22, 30, 35)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.001, 0.0001])
+    assert step.margin_at(0.0) == step.am_margin
+    for bad in (dict(schedule="linear"), dict(warmup_epochs=-1),
+                dict(margin_warmup_epochs=float("nan"))):
+        with pytest.raises(EdgeconvError):
+            TrainConfig(**bad).resolve()
+
+
+def test_cosine_warmup_run_resumes_exactly_and_sets_lr_and_margin_per_step(tmp_path):
+    from edgeconv.train.checkpoint import load_checkpoint
+
+    tiny = dict(TINY, schedule="cosine", warmup_epochs=1, margin_warmup_epochs=2, lr=0.05,
+                generator_lr_mult=0.5, generator_weight_decay=0.0)
+    seen = []
+
+    def hook(trainer, epoch, step):
+        rest, gen = trainer.optimizer.param_groups
+        assert gen["lr"] == pytest.approx(0.5 * rest["lr"]) and gen["weight_decay"] == 0.0
+        names = {id(p): n for n, p in trainer.module.named_parameters()}
+        assert all("affinity" in names[id(p)] or "_gen." in names[id(p)] for p in gen["params"])
+        assert len(gen["params"]) + len(rest["params"]) == len(names)
+        seen.append((epoch, step, rest["lr"], trainer.head.margin))
+
+    full = _train(config=TrainConfig(output=str(tmp_path / "full"), **tiny), step_hook=hook)
+    steps = len(seen) // 2
+    e = [ep + st / steps for ep, st, _, _ in seen]
+    cfg = TrainConfig(**tiny).resolve()
+    assert [s[2] for s in seen] == pytest.approx([cfg.lr_at(x) for x in e])
+    assert [s[3] for s in seen] == pytest.approx([cfg.margin_at(x) for x in e])
+    assert seen[0][2] == 0.0 and seen[-1][3] < cfg.am_margin   # warm-ups really ramp
+    part = tmp_path / "part"
+    _train(config=TrainConfig(output=str(part), **tiny), stop_after=1)
+    _train(resume=str(part / "last.ckpt"))
+    a, b = load_checkpoint(full["last"]), load_checkpoint(part / "last.ckpt")
+    assert _tensors_equal(a["state_dict"], b["state_dict"])

@@ -57,6 +57,8 @@ class TrainConfig:
     warmup_epochs: float = 0.0              # linear lr warm-up from 0 (per step)
     am_scale: float = 32.0
     am_margin: float = 0.35
+    generator_lr_mult: float = 1.0          # TVConv affinity maps + weight generators: lr x this
+    generator_weight_decay: float | None = None  # ... and this weight decay (None: as the rest)
     margin_warmup_epochs: float = 0.0       # AM-Softmax margin ramps 0 -> am_margin (per step)
     recon_weight: float = 1.0               # filtergen only: weight of the autoencoder's BCE loss
     hflip: bool = True
@@ -82,6 +84,10 @@ class TrainConfig:
                 raise EdgeconvError(f"need at least 2 identities, got {self.identities}")
             if self.images_per_identity < 1:
                 raise EdgeconvError("images per identity must be >= 1")
+        if not self.generator_lr_mult > 0:
+            raise EdgeconvError(f"generator lr multiplier must be > 0, got {self.generator_lr_mult}")
+        if self.generator_weight_decay is not None and not self.generator_weight_decay >= 0:
+            raise EdgeconvError("generator weight decay must be >= 0")
         if self.schedule not in SCHEDULES:
             raise EdgeconvError(f"schedule must be one of {', '.join(SCHEDULES)}, "
                                 f"got {self.schedule!r}")

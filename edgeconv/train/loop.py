@@ -122,6 +122,27 @@ def to_input(images_u8: torch.Tensor, device, flip_gen: torch.Generator | None) 
 
 
 # --------------------------------------------------------------------------- trainer
+GENERATOR_PARAMS = ("affinity", "weight_gen.", "bias_gen.")
+
+
+def param_groups(module: torch.nn.Module, config: TrainConfig) -> list[dict]:
+    """One SGD group, or two when TVConv's affinity maps and weight generators get their own
+    lr multiplier / weight decay (``generator_lr_mult``, ``generator_weight_decay``)."""
+    if config.generator_lr_mult == 1.0 and config.generator_weight_decay is None:
+        return [{"params": list(module.parameters()), "lr_mult": 1.0}]
+    gen, rest = [], []
+    for name, p in module.named_parameters():
+        (gen if any(k in name for k in GENERATOR_PARAMS) else rest).append(p)
+    groups = [{"params": rest, "lr_mult": 1.0}]
+    if gen:
+        g = {"params": gen, "lr_mult": float(config.generator_lr_mult)}
+        if config.generator_weight_decay is not None:
+            g["weight_decay"] = float(config.generator_weight_decay)
+        groups.append(g)
+    return groups
+
+
+
 class Trainer:
     """One training run; ``run()`` trains from the current epoch to ``config.epochs``."""
 
@@ -161,8 +182,8 @@ class Trainer:
                               scale=self.config.am_scale, margin=self.config.am_margin)
         self.module = TrainModule(self.model, self.head,
                                   recon_weight=self.config.recon_weight).to(self.dist.device)
-        self.optimizer = torch.optim.SGD(self.module.parameters(), lr=self.config.lr,
-                                         momentum=self.config.momentum,
+        self.optimizer = torch.optim.SGD(param_groups(self.module, self.config),
+                                         lr=self.config.lr, momentum=self.config.momentum,
                                          weight_decay=self.config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, milestones=list(self.config.milestones), gamma=self.config.gamma)
@@ -234,7 +255,7 @@ class Trainer:
         self.wrapped.train()
         loader = self.loader(epoch)
         gen = epoch_generator(self.config.seed, epoch, self.dist.rank) if self.config.hflip else None
-        lr0 = self.config.lr_at(epoch)
+        lr0 = self.config.lr_at(epoch + 0.5)  # mid-epoch: a warm-up epoch does not read 0
         bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{self.config.epochs}",
                    disable=not self.progress, leave=False, dynamic_ncols=True, file=sys.stderr)
         loss_sum = correct = seen = 0.0
@@ -245,7 +266,7 @@ class Trainer:
                 e = epoch + step / steps
                 lr = self.config.lr_at(e)
                 for group in self.optimizer.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = lr * group.get("lr_mult", 1.0)
                 self.head.margin = self.config.margin_at(e)
                 x = to_input(images, self.dist.device, gen)
                 y = labels.to(self.dist.device)
@@ -311,7 +332,7 @@ class Trainer:
             self.log(f"training {cfg.model} ({cfg.op}) {cfg.input_size[0]}x{cfg.input_size[1]} on "
                      f"{len(self.data)} images / {self.num_classes} classes, batch {cfg.batch_size}"
                      f" x {self.dist.world_size} process(es), epochs {self.epoch + 1}..{cfg.epochs}"
-                     f", lr {cfg.lr} milestones {cfg.milestones} -> {self.run_dir}")
+                     f", lr {cfg.lr} {_schedule_text(cfg)} -> {self.run_dir}")
         end = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
         try:
             while self.epoch < end:
@@ -348,6 +369,15 @@ class Trainer:
                 "history": self.history, "best_epoch": (self.best or {}).get("epoch"),
                 "best_accuracy": (self.best or {}).get("accuracy"),
                 "images_per_s": float(np.median(rates)) if rates else None}
+
+
+def _schedule_text(cfg: TrainConfig) -> str:
+    text = (f"milestones {cfg.milestones}" if cfg.schedule == "multistep" else cfg.schedule)
+    if cfg.warmup_epochs:
+        text += f", warm-up {cfg.warmup_epochs:g} epoch(s)"
+    if cfg.margin_warmup_epochs:
+        text += f", margin warm-up {cfg.margin_warmup_epochs:g} epoch(s)"
+    return text
 
 
 def _epoch_line(r: dict, epochs: int) -> str:

@@ -12,6 +12,19 @@
 #include "tvconv_kernel.h"
 #include "version.h"
 
+namespace {
+
+// The C entries' error report: `msg` into the caller's buffer (truncated), status 1.
+int fail_with(char* err, int errlen, const char* msg) {
+  if (err && errlen > 0) {
+    std::strncpy(err, msg, static_cast<size_t>(errlen) - 1);
+    err[errlen - 1] = '\0';
+  }
+  return 1;
+}
+
+}  // namespace
+
 extern "C" {
 
 __attribute__((visibility("default"))) const char* edgeconv_kernels_version() {
@@ -32,13 +45,7 @@ __attribute__((visibility("default"))) int edgeconv_tvconv_run(
     const char* isa_name, const float* x, float* y, const void* w, int wtype,
     const float* scales, const float* bias, int bias_mode, int act, int64_t N, int64_t C,
     int64_t H, int64_t W, int k, int s, char* err, int errlen) {
-  auto fail = [&](const char* msg) {
-    if (err && errlen > 0) {
-      std::strncpy(err, msg, static_cast<size_t>(errlen) - 1);
-      err[errlen - 1] = '\0';
-    }
-    return 1;
-  };
+  auto fail = [&](const char* msg) { return fail_with(err, errlen, msg); };
   const int isa = edgeconv::select_isa(isa_name);
   if (isa < 0) return fail("requested ISA is not available on this CPU/build");
   edgeconv::TVConvArgs a;
@@ -66,13 +73,7 @@ __attribute__((visibility("default"))) int edgeconv_tvconv_run(
 __attribute__((visibility("default"))) int edgeconv_tvconv_train(
     const char* isa_name, int mode, const float* a, const float* b, float* out, int64_t N,
     int64_t C, int64_t H, int64_t W, int k, int s, int threads, char* err, int errlen) {
-  auto fail = [&](const char* msg) {
-    if (err && errlen > 0) {
-      std::strncpy(err, msg, static_cast<size_t>(errlen) - 1);
-      err[errlen - 1] = '\0';
-    }
-    return 1;
-  };
+  auto fail = [&](const char* msg) { return fail_with(err, errlen, msg); };
   const int isa = edgeconv::select_isa(isa_name);
   if (isa < 0) return fail("requested ISA is not available on this CPU/build");
   if (!a || !b || !out) return fail("null tensor");
