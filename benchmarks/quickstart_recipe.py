@@ -45,7 +45,7 @@ def run(a) -> dict:
                       batch_size=a.bs, lr=a.lr, schedule=a.sched, warmup_epochs=a.warm,
                       margin_warmup_epochs=a.mwarm, am_margin=a.margin, am_scale=a.scale,
                       weight_decay=a.wd, generator_lr_mult=a.gen_lr,
-                      generator_weight_decay=a.gen_wd, val="none",
+                      generator_weight_decay=a.gen_wd, seed=a.seed, val="none",
                       output=str(Path(a.output) / a.tag))
     t0 = time.time()
     s = train(cfg, overwrite=True, progress=False, log=lambda m: print(m, flush=True))
@@ -66,16 +66,26 @@ def run(a) -> dict:
             "ips": s["images_per_s"]}
 
 
+def _gen(a: dict) -> str:
+    if a["op"] != "tvconv":
+        return "-"
+    parts = [f"lr x {a.get('gen_lr', 1.0):g}"]
+    if a.get("gen_wd") is not None:
+        parts.append(f"wd {a['gen_wd']:g}")
+    return ", ".join(parts)
+
+
 def render(results: Path, doc: Path) -> None:
     rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
     table = ["| run | op | identities x images | epochs | embedding | schedule | train s | "
-             "images/s | final train acc (%) | test acc (%) | EER (%) | TAR@1e-3 (%) | "
-             "TAR@1e-4 (%) |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "TVConv generators | images/s | final train acc (%) | test acc (%) | EER (%) | "
+             "TAR@1e-3 (%) | TAR@1e-4 (%) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         a = r["args"]
-        table.append(f"| {r['tag']} | {a['op']} | {a['ids']} x {a['ipi']} | {a['epochs']} | "
+        table.append(f"| {r['tag']} (seed {a.get('seed', 0)}) | {a['op']} | {a['ids']} x {a['ipi']} | {a['epochs']} | "
                      f"{a['emb']} | {a['sched']}, lr {a['lr']}, warm-up {a['warm']:g}, margin "
-                     f"warm-up {a['mwarm']:g} | {r['train_s']} | {r['ips']:.0f} | "
+                     f"warm-up {a['mwarm']:g} | {r['train_s']} | {_gen(a)} | {r['ips']:.0f} | "
                      f"{100 * r['train_acc']:.1f} | {100 * r['acc']:.2f} | {100 * r['eer']:.2f} | "
                      f"{100 * r['tar3']:.1f} | {100 * r['tar4']:.1f} |")
     text = doc.read_text() if doc.exists() else f"{BEGIN}\n{END}\n"
@@ -108,6 +118,7 @@ def main(argv=None) -> int:
     p.add_argument("--gen-lr", type=float, default=1.0, help="TVConv generator lr multiplier")
     p.add_argument("--gen-wd", type=float, default=None, help="TVConv generator weight decay")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0, help="initialisation and data order")
     p.add_argument("--output", default="runs/quickstart_recipe")
     p.add_argument("--results", default=DEFAULT_RESULTS)
     p.add_argument("--doc", default=DEFAULT_DOC)

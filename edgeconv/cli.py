@@ -503,6 +503,10 @@ def _set_threads(threads):
 @click.option("--margin-warmup-epochs", default=0.0, show_default=True,
               type=click.FloatRange(0),
               help="Ramp the AM-Softmax margin from 0 to --am-margin over this many epochs.")
+@click.option("--generator-lr-mult", default=1.0, show_default=True,
+              type=click.FloatRange(0, min_open=True),
+              help="TVConv affinity maps and weight generators train at this times the lr "
+                   "(the quickstart uses 0.1).")
 @click.option("--am-scale", default=32.0, show_default=True, type=click.FloatRange(0, min_open=True),
               help="AM-Softmax scale s.")
 @click.option("--am-margin", default=0.35, show_default=True, type=click.FloatRange(0),
@@ -530,7 +534,8 @@ def train(model, op, input_size, embedding_dim, tvconv_inter_channels, tvconv_in
           tvconv_affinity_channels, filtergen_repository_size, filtergen_feature_dim,
           recon_weight, data, identities, images_per_identity, difficulty, data_seed,
           val, val_pairs, flip_test, epochs, batch_size, lr, momentum, weight_decay, milestones,
-          gamma, schedule, warmup_epochs, margin_warmup_epochs, am_scale, am_margin, hflip,
+          gamma, schedule, warmup_epochs, margin_warmup_epochs, generator_lr_mult, am_scale,
+          am_margin, hflip,
           workers, threads, seed, device, output, resume, overwrite, progress):
     """Train a face model (AM-Softmax, SGD, MultiStep: the published recipe, by default).
 
@@ -563,7 +568,8 @@ def train(model, op, input_size, embedding_dim, tvconv_inter_channels, tvconv_in
             val=val, val_pairs=val_pairs, flip_test=flip_test, epochs=epochs,
             batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
             milestones=milestones, gamma=gamma, schedule=schedule, warmup_epochs=warmup_epochs,
-            margin_warmup_epochs=margin_warmup_epochs, am_scale=am_scale, am_margin=am_margin,
+            margin_warmup_epochs=margin_warmup_epochs, generator_lr_mult=generator_lr_mult,
+            am_scale=am_scale, am_margin=am_margin,
             recon_weight=recon_weight,
             hflip=hflip, workers=workers, seed=seed, output=output, device=device)
         summary = run_train(config, progress=progress, overwrite=overwrite)

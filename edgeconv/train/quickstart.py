@@ -42,7 +42,7 @@ class QuickstartOptions:
     lr: float = 0.2
     schedule: str = "cosine"
     warmup_epochs: float = 1.0
-    margin_warmup_epochs: float = 3.0
+    margin_warmup_epochs: float = 6.0
     generator_lr_mult: float = 0.1               # TVConv's affinity maps + generators: lr x 0.1
     embedding_dim: int = 512
     val_pairs: int = 600
