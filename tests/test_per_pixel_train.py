@@ -148,3 +148,14 @@ def test_per_image_weights_keep_the_reference_path():
     w = torch.randn(3, 2, 9, 1, 1)
     assert torch.equal(per_pixel_train(x, w, None, 3, 1, (5, 5)),
                        apply_per_pixel(x, w, None, 3, 1, (5, 5)))
+
+
+def test_traced_graphs_use_the_reference_ops():
+    """A traced training-form layer (fvcore MACs, ONNX) holds standard ops, no Python op."""
+    from edgeconv.ops.tvconv import TVConv
+
+    layer = TVConv(4, in_hw=(6, 6), inter_channels=4, inter_layers=1).eval()
+    x = torch.randn(2, 4, 6, 6)
+    graph = torch.jit.trace(layer, x).graph
+    kinds = {n.kind() for n in graph.nodes()}
+    assert "prim::PythonOp" not in kinds and "aten::mul" in kinds

@@ -116,7 +116,9 @@ def per_pixel_train(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     """Same result as :func:`~edgeconv.ops.per_pixel.apply_per_pixel` for batch-shared
     per-pixel weights ``(1, C, k*k, h, w)`` and a bias broadcastable to ``(N, C, h, w)``."""
     h, w = (int(v) for v in out_hw)
-    if weight.dim() != 5 or weight.shape[0] != 1 or tuple(weight.shape[-2:]) != (h, w):
+    # traced graphs (fvcore MACs, ONNX) get the reference ops, not an opaque Python op
+    if torch.jit.is_tracing() or weight.dim() != 5 or weight.shape[0] != 1 \
+            or tuple(weight.shape[-2:]) != (h, w):
         from edgeconv.ops.per_pixel import apply_per_pixel
 
         return apply_per_pixel(x, weight, bias, kernel_size, stride, (h, w))

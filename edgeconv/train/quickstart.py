@@ -1,22 +1,24 @@
 """``edgeconv quickstart``: train TVConv and its depthwise twin on the built-in data, evaluate,
-export (ONNX + TFLite, TVConv folded) and benchmark both, and compare.
+calibrate, export (ONNX + TFLite, TVConv folded), benchmark and try the files as unlock
+verifiers, and compare.
 
-A few minutes on 2 CPU cores (default: MobileNetV2 x0.1 at 32x32, 50 synthetic identities x
-24 images, 10 epochs each). The work is a list of steps run in order over one
-:class:`QuickstartContext`; later steps (export, benchmark) are appended to :data:`STEPS` or
-passed to :func:`run_quickstart`::
+About 13 minutes on 2 CPU cores with the defaults (the quickstart recipe: MobileNetV2 x0.1 at
+32x32, 1000 synthetic identities x 20 images, 18 epochs of cosine lr with warm-ups; the runs
+behind it are in docs/quickstart_recipe.md). The work is a list of steps run in order over one
+:class:`QuickstartContext`; later steps are appended to :data:`STEPS` or passed to
+:func:`run_quickstart`::
 
-    def step_export(ctx): ...                 # reads ctx.runs[op]["checkpoint"], adds results
-    run_quickstart(opts, steps=STEPS + [("export", step_export)])
+    def step_extra(ctx): ...                  # reads ctx.runs[op]["checkpoint"], adds results
+    run_quickstart(opts, steps=STEPS + [("extra", step_extra)])
 
 Run folder (``-o``, default ``runs/quickstart``)::
 
     tvconv/ depthwise/     training runs (config.json, history.json, last.ckpt, best.ckpt)
-    eval_*.json            verification reports (synthetic test split)
-    export/<op>/           ONNX + TFLite files with metadata (threshold included)
-    bench.json             the throughput sweep of the exported files
-    roc.png                both ROC curves
-    summary.md / .json     the side-by-side table
+    eval_*.json            verification reports: test pairs, calibration split, open-set split
+    export/<op>/           ONNX + TFLite files with metadata (calibrated thresholds included)
+    bench.json             the throughput and memory sweep of the exported files
+    roc.png                both ROC curves (test pairs)
+    summary.md / .json     the side-by-side tables, unlock trial included
 """
 
 from __future__ import annotations
