@@ -87,7 +87,6 @@ class _PerPixel(torch.autograd.Function):
         k, s, h, w = ctx.geometry
         p = k // 2
         grad = grad.contiguous()
-        wt = weight[0]
         gx = gw = gb = None
         if ctx.native:
             if ctx.needs_input_grad[0]:
@@ -96,16 +95,19 @@ class _PerPixel(torch.autograd.Function):
             if ctx.needs_input_grad[1]:
                 gw = torch.empty_like(weight)
                 _native(GRAD_WEIGHT, x, grad, gw, x.shape, k, s)
-        elif ctx.needs_input_grad[0]:
-            gxp = grad.new_zeros(x.shape[0], x.shape[1], x.shape[2] + 2 * p, x.shape[3] + 2 * p)
-            for t, rs, cs in _taps(k, s, h, w):
-                gxp[:, :, rs, cs].addcmul_(grad, wt[:, t])
-            gx = gxp[:, :, p: p + x.shape[2], p: p + x.shape[3]]
-        if ctx.needs_input_grad[1] and not ctx.native:
-            xp = F.pad(x, (p, p, p, p))
-            gw = torch.empty_like(weight)
-            for t, rs, cs in _taps(k, s, h, w):
-                torch.sum(xp[:, :, rs, cs] * grad, dim=0, out=gw[0, :, t])
+        else:
+            wt = weight[0]
+            if ctx.needs_input_grad[0]:
+                gxp = grad.new_zeros(x.shape[0], x.shape[1], x.shape[2] + 2 * p,
+                                     x.shape[3] + 2 * p)
+                for t, rs, cs in _taps(k, s, h, w):
+                    gxp[:, :, rs, cs].addcmul_(grad, wt[:, t])
+                gx = gxp[:, :, p: p + x.shape[2], p: p + x.shape[3]]
+            if ctx.needs_input_grad[1]:
+                xp = F.pad(x, (p, p, p, p))
+                gw = torch.empty_like(weight)
+                for t, rs, cs in _taps(k, s, h, w):
+                    torch.sum(xp[:, :, rs, cs] * grad, dim=0, out=gw[0, :, t])
         if ctx.bias_shape is not None and ctx.needs_input_grad[2]:
             gb = grad.sum_to_size(ctx.bias_shape)
         return gx, gw, gb, None, None, None, None

@@ -66,11 +66,6 @@ def _emit(as_json: bool, payload: dict, text: str) -> None:
     click.echo(json.dumps(payload, indent=2) if as_json else text)
 
 
-def _threshold(emb, far, threshold) -> tuple[float, str]:
-    """The decision threshold; :func:`_warn_threshold` reports its calibration's warning."""
-    return emb.threshold(far=far, threshold=threshold)
-
-
 def _warn_threshold(emb, payload: dict | None = None) -> None:
     """Once every input was accepted: the calibration's warning on stderr (and in JSON)."""
     if emb.threshold_warning:
@@ -144,7 +139,7 @@ def verify_command(model, user, image, db=None, far=None, threshold=None, flip=F
     """1:1 verification of ``image`` against ``user``'s template (no lock-out policy)."""
     emb = open_embedder(model, threads=threads, flip=flip)
     try:
-        thr, source = _threshold(emb, far, threshold)
+        thr, source = emb.threshold(far=far, threshold=threshold)
         with open_store(db, create=False) as store:
             t = store.get_for_model(user, emb.sha256, emb.label)
         e, ms = _embed_timed(emb, str(image))
@@ -195,7 +190,7 @@ def identify_command(model, image, db=None, far=None, threshold=None, top=3, fli
     """1:N: the best-matching enrolled user above the threshold, or none."""
     emb = open_embedder(model, threads=threads, flip=flip)
     try:
-        thr, source = _threshold(emb, far, threshold)
+        thr, source = emb.threshold(far=far, threshold=threshold)
         with open_store(db, create=False) as store:
             templates = _model_templates(store, emb)
             ignored = len(store) - len(templates)
@@ -339,7 +334,7 @@ def unlock_command(model, user=None, images=(), camera=None, db=None, far=None,
     emb = open_embedder(model, threads=threads, flip=flip)
     store = None
     try:
-        thr, source = _threshold(emb, far, threshold)
+        thr, source = emb.threshold(far=far, threshold=threshold)
         store = open_store(db, create=False)
         policy = LockoutPolicy(store, max_failures=max_failures, cooldown=cooldown,
                                growth=growth)
