@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from edgeconv.errors import EdgeconvError
-from edgeconv.runtime.policy import ANY_SUBJECT, LockedOut, LockoutPolicy
+from edgeconv.runtime.policy import IDENTIFY_SUBJECT, LockedOut, LockoutPolicy
 from edgeconv.runtime.store import (ModelMismatch, StoreError, TemplateStore, UnknownUser,
                                     default_db_path)
 
@@ -231,7 +231,7 @@ def test_lockout_after_five_and_cooldown_grows(db):
             p.check("alice")
         with pytest.raises(LockedOut):
             p.record("alice", True)  # even a genuine attempt is refused while locked
-        p.check(ANY_SUBJECT)  # other subjects are unaffected
+        p.check(IDENTIFY_SUBJECT)  # other subjects are unaffected
         clock.t += 30.5
         p.check("alice")
         for _ in range(5):

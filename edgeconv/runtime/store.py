@@ -118,15 +118,46 @@ def default_db_path() -> Path:
     return base / "edgeconv" / DB_FILENAME
 
 
+#: Unicode categories refused in user names: controls, format characters (zero-width
+#: joiners and spaces, bidi overrides and isolates, BOM), surrogates, private-use and
+#: unassigned code points, line and paragraph separators.
+_REFUSED_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+
+
 def check_user_name(user: str) -> str:
-    name = str(user)
+    """The canonical form of a user name (Unicode NFC), or :class:`EdgeconvError`.
+
+    Refused: empty names, leading/trailing white space, any white space but the plain space,
+    and the characters of :data:`_REFUSED_CATEGORIES`, so that two names that look the same
+    in ``users list`` cannot both be enrolled. (Look-alike letters of different scripts, such
+    as Latin "a" and Cyrillic "а", are distinct names and are not refused.)
+    """
+    import unicodedata
+
+    if not isinstance(user, str):
+        raise EdgeconvError("user name must be text")
+    name = unicodedata.normalize("NFC", user)
     if not name.strip():
         raise EdgeconvError("user name must not be empty")
     if len(name) > MAX_USER_LEN:
         raise EdgeconvError(f"user name longer than {MAX_USER_LEN} characters")
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise EdgeconvError("user name must not contain control characters")
+    for ch in name:
+        cat = unicodedata.category(ch)
+        if cat in _REFUSED_CATEGORIES or (cat == "Zs" and ch != " ") or \
+                (ch.isspace() and ch != " "):
+            what = unicodedata.name(ch, f"U+{ord(ch):04X}")
+            raise EdgeconvError(f"user name must not contain {what} (U+{ord(ch):04X}): "
+                                "control, invisible and direction characters are refused")
+    if name != name.strip():
+        raise EdgeconvError("user name must not start or end with a space")
     return name
+
+
+def _key(user) -> str:
+    """Lookup form of a name: NFC, not validated (so a legacy odd name can still be removed)."""
+    import unicodedata
+
+    return unicodedata.normalize("NFC", str(user))
 
 
 def _short(h: str) -> str:
@@ -313,7 +344,8 @@ class TemplateStore:
                       "embedding, num_images, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                       (user, str(model_hash), str(model_name), int(e.size), e.tobytes(),
                        int(num_images), created, now))
-            c.execute("DELETE FROM attempts WHERE subject = ?", (user,))
+            if row is None:  # a new user starts with a clean counter; a re-enrolment keeps it
+                c.execute("DELETE FROM attempts WHERE subject = ?", (user,))
         if row is not None:
             self._scrub_wal()
         return Template(user, model_hash, model_name, e.astype(np.float32), int(num_images),
@@ -336,7 +368,7 @@ class TemplateStore:
 
     def get(self, user: str) -> Template:
         row = self._c().execute(f"SELECT {self._COLS} FROM templates WHERE user = ?",
-                                (str(user),)).fetchone()
+                                (_key(user),)).fetchone()
         if row is None:
             raise UnknownUser(f"no user {user!r} is enrolled in {self.path}")
         return self._row_to_template(row)
@@ -374,10 +406,11 @@ class TemplateStore:
 
     def remove(self, user: str) -> None:
         with self.transaction() as c:
-            cur = c.execute("DELETE FROM templates WHERE user = ?", (str(user),))
+            user = _key(user)
+            cur = c.execute("DELETE FROM templates WHERE user = ?", (user,))
             if cur.rowcount == 0:
                 raise UnknownUser(f"no user {user!r} is enrolled in {self.path}")
-            c.execute("DELETE FROM attempts WHERE subject = ?", (str(user),))
+            c.execute("DELETE FROM attempts WHERE subject = ?", (user,))
         self._scrub_wal()
 
     def _scrub_wal(self) -> None:
@@ -388,7 +421,7 @@ class TemplateStore:
 
     def __contains__(self, user: str) -> bool:
         return self._c().execute("SELECT 1 FROM templates WHERE user = ?",
-                                 (str(user),)).fetchone() is not None
+                                 (_key(user),)).fetchone() is not None
 
     def __len__(self) -> int:
         return self._c().execute("SELECT count(*) FROM templates").fetchone()[0]

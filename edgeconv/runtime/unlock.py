@@ -228,13 +228,25 @@ def users_list_command(db=None, as_json=False) -> int:
     if not path.exists():
         _emit(as_json, {"db": str(path), "users": []}, f"no template database at {path}")
         return 0
+    from edgeconv.runtime.policy import IDENTIFY_SUBJECT, LockoutPolicy
+
     store = open_store(path, create=False)
     try:
         users = store.users()
         now = time.time()
+        ident = LockoutPolicy(store).state(IDENTIFY_SUBJECT)
+        ident_left = ident.remaining(now)
         if as_json:
-            click.echo(json.dumps({"db": str(store.path), "users": users}, indent=2))
+            click.echo(json.dumps({"db": str(store.path), "users": users,
+                                   "identify_mode": {"failures": ident.failures,
+                                                     "lockouts": ident.lockouts,
+                                                     "locked_for": ident_left}}, indent=2))
             return 0
+        if ident_left > 0:
+            click.echo(f"identify mode is locked out for {ident_left:.0f} s: every unlock is "
+                       "refused until then (`edgeconv users reset` clears it)")
+        elif ident.failures:
+            click.echo(f"identify mode: {ident.failures} failed attempt(s)")
         if not users:
             click.echo(f"no users enrolled in {store.path}")
             return 0
@@ -264,11 +276,11 @@ def users_remove_command(users, db=None) -> int:
 
 
 def users_reset_command(user, db=None) -> int:
-    from edgeconv.runtime.policy import ANY_SUBJECT, LockoutPolicy
+    from edgeconv.runtime.policy import IDENTIFY_SUBJECT, LockoutPolicy
 
     store = open_store(db, create=False)
     try:
-        subject = user if user else ANY_SUBJECT
+        subject = user if user else IDENTIFY_SUBJECT
         if user and user not in store:
             from edgeconv.runtime.store import UnknownUser
 
@@ -283,19 +295,24 @@ def users_reset_command(user, db=None) -> int:
 
 # ----------------------------------------------------------------------------- unlock
 def _attempt(emb, store, policy, e, user, thr):
-    """Score ``e`` (user given: 1:1, else 1:N) and record the attempt; returns a dict."""
-    from edgeconv.runtime.policy import ANY_SUBJECT
+    """Score ``e`` (user given: 1:1, else 1:N) and record the attempt; returns a dict.
 
+    Identify mode: a match to a locked-out user is refused (``refused_locked_user``) and
+    counted against identify mode (:meth:`LockoutPolicy.record_identify`).
+    """
+    refused = False
     if user:
         t = store.get_for_model(user, emb.sha256, emb.label)
         who, score = user, float(e @ t.embedding)
+        accepted = score > thr
+        st = policy.record(user, accepted)                  # durable before any output
     else:
         who, score = best_match(e, _model_templates(store, emb))[0]
-    accepted = score > thr
-    st = policy.record(user or ANY_SUBJECT, accepted)   # durable before any output
+        st, accepted = policy.record_identify(who, score > thr)
+        refused = score > thr and not accepted
     return {"user": who if (accepted or user) else None, "best_user": who, "score": score,
-            "accepted": accepted, "failures": st.failures, "lockouts": st.lockouts,
-            "locked_for": st.remaining(policy.clock())}
+            "accepted": accepted, "refused_locked_user": refused, "failures": st.failures,
+            "lockouts": st.lockouts, "locked_for": st.remaining(policy.clock())}
 
 
 def _report_attempt(r, thr, source, ms, policy, as_json, user):
@@ -305,8 +322,12 @@ def _report_attempt(r, thr, source, ms, policy, as_json, user):
                 f"{_thr_text(thr, source)}; latency {ms:.1f} ms")
     else:
         who = f"{user!r}" if user else f"(best {r['best_user']!r})"
-        text = (f"REJECTED {who}: score {r['score']:.4f} <= {_thr_text(thr, source)}; "
-                f"latency {ms:.1f} ms")
+        if r.get("refused_locked_user"):
+            text = (f"REJECTED (best {r['best_user']!r}, score {r['score']:.4f} > "
+                    f"{_thr_text(thr, source)}): that user is locked out; latency {ms:.1f} ms")
+        else:
+            text = (f"REJECTED {who}: score {r['score']:.4f} <= {_thr_text(thr, source)}; "
+                    f"latency {ms:.1f} ms")
         if r["locked_for"] > 0:
             text += (f"\nlocked out for {r['locked_for']:.0f} s after {policy.max_failures} "
                      "rejected attempts")
@@ -321,7 +342,7 @@ def unlock_command(model, user=None, images=(), camera=None, db=None, far=None,
                    threads=1, frames=3, interval=0.5, crop=0.6, max_attempts=0,
                    save_crop=None, as_json=False) -> int:
     """One unlock attempt per image (or live camera attempts) through the lock-out policy."""
-    from edgeconv.runtime.policy import ANY_SUBJECT, LockedOut, LockoutPolicy
+    from edgeconv.runtime.policy import IDENTIFY_SUBJECT, LockedOut, LockoutPolicy
 
     if camera is None and not images:
         raise EdgeconvError("give an image file or --camera INDEX")
@@ -338,7 +359,7 @@ def unlock_command(model, user=None, images=(), camera=None, db=None, far=None,
         store = open_store(db, create=False)
         policy = LockoutPolicy(store, max_failures=max_failures, cooldown=cooldown,
                                growth=growth)
-        subject = user or ANY_SUBJECT
+        subject = user or IDENTIFY_SUBJECT
         if user:
             store.get_for_model(user, emb.sha256, emb.label)  # unknown user / model: fail now
         else:
