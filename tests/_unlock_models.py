@@ -6,7 +6,8 @@ fixed linear projection of the downscaled normalised image.  The projection is a
 Fisher (LDA) projection fitted with numpy on a few synthetic identities
 (``difficulty="easy"``), which separates unseen synthetic identities well; its
 threshold is calibrated on synthetic verification pairs (identities disjoint from
-the fit) and written, as an exporter would, into the sidecar ``model.onnx.json``
+the fit) and written, as the exporter does, into the ONNX file's ``metadata_props``
+(the authority) and into the sidecar copy ``model.onnx.json``
 (``verification.far_thresholds``).
 
 Fitting renders a few hundred synthetic faces (seconds); the fitted arrays are
@@ -153,8 +154,9 @@ def calibration() -> dict:
 
 
 def make_model(path, calibrated: bool = True, metadata: bool = True, batch="N",
-               name: str = "tiny_lda", perturb: float = 0.0) -> Path:
-    """Write the tiny ONNX model (+ sidecar metadata unless ``metadata=False``).
+               name: str = "tiny_lda", perturb: float = 0.0, embed: bool = True) -> Path:
+    """Write the tiny ONNX model with metadata (unless ``metadata=False``): embedded in the
+    file and copied into the sidecar as the exporter does; ``embed=False``: sidecar only.
 
     ``perturb`` changes the weights slightly (a *different* model file).
     """
@@ -182,7 +184,7 @@ def make_model(path, calibrated: bool = True, metadata: bool = True, batch="N",
     onnx.checker.check_model(model)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
+    meta = None
     if metadata:
         meta = {"format_version": 1, "edgeconv_version": "test", "model": name,
                 "op": "none", "input_size": list(SIZE), "layout": "NCHW", "color": "RGB",
@@ -191,7 +193,14 @@ def make_model(path, calibrated: bool = True, metadata: bool = True, batch="N",
                 "format": "onnx"}
         if calibrated:
             meta["verification"] = calibration()
-        (path.parent / (path.name + ".json")).write_text(json.dumps(meta, indent=2))
+        if embed:
+            helper.set_model_props(model, {"edgeconv": json.dumps(meta)})
+    onnx.save(model, str(path))
+    if meta is not None:
+        data = path.read_bytes()
+        side = dict(meta, file=path.name, sha256=hashlib.sha256(data).hexdigest(),
+                    bytes=len(data), metadata_embedded=embed)
+        (path.parent / (path.name + ".json")).write_text(json.dumps(side, indent=2))
     return path
 
 

@@ -109,7 +109,7 @@ def test_corrupt_and_non_images(tmp_path, emb, faces):
     (tmp_path / "notes.png").write_text("not an image at all\n")
     (tmp_path / "empty.png").write_bytes(b"")
     cases = {"trunc.png": "corrupt or truncated|not a readable image",
-             "notes.png": "not a readable image", "empty.png": "empty",
+             "notes.png": "not a PNG, JPEG, BMP or WebP image", "empty.png": "empty",
              "missing.png": "not found"}
     for name, pattern in cases.items():
         with pytest.raises(EdgeconvError, match=pattern):

@@ -167,7 +167,7 @@ def test_bad_inputs_give_one_line_errors(models, faces, db, tmp_path):
     text = tmp_path / "notes.jpg"
     text.write_text("hello")
     cases = [(wide, "aligned face crop"), (trunc, "corrupt or truncated|not a readable"),
-             (text, "not a readable image"), (tmp_path / "missing.png", "not found")]
+             (text, "not a PNG, JPEG, BMP or WebP"), (tmp_path / "missing.png", "not found")]
     for path, pattern in cases:
         for cmd in (["verify", model, "--user", "alice"], ["identify", model],
                     ["enroll", model, "--user", "zed"]):

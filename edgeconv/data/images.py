@@ -7,9 +7,17 @@ Conventions (same as the published TVConv face models, facts.md section 4):
 * the network input is ``float32`` CHW (or NCHW for batches) with
   ``(x / 255 - 0.5) / 0.5``, i.e. values in ``[-1, 1]``.
 
+Only the formats a face pipeline needs are decoded: PNG, JPEG, BMP and WebP, recognised by
+their content (magic bytes), never by the file name.  Anything else (PostScript/EPS, which
+Pillow would hand to Ghostscript, TIFF, GIF, PDF, ...) is refused in one line before any
+decoder runs, and Pillow is only ever asked to open the one format the bytes announce.
+
+EXIF orientation is applied (a phone photo stored sideways is turned upright); 16-bit
+grayscale images are scaled to 8 bits (not clipped to white); palette and alpha images are
+converted to RGB (alpha dropped).
+
 Every decoding failure (missing, unreadable, corrupt or truncated file) raises
-:class:`~edgeconv.errors.EdgeconvError` naming the file.  EXIF orientation is *not*
-applied: aligned face crops are stored upright and the published pipelines ignore it.
+:class:`~edgeconv.errors.EdgeconvError` naming the file.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, ImageOps
 
 from edgeconv.errors import EdgeconvError
 
@@ -31,6 +39,38 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 _BILINEAR = getattr(Image, "Resampling", Image).BILINEAR
+
+#: The decoders edgeconv lets Pillow use (Pillow format names).
+ALLOWED_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "BMP", "WEBP")
+
+# content sniffing: (magic at offset 0, Pillow format)
+_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"BM", "BMP"))
+# a few formats worth naming when refused
+_KNOWN_OTHERS = ((b"%!PS", "PostScript"), (b"\xc5\xd0\xd3\xc6", "EPS"), (b"%PDF", "PDF"),
+                 (b"GIF8", "GIF"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
+                 (b"\x00\x00\x00\x0cjP", "JPEG 2000"), (b"\xff\x4f\xff\x51", "JPEG 2000"),
+                 (b"8BPS", "Photoshop"), (b"\x00\x00\x01\x00", "ICO"), (b"<", "SVG/XML"),
+                 (b"P1", "PBM"), (b"P4", "PBM"), (b"P5", "PGM"), (b"P6", "PPM"))
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The allowed format the bytes announce (``"PNG"``, ``"JPEG"``, ``"BMP"``, ``"WEBP"``)
+    or None."""
+    head = bytes(data[:16])
+    for magic, fmt in _MAGIC:
+        if head.startswith(magic):
+            return fmt
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    return None
+
+
+def _refusal(data: bytes, name: str) -> EdgeconvError:
+    head = bytes(data[:16])
+    what = next((n for magic, n in _KNOWN_OTHERS if head.startswith(magic)), None)
+    kind = f"a {what} file" if what else "not a PNG, JPEG, BMP or WebP image"
+    return EdgeconvError(f"{name}: {kind}; only PNG, JPEG, BMP and WebP images are decoded "
+                         "(recognised by content, whatever the file name)")
 
 #: Normalisation constants: ``(x * SCALE - MEAN) / STD``.
 SCALE = 1.0 / 255.0
@@ -54,11 +94,28 @@ def _as_size(size) -> tuple[int, int] | None:
     return (h, w)
 
 
-def _pil_to_rgb_array(img: Image.Image, size, name: str) -> np.ndarray:
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """RGB, with 16/32-bit grayscale scaled (Pillow's convert would clip it to white)."""
+    if img.mode == "RGB":
+        return img
+    if img.mode.startswith("I;16") or img.mode == "I":
+        a = np.asarray(img).astype(np.float64)
+        full = 65535.0 if img.mode.startswith("I;16") or a.max(initial=0) > 255 else 255.0
+        a = np.clip(np.round(a * (255.0 / full)), 0, 255).astype(np.uint8)
+        return Image.fromarray(a, "L").convert("RGB")
+    if img.mode == "F":
+        a = np.asarray(img, dtype=np.float64)
+        a = np.clip(np.round(a * (255.0 if a.max(initial=0) <= 1.0 else 1.0)), 0, 255)
+        return Image.fromarray(a.astype(np.uint8), "L").convert("RGB")
+    return img.convert("RGB")
+
+
+def _pil_to_rgb_array(img: Image.Image, size, name: str, exif: bool = False) -> np.ndarray:
     try:
         img.load()  # Pillow decodes lazily: force the decode so errors surface here
-        if img.mode != "RGB":
-            img = img.convert("RGB")
+        if exif:
+            img = ImageOps.exif_transpose(img)
+        img = _to_rgb(img)
         target = _as_size(size)
         if target is not None and (img.height, img.width) != target:
             img = img.resize((target[1], target[0]), _BILINEAR)
@@ -67,9 +124,10 @@ def _pil_to_rgb_array(img: Image.Image, size, name: str) -> np.ndarray:
         raise
     except Image.DecompressionBombError as exc:
         raise EdgeconvError(f"{name}: image too large to decode safely ({exc})") from None
-    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError, TypeError,
+            KeyError) as exc:
         raise EdgeconvError(f"{name}: corrupt or truncated image ({exc})") from None
-    if arr.ndim != 3 or arr.shape[2] != 3:  # pragma: no cover - convert('RGB') guarantees it
+    if arr.ndim != 3 or arr.shape[2] != 3:  # pragma: no cover - _to_rgb guarantees it
         raise EdgeconvError(f"{name}: could not convert to RGB (shape {arr.shape})")
     return np.ascontiguousarray(arr)
 
@@ -86,15 +144,18 @@ def decode_image_bytes(data: bytes, size=None, name: str = "<image bytes>") -> n
         raise EdgeconvError(f"{name}: expected encoded image bytes, got {type(data).__name__}")
     if len(data) == 0:
         raise EdgeconvError(f"{name}: empty image data")
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise _refusal(data, name)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(bytes(data)))
+            img = Image.open(io.BytesIO(bytes(data)), formats=[fmt])
     except (Image.UnidentifiedImageError, Image.DecompressionBombWarning,
             Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
         raise EdgeconvError(f"{name}: not a readable image ({exc})") from None
     with img:
-        return _pil_to_rgb_array(img, size, name)
+        return _pil_to_rgb_array(img, size, name, exif=True)
 
 
 def load_image(path: str | os.PathLike, size=None) -> np.ndarray:

@@ -52,12 +52,7 @@ from edgeconv.runtime.thresholds import (ThresholdError, calibrated_thresholds, 
                                          select_threshold_checked)
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from edgeconv.runtime.model_meta import file_sha256  # noqa: E402,F401  (re-exported)
 
 
 # ----------------------------------------------------------------------------- metadata
@@ -158,7 +153,7 @@ class Embedder:
                  backend: str | None = None, flip: bool | None = None,
                  metadata: dict | None = None,
                  warmup: bool = True):
-        from edgeconv.metadata import read_sidecar
+        from edgeconv.runtime import model_meta
         from edgeconv.runtime.backends import open_model
 
         self.path = Path(model_path)
@@ -166,9 +161,17 @@ class Embedder:
         self.model = open_model(self.path, backend=backend, threads=threads)
         self.warnings: list[str] = []
         self.threshold_warning: str | None = None
-        meta = metadata if metadata is not None else read_sidecar(self.path)
-        if meta is None:
-            meta = self._embedded_metadata()
+        file_hash = file_sha256(self.path)
+        if metadata is not None:
+            res = model_meta.ResolvedMetadata(metadata, "given")
+        else:  # the embedded metadata is the authority; a disagreeing sidecar is refused
+            res = model_meta.resolve_metadata(self.path, self._embedded_metadata(), file_hash)
+        for w in res.warnings:
+            self._warn(w)
+        meta = res.meta
+        if meta is not None:
+            model_meta.validate_metadata(meta, self.path.name)
+        self.metadata_source = res.source
         self.has_metadata = meta is not None
         self.meta: dict = dict(meta or {})
         ver = self.meta.get("verification")
@@ -178,7 +181,8 @@ class Embedder:
             flip = bool(self.calibrated_flip)
         self.flip = bool(flip)
         self._configure()
-        self.sha256 = file_sha256(self.path)
+        # what templates are bound to: the file, its external data, sidecar-only metadata
+        self.sha256 = model_meta.model_identity(self.path, file_hash, res.bound_bytes)
         if warmup:
             self.warmup()
         self.load_seconds = time.perf_counter() - t0

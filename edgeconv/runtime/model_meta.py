@@ -1,0 +1,298 @@
+"""Which metadata a model file is run with, whether to believe it, and the model's identity.
+
+Torch-free. The rules (docs/unlock.md, threat model):
+
+* **The model file's embedded metadata is the authority** (ONNX ``metadata_props``, the
+  TFLite ``metadata`` buffer). The sidecar ``<file>.json`` the exporter writes next to it is a
+  copy for people and tools; when it disagrees with the embedded metadata (a changed
+  threshold, mean/std, colour order, ...), or names another file's SHA-256, the model is
+  refused in one line: a side file is not covered by the model hash and cannot be trusted.
+* A file without embedded metadata (a TFLite file the exporter could not embed into, a model
+  from elsewhere) may run with its sidecar, loudly: the sidecar is then bound into the model's
+  identity, so editing it invalidates every template enrolled with it.
+* Every value is validated (:func:`validate_metadata`): types, finite numbers, ``std > 0``,
+  sane sizes, thresholds in [-1, 1].
+* The identity that templates are bound to (:func:`model_identity`) is the SHA-256 of the
+  model file, extended (when present) with the SHA-256 of every ONNX external-data file and
+  of sidecar-only metadata: swapping external weights is a different model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgeconv.errors import EdgeconvError
+
+#: keys the exporter adds to the sidecar only (not part of the embedded metadata)
+SIDECAR_ONLY_KEYS = ("file", "sha256", "bytes", "metadata_embedded")
+#: largest sidecar read (metadata is a few KB)
+MAX_SIDECAR_BYTES = 4 << 20
+MAX_INPUT_SIDE = 4096
+MAX_EMBEDDING_DIM = 65536
+
+
+class MetadataError(EdgeconvError):
+    """Metadata that cannot be used: malformed, out of range, or disagreeing with the model."""
+
+
+@dataclass
+class ResolvedMetadata:
+    meta: dict | None
+    source: str                      # "embedded", "sidecar only", "given", "none"
+    warnings: list = field(default_factory=list)
+    bound_bytes: bytes | None = None  # sidecar-only metadata, bound into the identity
+
+
+def _canonical(d: dict) -> str:
+    return json.dumps(d, sort_keys=True, separators=(",", ":"), allow_nan=True)
+
+
+def _read_sidecar(path: Path) -> dict | None:
+    from edgeconv.metadata import sidecar_path
+
+    side = sidecar_path(path)
+    try:
+        if not side.is_file():
+            return None
+        with open(side, "rb") as fh:
+            raw = fh.read(MAX_SIDECAR_BYTES + 1)
+    except OSError as exc:
+        raise MetadataError(f"{side}: unreadable metadata ({exc.strerror or exc})") from None
+    if len(raw) > MAX_SIDECAR_BYTES:
+        raise MetadataError(f"{side}: metadata file larger than {MAX_SIDECAR_BYTES >> 20} MB")
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MetadataError(f"{side}: unreadable metadata ({exc})") from None
+    if not isinstance(meta, dict):
+        raise MetadataError(f"{side}: metadata must be a JSON object")
+    return meta
+
+
+def resolve_metadata(path, embedded: dict | None, file_sha256: str) -> ResolvedMetadata:
+    """Choose the metadata of the model at ``path`` (see the module's rules)."""
+    from edgeconv.metadata import sidecar_path
+
+    path = Path(path)
+    side = _read_sidecar(path)
+    sname = sidecar_path(path).name
+    if side is not None:
+        claimed = side.get("sha256")
+        if claimed is not None and claimed != file_sha256:
+            raise MetadataError(
+                f"{sname} describes another file (sha256 {str(claimed)[:12]}, this model is "
+                f"{file_sha256[:12]}): a stale or edited side file; delete it or re-export")
+        side_meta = {k: v for k, v in side.items() if k not in SIDECAR_ONLY_KEYS}
+    if embedded is not None:
+        if side is not None and _canonical(side_meta) != _canonical(embedded):
+            keys = sorted(k for k in set(side_meta) | set(embedded)
+                          if _canonical({"v": side_meta.get(k)}) !=
+                          _canonical({"v": embedded.get(k)}))
+            raise MetadataError(
+                f"{sname} disagrees with the metadata embedded in {path.name} "
+                f"({', '.join(keys[:6])}{', ...' if len(keys) > 6 else ''}); the model file is "
+                "the authority: delete the side file or re-export")
+        return ResolvedMetadata(embedded, "embedded")
+    if side is not None:
+        return ResolvedMetadata(
+            side_meta, "sidecar only",
+            [f"the model file carries no metadata: using {sname}, which nothing vouches for; it "
+             "is bound into the model identity (editing it invalidates enrolled templates)"],
+            _canonical(side_meta).encode())
+    return ResolvedMetadata(None, "none")
+
+
+# ----------------------------------------------------------------------------- validation
+def _num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _threshold_ok(v) -> bool:
+    return _num(v) and -1.0 <= float(v) <= 1.0
+
+
+def validate_metadata(meta: dict, name: str) -> None:
+    """Raise :class:`MetadataError` (one line) on any value of the wrong type or range."""
+    def bad(key, why):
+        raise MetadataError(f"{name}: metadata {key} {why}")
+
+    if not isinstance(meta, dict):
+        bad("", "must be a JSON object")
+    if "input_size" in meta and meta["input_size"] is not None:
+        s = meta["input_size"]
+        vals = s if isinstance(s, list) else [s, s]
+        if len(vals) != 2 or not all(isinstance(v, int) and not isinstance(v, bool)
+                                     and 1 <= v <= MAX_INPUT_SIDE for v in vals):
+            bad("input_size", f"must be [height, width] of integers in 1..{MAX_INPUT_SIDE}, got "
+                f"{s!r}")
+    for key, allowed in (("layout", ("NCHW", "NHWC")), ("color", ("RGB", "BGR"))):
+        v = meta.get(key)
+        if v is not None and (not isinstance(v, str) or v.upper() not in allowed):
+            bad(key, f"must be one of {', '.join(allowed)}, got {v!r}")
+    if "scale" in meta and not (_num(meta["scale"]) and meta["scale"] > 0):
+        bad("scale", f"must be a positive finite number, got {meta['scale']!r}")
+    for key in ("mean", "std"):
+        if key not in meta:
+            continue
+        v = meta[key]
+        vals = v if isinstance(v, list) else [v]
+        if len(vals) not in (1, 3) or not all(_num(x) for x in vals):
+            bad(key, f"must be 1 or 3 finite numbers, got {v!r}")
+        if key == "std" and not all(x > 0 for x in vals):
+            bad(key, f"must be > 0, got {v!r}")
+    if meta.get("embedding_dim") is not None:
+        d = meta["embedding_dim"]
+        if not (isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= MAX_EMBEDDING_DIM):
+            bad("embedding_dim", f"must be an integer in 1..{MAX_EMBEDDING_DIM}, got {d!r}")
+    for key in ("model", "input_name", "output_name"):
+        if meta.get(key) is not None and not isinstance(meta[key], str):
+            bad(key, f"must be text, got {type(meta[key]).__name__}")
+    ver = meta.get("verification")
+    if ver is None:
+        return
+    if not isinstance(ver, dict):
+        bad("verification", "must be an object")
+    if "threshold" in ver and ver["threshold"] is not None and not _threshold_ok(ver["threshold"]):
+        bad("verification.threshold", f"must be a finite number in [-1, 1], got "
+            f"{ver['threshold']!r}")
+    for key in ("flip_test", "flip"):
+        if ver.get(key) is not None and not isinstance(ver[key], bool):
+            bad(f"verification.{key}", f"must be true or false, got {ver[key]!r}")
+    tables = [("verification.far_thresholds", ver.get("far_thresholds"))]
+    cal = ver.get("calibration")
+    if cal is not None:
+        if not isinstance(cal, dict):
+            bad("verification.calibration", "must be an object")
+        tables.append(("verification.calibration.far_thresholds", cal.get("far_thresholds")))
+        roc = cal.get("roc")
+        if roc is not None and not (isinstance(roc, list) and all(
+                isinstance(p, list) and len(p) == 2 and _num(p[0]) and 0 < p[0] < 1
+                and _threshold_ok(p[1]) for p in roc)):
+            bad("verification.calibration.roc", "must be [[far, threshold], ...] with 0 < far < "
+                "1 and thresholds in [-1, 1]")
+    for key, table in tables:
+        if table is None:
+            continue
+        if not isinstance(table, dict):
+            bad(key, "must be an object {far: threshold}")
+        for far, thr in table.items():
+            try:
+                ok_far = 0.0 < float(far) < 1.0
+            except (TypeError, ValueError):
+                ok_far = False
+            if not ok_far:
+                bad(key, f"has a key that is not a false-accept rate: {far!r}")
+            if not _threshold_ok(thr):
+                bad(key, f"[{far}] must be a finite number in [-1, 1], got {thr!r}")
+
+
+# ----------------------------------------------------------------------------- identity
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    shift = result = 0
+    while True:
+        if i >= len(buf) or shift > 63:
+            raise ValueError("bad varint")
+        b = buf[i]
+        i += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, i
+        shift += 7
+
+
+def _fields(buf: bytes):
+    """(field number, wire type, value) of one protobuf message (value: int or bytes)."""
+    i, n = 0, len(buf)
+    while i < n:
+        key, i = _varint(buf, i)
+        num, wt = key >> 3, key & 7
+        if wt == 0:
+            v, i = _varint(buf, i)
+        elif wt == 1:
+            v, i = buf[i:i + 8], i + 8
+        elif wt == 2:
+            ln, i = _varint(buf, i)
+            if i + ln > n:
+                raise ValueError("truncated field")
+            v, i = buf[i:i + ln], i + ln
+        elif wt == 5:
+            v, i = buf[i:i + 4], i + 4
+        else:
+            raise ValueError(f"wire type {wt}")
+        yield num, wt, v
+
+
+# message -> {field: child message kind} (ONNX's onnx.proto3 field numbers)
+_CHILDREN = {
+    "model": {7: "graph", 25: "function"},
+    "function": {7: "node"},
+    "graph": {1: "node", 5: "tensor", 15: "sparse"},
+    "node": {5: "attribute"},
+    "attribute": {5: "tensor", 6: "graph", 10: "tensor", 11: "graph", 22: "sparse",
+                  23: "sparse"},
+    "sparse": {1: "tensor", 2: "tensor"},
+}
+
+
+def onnx_external_locations(data: bytes) -> list[str]:
+    """``location`` of every external-data tensor in a serialized ONNX model."""
+    out: list[str] = []
+
+    def walk(buf: bytes, kind: str, depth: int):
+        if depth > 64:
+            raise ValueError("nesting too deep")
+        if kind == "tensor":
+            for num, wt, v in _fields(buf):
+                if num == 13 and wt == 2:              # external_data: StringStringEntryProto
+                    entry = {k: bytes(x) for k, w, x in _fields(v) if w == 2}
+                    if entry.get(1) == b"location" and 2 in entry:
+                        out.append(entry[2].decode("utf-8", "replace"))
+            return
+        kids = _CHILDREN[kind]
+        for num, wt, v in _fields(buf):
+            if wt == 2 and num in kids:
+                walk(v, kids[num], depth + 1)
+
+    walk(data, "model", 0)
+    return sorted(set(out))
+
+
+def file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def model_identity(path, file_hash: str, bound_bytes: bytes | None = None) -> str:
+    """The SHA-256 templates are bound to (see the module's rules)."""
+    path = Path(path)
+    parts = []
+    if path.suffix.lower() == ".onnx":
+        try:
+            locations = onnx_external_locations(path.read_bytes())
+        except (ValueError, UnicodeDecodeError):
+            raise MetadataError(f"{path.name}: not a well-formed ONNX file") from None
+        root = path.resolve().parent
+        for loc in locations:
+            ext = (root / loc).resolve()
+            if os.path.isabs(loc) or root not in ext.parents:
+                raise MetadataError(f"{path.name}: external data {loc!r} lies outside the "
+                                    "model's folder")
+            if not ext.is_file():
+                raise MetadataError(f"{path.name}: external data file {loc!r} is missing")
+            parts.append(f"external:{loc}:{file_sha256(ext)}")
+    if bound_bytes is not None:
+        parts.append("sidecar:" + hashlib.sha256(bound_bytes).hexdigest())
+    if not parts:
+        return file_hash                    # the common case: the file's own SHA-256
+    h = hashlib.sha256(b"edgeconv-model-identity-v1\0" + file_hash.encode())
+    for p in parts:
+        h.update(b"\0" + p.encode())
+    return h.hexdigest()
