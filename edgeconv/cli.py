@@ -677,6 +677,10 @@ def main(argv=None):
         click.echo(f"edgeconv: error: this command needs the optional package '{root}': "
                    f"pip install 'edgeconv[{EXTRA_OF[root]}]'", err=True)
         sys.exit(EXIT_USER_ERROR)
+    except OSError as exc:  # a file system refusal no check foresaw: one line, not a traceback
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        click.echo(f"edgeconv: error: {where}{exc.strerror or exc}", err=True)
+        sys.exit(EXIT_USER_ERROR)
     except click.exceptions.Abort:
         click.echo("edgeconv: aborted", err=True)
         sys.exit(130)

@@ -46,6 +46,8 @@ DB_FILENAME = "templates.db"
 HOME_ENV = "EDGECONV_HOME"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 MAX_USER_LEN = 128
+#: extra tries of a write transaction after SQLite's own busy timeout has run out
+BUSY_RETRIES = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -171,15 +173,25 @@ class TemplateStore:
                  timeout: float = 10.0):
         self.path = Path(path).expanduser() if path is not None else default_db_path()
         self.conn: sqlite3.Connection | None = None
+        self.timeout = float(timeout)
         self._loose_mode = None
-        created = False
-        if self.path.exists():
+        try:
+            st = os.lstat(self.path)
+        except (FileNotFoundError, NotADirectoryError):
+            st = None
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot reach the template database "
+                             f"({exc.strerror or exc}): check that you may enter its folder") \
+                from None
+        if st is not None and stat.S_ISLNK(st.st_mode):
+            raise StoreError(f"{self.path}: is a symbolic link; give the template database's "
+                             "real path (a link could point the store anywhere)")
+        if st is not None:
             self._check_existing_file()
         elif not create:
             raise StoreError(f"{self.path}: no template database (enrol a user first)")
         else:
-            self._create_file()
-            created = True
+            self._create_file(timeout)
         try:
             self.conn = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
             self.conn.execute("PRAGMA busy_timeout = %d" % int(timeout * 1000))
@@ -188,10 +200,11 @@ class TemplateStore:
             self.conn.execute("PRAGMA secure_delete = ON")  # removed templates are zeroed
             self.conn.execute("PRAGMA foreign_keys = ON")
             self.journal_mode = str(mode).lower()
-            if created or self._is_empty():
-                self._init_schema()
             self._check_integrity()
             self._check_schema()
+        except sqlite3.OperationalError as exc:
+            self.close()
+            raise self._sql_error(exc) from None
         except sqlite3.DatabaseError as exc:
             self.close()
             raise StoreError(f"{self.path}: not a usable template database ({exc}); "
@@ -205,7 +218,10 @@ class TemplateStore:
                           stacklevel=2)
 
     # -- file handling ---------------------------------------------------------------
-    def _create_file(self) -> None:
+    def _create_file(self, timeout: float) -> None:
+        """Create the database complete with its schema under a temporary name, then link it
+        into place (never replacing anything): a store file is never seen half-made, so an
+        empty file is never one of ours."""
         parent = self.path.parent
         if not parent.exists():
             try:
@@ -214,17 +230,28 @@ class TemplateStore:
             except OSError as exc:
                 raise StoreError(f"{parent}: cannot create the template folder "
                                  f"({exc.strerror or exc})") from None
+        tmp = parent / f".{self.path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp"
         try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        except FileExistsError:
-            return  # another process created it first: fine
+            fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
+            os.fchmod(fd, 0o600)
+            os.close(fd)
+            conn = sqlite3.connect(str(tmp), timeout=timeout, isolation_level=None)
+            try:
+                self.conn = conn
+                self._init_schema()
+            finally:
+                self.conn = None
+                conn.close()
+            try:
+                os.link(tmp, self.path)     # fails if the path exists: nothing is replaced
+            except FileExistsError:
+                pass                        # another process created it first: fine
         except OSError as exc:
             raise StoreError(f"{self.path}: cannot create the template database "
                              f"({exc.strerror or exc})") from None
-        try:
-            os.fchmod(fd, 0o600)
         finally:
-            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
     def _check_existing_file(self) -> None:
         p = self.path
@@ -237,15 +264,31 @@ class TemplateStore:
         except OSError as exc:
             raise StoreError(f"{p}: cannot read the template database ({exc.strerror or exc})") \
                 from None
-        if head and head != SQLITE_MAGIC:
+        if st.st_size == 0:
+            raise StoreError(f"{p}: an empty file, not a template database; edgeconv does not "
+                             "take over files it did not create: remove it to start a new one")
+        if head != SQLITE_MAGIC:
             raise StoreError(f"{p}: not a template database (not an SQLite file)")
-        if 0 < st.st_size < 512:
+        if st.st_size < 512:
             raise StoreError(f"{p}: truncated template database ({st.st_size} bytes)")
         self._loose_mode = st.st_mode if st.st_mode & 0o077 else None
 
-    def _is_empty(self) -> bool:
-        row = self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        return row[0] == 0
+    def _sql_error(self, exc: sqlite3.Error) -> StoreError:
+        """One line for an SQLite failure: read-only, busy, unopenable or unusable."""
+        msg = str(exc)
+        low = msg.lower()
+        if "readonly" in low or "read-only" in low:
+            return StoreError(f"{self.path}: the template database is read-only (its or its "
+                              "folder's permissions, an immutable file or a read-only file "
+                              "system); nothing was changed")
+        if "locked" in low or "busy" in low:
+            return StoreError(f"{self.path}: the template database is busy: another process "
+                              f"has held it locked for more than {self.timeout:g} s; nothing "
+                              "was changed, try again")
+        if "unable to open" in low or "disk i/o" in low:
+            return StoreError(f"{self.path}: cannot open the template database ({msg}): check "
+                              "that its folder exists and you may enter and write it")
+        return StoreError(f"{self.path}: template database error ({msg})")
 
     def _init_schema(self) -> None:
         with self.transaction() as c:
@@ -291,16 +334,31 @@ class TemplateStore:
     # -- transactions ----------------------------------------------------------------
     @contextlib.contextmanager
     def transaction(self):
-        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on any exception)."""
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on any exception).
+
+        A database locked by another process is waited for (SQLite's busy timeout, then
+        :data:`BUSY_RETRIES` more tries); an SQLite failure becomes one :class:`StoreError`.
+        """
         c = self._c()
-        c.execute("BEGIN IMMEDIATE")
+        for attempt in range(BUSY_RETRIES + 1):
+            try:
+                c.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as exc:
+                low = str(exc).lower()
+                if attempt < BUSY_RETRIES and ("locked" in low or "busy" in low):
+                    time.sleep(0.05 * (attempt + 1))
+                    continue
+                raise self._sql_error(exc) from None
         try:
             yield c
-        except BaseException:
+            c.execute("COMMIT")
+        except BaseException as exc:
             with contextlib.suppress(sqlite3.Error):
                 c.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):
+                raise self._sql_error(exc) from None
             raise
-        c.execute("COMMIT")
 
     def _c(self) -> sqlite3.Connection:
         if self.conn is None:
