@@ -547,8 +547,11 @@ def train(model, op, input_size, embedding_dim, tvconv_inter_channels, tvconv_in
     from edgeconv.train.loop import train as run_train
 
     if resume is not None:
-        summary = run_train(resume=resume, progress=progress,
-                            workers=workers if workers else None)
+        given = click.get_current_context().get_parameter_source("output")
+        explicit = given is not None and given.name != "DEFAULT"
+        summary = run_train(resume=resume, progress=progress, overwrite=overwrite,
+                            workers=workers if workers else None,
+                            output=output if explicit else None)
     else:
         op_kwargs = {k: v for k, v in (("inter_channels", tvconv_inter_channels),
                                        ("inter_layers", tvconv_inter_layers),

@@ -127,3 +127,28 @@ def test_read_only_store_one_line_and_unchanged(tmp_path):
         assert p.read_bytes() == before
     finally:
         undo()
+
+
+# ----------------------------------------------------------------------------- ORT telemetry
+def _run_embedder(home: Path, env_value: str | None) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    env.update(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"))
+    if env_value is not None:
+        env["ORT_DISABLE_TELEMETRY"] = env_value
+    code = ("import sys; sys.path.insert(0, 'tests'); import _unlock_models as TM\n"
+            "from edgeconv.runtime.embedder import Embedder\n"
+            "import numpy as np\n"
+            "Embedder(TM.model_dir() / 'face.onnx').embed(np.zeros((96, 96, 3), np.uint8))\n")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       cwd=Path(__file__).resolve().parent.parent)
+    assert r.returncode == 0, r.stderr
+
+
+def test_onnxruntime_writes_no_device_id_or_telemetry(tmp_path):
+    _run_embedder(tmp_path / "off", None)                # edgeconv's default
+    assert not (tmp_path / "off" / ".cache" / "Microsoft").exists()
+    _run_embedder(tmp_path / "on", "0")                  # the user opted in
+    if not (tmp_path / "on" / ".cache" / "Microsoft").exists():
+        pytest.skip("this onnxruntime records no telemetry at all: the switch is not exercised")
+    assert (tmp_path / "on" / ".cache" / "Microsoft" / "DeveloperTools" / ".onnxruntime" /
+            "deviceid").exists()

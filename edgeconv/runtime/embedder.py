@@ -41,6 +41,8 @@ DEFAULT_STD = (0.5, 0.5, 0.5)
 ASPECT_TOLERANCE = 0.02
 #: Largest batch sent to a dynamic-batch model in one run.
 MAX_BATCH = 32
+#: Largest input tensor one run may need (a fixed-batch model's declared batch included).
+MAX_BATCH_BYTES = 1 << 30
 
 
 class MetadataWarning(UserWarning):
@@ -206,6 +208,27 @@ class Embedder:
             return meta if isinstance(meta, dict) else None
         return read_tflite_metadata(self.path)
 
+    def _check_declared_shapes(self, declared, model_hw) -> None:
+        """Refuse, before anything is allocated, inputs that would need absurd memory and
+        outputs that are not an embedding vector per image."""
+        from edgeconv.runtime.model_meta import MAX_INPUT_SIDE
+
+        name = self.path.name
+        if any(v is not None and not 1 <= v <= MAX_INPUT_SIDE for v in model_hw):
+            raise EdgeconvError(f"{name}: the model's input {list(declared)} asks for images "
+                                f"larger than {MAX_INPUT_SIDE} pixels a side; not a face model")
+        batch = declared[0]
+        h, w = (v or 1 for v in model_hw)
+        if batch is not None and batch * 3 * h * w * 4 > MAX_BATCH_BYTES:
+            raise EdgeconvError(
+                f"{name}: the model's fixed input {list(declared)} would need "
+                f"{batch * 3 * h * w * 4 / 2**30:.1f} GiB per run (limit "
+                f"{MAX_BATCH_BYTES / 2**30:.0f} GiB); export it with a dynamic or small batch")
+        out = tuple(self.model.declared_output_shape)
+        if out and (len(out) < 2 or (out[-1] is not None and out[-1] < 2)):
+            raise EdgeconvError(f"{name}: the model's output has shape {list(out)}; an embedding "
+                                "model outputs a vector per image ([batch, dim], dim >= 2)")
+
     def _warn(self, message: str) -> None:
         self.warnings.append(message)
         warnings.warn(f"{self.path.name}: {message}", MetadataWarning, stacklevel=3)
@@ -228,6 +251,7 @@ class Embedder:
             raise EdgeconvError(f"{self.path.name}: expected 3 colour channels, the model's input "
                                 f"has shape {list(declared)} ({layout})")
         model_hw = tuple(declared[a] for a in hw_axes)
+        self._check_declared_shapes(declared, model_hw)
         size = meta.get("input_size")
         if size is not None:
             try:
@@ -396,6 +420,10 @@ class Embedder:
                 self.model.set_batch(b, input_size=self.input_size, layout=self.layout)
                 self._batch = b
             y = np.asarray(self.model.run(chunk))
+            if y.ndim < 2 or y.shape[0] != b or y.size // b < 2:
+                raise EdgeconvError(f"{self.path.name}: the model returned shape "
+                                    f"{list(y.shape)} for {b} image(s); an embedding model "
+                                    "returns a vector per image")
             outs.append(y.reshape(b, -1)[:m].astype(np.float32))
         return np.concatenate(outs) if outs else np.zeros((0, self.embedding_dim or 0), np.float32)
 

@@ -88,7 +88,13 @@ def build_train_data(config: TrainConfig, progress: bool = False):
         raise EdgeconvError(f"--data: {path} is neither 'synthetic' nor an image folder")
     from edgeconv.data.imagefolder import ImageFolder
 
-    return ImageFolder(path, size=size)
+    ds = ImageFolder(path, size=size)
+    if ds.num_classes < 2:
+        raise EdgeconvError(
+            f"--data: {path} holds {ds.num_classes} identity ({', '.join(ds.classes)}); a face "
+            "model learns to tell identities apart: give at least 2 identity sub-folders "
+            "(hundreds for a usable model)")
+    return ds
 
 
 def build_val_pairs(config: TrainConfig, spec: str | None = None, num_pairs: int | None = None):
@@ -398,10 +404,46 @@ def resolve_resume_path(resume) -> Path:
     return path
 
 
+def _checkpoint_epoch(path: Path) -> int | None:
+    """The epoch a run folder's checkpoint holds (None when there is none or it is unreadable)."""
+    from edgeconv.train.checkpoint import load_checkpoint
+
+    if not path.is_file():
+        return None
+    try:
+        t = load_checkpoint(path).get("training")
+        return int(t["epoch"]) if isinstance(t, dict) else None
+    except (EdgeconvError, KeyError, TypeError, ValueError):
+        return None
+
+
+def clean_stale_temps(folder: Path, log=None) -> list[Path]:
+    """Remove the temporary files an interrupted write (kill -9) left: ``.<name>.*.tmp``."""
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for p in folder.glob(".*.tmp"):
+        if p.is_file() and any(p.name.startswith(f".{n}.") for n in
+                               (LAST, BEST, "history.json", "config.json")):
+            try:
+                p.unlink()
+                removed.append(p)
+            except OSError:
+                pass
+    if removed and log is not None:
+        log(f"removed {len(removed)} temporary file(s) an interrupted run left in {folder}")
+    return removed
+
+
 def train(config: TrainConfig | None = None, resume=None, progress: bool = True,
           workers: int | None = None, overwrite: bool = False, stop_after: int | None = None,
-          log=None, step_hook=None) -> dict:
-    """Train (or resume) a run; returns a summary dict (rank 0's view)."""
+          log=None, step_hook=None, output=None) -> dict:
+    """Train (or resume) a run; returns a summary dict (rank 0's view).
+
+    Resuming writes into ``output`` (default: the checkpoint's run folder) and never moves a
+    run backwards: resuming from an older checkpoint (``best.ckpt``) into a folder whose
+    ``last.ckpt`` is further on is refused.
+    """
     from edgeconv.train.checkpoint import load_checkpoint
 
     ckpt = None
@@ -413,7 +455,19 @@ def train(config: TrainConfig | None = None, resume=None, progress: bool = True,
             raise EdgeconvError(f"{path}: has no training state (not written by `edgeconv train`)"
                                 f"; cannot resume from it")
         config = TrainConfig.from_dict(dict(t["config"]))
-        config.output = str(path.parent)
+        target = Path(output) if output is not None else path.parent
+        config.output = str(target)
+        last = target / LAST
+        if last.exists() and last.resolve() != path.resolve():
+            there, here = _checkpoint_epoch(last), int(t.get("epoch", 0))
+            if target.resolve() != path.parent.resolve() and not overwrite:
+                raise EdgeconvError(f"{target} already holds a run ({last}): pass another -o, "
+                                    "or --overwrite to replace it")
+            if there is not None and there > here and not overwrite:
+                raise EdgeconvError(
+                    f"{last} is at epoch {there}, further than {path} (epoch {here}): resuming "
+                    f"would move the run back; resume from {last}, or write the new branch "
+                    "elsewhere with -o")
         if workers is not None:
             config.workers = workers
     else:
@@ -426,10 +480,13 @@ def train(config: TrainConfig | None = None, resume=None, progress: bool = True,
                                 f"--resume {last}, or pass --overwrite / another -o")
     trainer = Trainer(config, progress=progress, log=log, step_hook=step_hook)
     try:
+        if trainer.dist.is_main:
+            clean_stale_temps(Path(config.output), trainer.log)
         if ckpt is not None:
             trainer.load_training_state(ckpt, resolve_resume_path(resume))
             if trainer.dist.is_main:
-                trainer.log(f"resuming {resume} after epoch {trainer.epoch}")
+                trainer.log(f"resuming from {resolve_resume_path(resume)} (epoch "
+                            f"{trainer.epoch}), writing to {config.output}")
         return trainer.run(stop_after=stop_after)
     finally:
         ddp.cleanup(trainer.dist)
