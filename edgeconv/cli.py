@@ -420,9 +420,11 @@ def unlock(model, images, user, camera, max_failures, cooldown, frames, interval
 @click.option("--simplify", default=None,
               help="ONNX simplifier: auto (onnxsim, else onnxslim), onnxsim, onnxslim, none.")
 @click.option("--name", default=None, help="File stem (default: the checkpoint's).")
+@click.option("--force", is_flag=True,
+              help="Replace files another checkpoint exported at the same paths.")
 @click.option("--json", "as_json", is_flag=True, help="Print the export report as JSON.")
 def export_cmd(checkpoint, formats, output_dir, opset, batch, input_size, fp16, formulation,
-               weight_dtype, lowrank, simplify, name, as_json):
+               weight_dtype, lowrank, simplify, name, force, as_json):
     """Fold CHECKPOINT (TVConv weights computed once, BatchNorm fused) and write verified
     ONNX / TFLite files with metadata (sidecar <file>.json + embedded).
 
@@ -436,7 +438,7 @@ def export_cmd(checkpoint, formats, output_dir, opset, batch, input_size, fp16, 
                                batch=batch, input_size=input_size, fp16=fp16,
                                formulation=formulation, weight_dtype=weight_dtype,
                                lowrank=lowrank, simplify=simplify,
-                               name=name, echo=echo)
+                               name=name, echo=echo, force=force)
     if as_json:
         import json
 

@@ -432,3 +432,25 @@ def test_parity_gate_allows_the_float32_floor_and_reports_it(small_ckpt, tmp_pat
     p = rep["parity"]["onnx"]
     assert 0.0 <= p["float32_floor"] < 1e-4
     assert p["tolerance"]["max_abs_diff"] == max(1e-4, 2 * p["float32_floor"])
+
+
+def test_export_never_replaces_another_models_files(tmp_path):
+    """Issue #11 item 1: tvconv/last.ckpt then depthwise/last.ckpt into one folder."""
+    (tmp_path / "tvconv").mkdir()
+    (tmp_path / "depthwise").mkdir()
+    tv = make_ckpt(tmp_path / "tvconv" / "last.ckpt", op="tvconv", seed=1)
+    dw = make_ckpt(tmp_path / "depthwise" / "last.ckpt", op="depthwise", seed=2)
+    out = tmp_path / "out"
+    res = run_cli("export", tv, "-o", out, "--format", "onnx")
+    assert res.returncode == 0, res.stderr
+    assert f"wrote {out / 'last.onnx'}" in res.stdout
+    before = (out / "last.onnx").read_bytes(), (out / "last.onnx.json").read_bytes()
+    res = run_cli("export", dw, "-o", out, "--format", "onnx")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "already exists and holds mbv2_x0_1 (tvconv) from another checkpoint" in res.stderr
+    assert ((out / "last.onnx").read_bytes(), (out / "last.onnx.json").read_bytes()) == before
+    res = run_cli("export", tv, "-o", out, "--format", "onnx")      # its own files: fine
+    assert res.returncode == 0, res.stderr
+    res = run_cli("export", dw, "-o", out, "--format", "onnx", "--force")
+    assert res.returncode == 0, res.stderr
+    assert json.loads((out / "last.onnx.json").read_text())["op"] == "depthwise"

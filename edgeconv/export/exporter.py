@@ -142,8 +142,13 @@ def _eager(model, x: np.ndarray, exact: bool = False) -> np.ndarray:
 def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batch="dynamic",
                       input_size=None, fp16: bool = False, formulation: str | None = None,
                       lowrank=None, simplify: str | None = None, name: str | None = None,
-                      seed: int = 0, echo=print, weight_dtype: str | None = None) -> dict:
-    """Export ``checkpoint``; returns a report dict. Raises EdgeconvError (nothing written)."""
+                      seed: int = 0, echo=print, weight_dtype: str | None = None,
+                      force: bool = False) -> dict:
+    """Export ``checkpoint``; returns a report dict. Raises EdgeconvError (nothing written).
+
+    Files of another model (or of unknown origin) already at an output path are never
+    replaced unless ``force``; re-exporting the same checkpoint replaces its own files.
+    """
     formats = fmt.parse_formats(formats)
     fmt.validate_options(formats, {"opset": opset, "fp16": fp16, "simplify": simplify,
                                    "weight_dtype": weight_dtype, "formulation": formulation})
@@ -172,6 +177,9 @@ def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batc
 
     t0 = time.perf_counter()
     model, exported, ckpt, info = _prepare(checkpoint, input_size, lowrank)
+    from edgeconv.runtime.model_meta import file_sha256
+
+    ckpt_sha = file_sha256(checkpoint)
     size = info["input_size"]
     inputs, face_source = parity_inputs_for(size, batch_n, seed)
     refs = {k: _eager(model, v, exact=True) for k, v in inputs.items()}
@@ -187,6 +195,7 @@ def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batc
               "batch": batch_n or "dynamic", "formulation": {},
               "faces": face_source, "files": [], "parity": {}}
     meta0 = base_metadata(model, ckpt, size, info["macs"], info["params"], info["inference_values"])
+    meta0["checkpoint"]["sha256"] = ckpt_sha
 
     if info["lowrank"] is not None:
         exact_out = {k: _eager(info["exact_model"], v) for k, v in inputs.items()}
@@ -243,6 +252,7 @@ def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batc
                             hint=None if batch_n else "export it with --batch N")
             label = "TFLite (LiteRT interpreter)"
             path = out_dir / f"{stem}{'_fp16' if fp16 else ''}{spec.suffix}"
+        _check_overwrite(path, ckpt_sha, force)
         results = {k: par.compare(refs[k], outs[k]) for k in inputs}
         tol = ((par.FP16_MAX_ABS_DIFF, par.FP16_MIN_COSINE) if (f == "tflite" and fp16)
                else par.FUSED_TOLERANCE[weight_dtype] if fused
@@ -361,6 +371,25 @@ def _run_onnx(data: bytes, inputs: dict) -> dict:
     sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
     return {k: sess.run(None, {name: v})[0] for k, v in inputs.items()}
+
+
+def _check_overwrite(path: Path, ckpt_sha: str, force: bool) -> None:
+    """Refuse to replace a file (or sidecar) that another checkpoint wrote, unless forced."""
+    side = sidecar_path(path)
+    if force or not (path.exists() or side.exists()):
+        return
+    owner, what = None, "a file of unknown origin"
+    try:
+        meta = json.loads(side.read_text())
+        owner = (meta.get("checkpoint") or {}).get("sha256")
+        what = f"{meta.get('model')} ({meta.get('op')})"
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass
+    if owner == ckpt_sha:
+        return                               # the same checkpoint's earlier export
+    raise EdgeconvError(f"{path} already exists and holds {what} from another checkpoint; "
+                        "nothing was written: choose another -o / --name, or pass --force "
+                        "to replace it")
 
 
 def _write_all(staged) -> None:
