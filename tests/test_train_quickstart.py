@@ -81,3 +81,16 @@ def test_quickstart_cli_help_is_torch_free():
 
     res = run_cli("quickstart", "--help", block_torch=True)
     assert res.returncode == 0 and "depthwise twin" in res.stdout
+
+
+def test_quickstart_help_describes_every_option():
+    from edgeconv.cli import cli
+    from tests.test_cli import run_cli
+
+    cmd = cli.commands["quickstart"]
+    undocumented = [p.name for p in cmd.params if getattr(p, "help", None) in (None, "")
+                    and p.name != "help"]
+    assert undocumented == []
+    out = run_cli("quickstart", "--help", block_torch=True).stdout
+    for word in ("evaluate", "export", "benchmark", "unlock", "Square face-crop size"):
+        assert word in out

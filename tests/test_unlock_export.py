@@ -67,7 +67,9 @@ def test_cli_flow_on_exported_model(exported, tmp_path):
     code, _, err = cli("verify", model, "--user", "a", "--db", db, img)
     assert code == 2 and "no calibrated" in err  # an untrained export has no calibration
     code, out, _ = cli("verify", model, "--user", "a", "--db", db, "--threshold", "0.5", img)
-    assert code == 0 and "mbv2_x0_1 (onnx)" not in out
+    assert code == 0 and "mbv2_x0_1 tvconv x0.1 (onnx)" not in out
     code, _, err = cli("verify", exported / "tiny.tflite", "--user", "a", "--db", db,
                        "--threshold", "0.5", img)
-    assert code == 2 and "mbv2_x0_1 (onnx)" in err and "cannot be compared" in err
+    assert code == 2 and "mbv2_x0_1 tvconv x0.1 (onnx)" in err and "cannot be compared" in err
+    code, out, _ = cli("users", "list", "--db", db)
+    assert code == 0 and "mbv2_x0_1 tvconv x0.1 (onnx)" in out    # op, width and format shown

@@ -1017,9 +1017,9 @@ class SyntheticFaces:
         chunks = [slice(lo, min(n, lo + _CHUNK)) for lo in range(0, n, _CHUNK)]
         bar = None
         if progress and n:
-            from tqdm import tqdm
+            from edgeconv.progress import Progress
 
-            bar = tqdm(total=n, desc="rendering synthetic faces", unit="img")
+            bar = Progress(n, "rendering synthetic faces", unit="img")
         try:
             done = np.zeros(len(chunks), dtype=bool)
             if workers > 1 and len(chunks) > 1:

@@ -207,36 +207,26 @@ def _load_meta(path) -> tuple[dict | None, str | None]:
 
 
 class _Progress:
-    """tqdm on stderr (or nothing)."""
+    """The shared progress display (a bar on a terminal, throttled lines otherwise)."""
 
     def __init__(self, total: int, enabled: bool):
-        self.bar = None
-        if enabled:
-            from tqdm import tqdm
+        from edgeconv.progress import Progress
 
-            self.bar = tqdm(total=total, desc="bench", unit="cfg", file=sys.stderr,
-                            dynamic_ncols=True, mininterval=0.1, leave=True)
+        self.bar = Progress(total, "bench", unit="cfg", enabled=enabled, leave=True)
 
     def step(self, label: str | None = None, n: int = 1):
-        if self.bar is not None:
-            if label:
-                self.bar.set_postfix_str(label, refresh=False)
-            self.bar.update(n)
+        if label:
+            self.bar.set_postfix_str(label, refresh=False)
+        self.bar.update(n)
 
     def shrink(self, n: int):
-        if self.bar is not None and n > 0:
-            self.bar.total -= n
-            self.bar.refresh()
+        self.bar.shrink(n)
 
     def label(self, text: str):
-        if self.bar is not None:
-            self.bar.set_postfix_str(text)
+        self.bar.set_postfix_str(text)
 
     def write(self, text: str):
-        if self.bar is not None:
-            self.bar.write(text, file=sys.stderr)
-        else:
-            print(text, file=sys.stderr, flush=True)
+        self.bar.write(text)
 
     def close(self):
         if self.bar is not None:

@@ -88,12 +88,14 @@ def run_profile(models: list[str], ops: list[str], input_size=None, generator: b
         check_op(op)
     input_size = tuple(input_size or DEFAULT_INPUT_SIZE)
     jobs = [(m, o) for m in models for o in ops]
-    from tqdm import tqdm
+    from edgeconv.progress import Progress
 
     records = []
-    for name, op in tqdm(jobs, desc="profile", unit="model", file=sys.stderr,
-                         disable=len(jobs) < 2, leave=False):
+    bar = Progress(len(jobs), "profile", unit="model", enabled=len(jobs) >= 2)
+    for name, op in jobs:
         records.append(profile_model(name, op, input_size, generator=generator, layers=layers))
+        bar.update(1)
+    bar.close()
     if as_json:
         for r in records:
             click.echo(json.dumps(r))

@@ -317,9 +317,17 @@ class Embedder:
 
     @property
     def label(self) -> str:
-        """Model name and file format, e.g. ``mbv2_x0_5 (onnx)``: recorded with templates."""
+        """Model name, op, width and file format, e.g. ``mbv2_x0_5 tvconv x0.5 (onnx)``:
+        recorded with templates, so that ``users list`` tells the models apart."""
         fmt = "onnx" if self.model.backend == "onnxruntime" else "tflite"
-        return f"{self.name} ({fmt})"
+        parts = [self.name]
+        op = self.meta.get("op")
+        if isinstance(op, str) and op and op != "none":
+            parts.append(op)
+        width = self.meta.get("width")
+        if isinstance(width, (int, float)) and not isinstance(width, bool) and width > 0:
+            parts.append(f"x{width:g}")
+        return f"{' '.join(parts)} ({fmt})"
 
     @property
     def identity(self) -> dict:

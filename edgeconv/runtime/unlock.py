@@ -251,8 +251,9 @@ def users_list_command(db=None, as_json=False) -> int:
             click.echo(f"no users enrolled in {store.path}")
             return 0
         click.echo(f"{len(users)} user(s) in {store.path}")
-        click.echo(f"{'user':<24} {'model':<20} {'sha256':<12} {'images':>6}  {'enrolled':<19} "
-                   "state")
+        mw = max([20] + [len(u["model_name"]) for u in users])
+        click.echo(f"{'user':<24} {'model':<{mw}} {'sha256':<12} {'images':>6}  "
+                   f"{'enrolled':<19} state")
         for u in users:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(u["updated"]))
             state = "ok"
@@ -260,7 +261,7 @@ def users_list_command(db=None, as_json=False) -> int:
                 state = f"locked {u['locked_until'] - now:.0f} s"
             elif u["failures"]:
                 state = f"{u['failures']} failed"
-            click.echo(f"{u['user']:<24} {u['model_name']:<20} {u['model_hash'][:12]:<12} "
+            click.echo(f"{u['user']:<24} {u['model_name']:<{mw}} {u['model_hash'][:12]:<12} "
                        f"{u['num_images']:>6}  {when:<19} {state}")
     finally:
         store.close()

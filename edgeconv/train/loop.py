@@ -256,14 +256,14 @@ class Trainer:
                           pin_memory=self.dist.device.type == "cuda")
 
     def train_epoch(self, epoch: int) -> dict:
-        from tqdm import tqdm
+        from edgeconv.progress import Progress
 
         self.wrapped.train()
         loader = self.loader(epoch)
         gen = epoch_generator(self.config.seed, epoch, self.dist.rank) if self.config.hflip else None
         lr0 = self.config.lr_at(epoch + 0.5)  # mid-epoch: a warm-up epoch does not read 0
-        bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{self.config.epochs}",
-                   disable=not self.progress, leave=False, dynamic_ncols=True, file=sys.stderr)
+        bar = Progress(len(loader), f"epoch {epoch + 1}/{self.config.epochs}", unit="step",
+                       enabled=self.progress)
         loss_sum = correct = seen = 0.0
         t0 = time.perf_counter()
         try:
@@ -289,9 +289,10 @@ class Trainer:
                 correct += float((cos.argmax(1) == y).sum())
                 seen += n
                 elapsed = time.perf_counter() - t0
+                bar.set_postfix_str(f"loss={loss_val:.3f}, lr={lr:.3g}, img_s="
+                                    f"{seen * self.dist.world_size / max(elapsed, 1e-9):.0f}",
+                                    refresh=False)
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss_val:.3f}", lr=f"{lr:.3g}",
-                                img_s=f"{seen * self.dist.world_size / max(elapsed, 1e-9):.0f}")
                 if self.step_hook is not None:
                     self.step_hook(self, epoch, step)
         finally:
