@@ -51,8 +51,15 @@ def _input_size(ctx, param, value):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgeconv")
-def cli():
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show third-party logs (TFLite converter, LiteRT, absl) that are hidden "
+                   "by default.")
+def cli(verbose):
     """edgeconv: layout-aware (TVConv) face models from training to the edge device."""
+    from edgeconv.quiet import set_verbose
+
+    if verbose:
+        set_verbose(True)
 
 
 # --------------------------------------------------------------------------- profile

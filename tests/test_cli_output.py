@@ -38,3 +38,37 @@ def test_progress_lines_are_throttled(capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "\r" not in err
     assert 3 <= len(err.splitlines()) <= 5 and err.startswith("work: ")
+
+
+NOISE = ("[START]", "LiteRT-Torch Convert", "absl", "oneDNN", "torchao", "KernelPreference",
+         "Estimated count of arithmetic ops", "XNNPACK delegate")
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    pytest.importorskip("torch")
+    pytest.importorskip("litert_torch")
+    from edgeconv.train.checkpoint import init_checkpoint
+
+    return init_checkpoint("mbv2_x0_1", op="tvconv", input_size=[32, 32], embedding_dim=128,
+                           seed=0, output=tmp_path_factory.mktemp("q") / "tiny.ckpt")
+
+
+def test_tflite_export_and_bench_print_only_our_lines(tiny_ckpt, tmp_path):
+    res = run_cli("export", tiny_ckpt, "-o", tmp_path, "--format", "tflite", subprocess_=True)
+    assert res.returncode == 0, res.stderr
+    text = res.stdout + res.stderr
+    assert [n for n in NOISE if n in text] == [], text
+    assert "parity tflite" in text and f"wrote {tmp_path / 'tiny.tflite'}" in text
+    res = run_cli("bench", tmp_path / "tiny.tflite", "--threads", "1", "--batch", "1",
+                  subprocess_=True)
+    assert res.returncode == 0, res.stderr
+    assert [n for n in NOISE if n in res.stdout + res.stderr] == []
+
+
+@pytest.mark.slow
+def test_verbose_shows_the_converter_log(tiny_ckpt, tmp_path):
+    res = run_cli("-v", "export", tiny_ckpt, "-o", tmp_path, "--format", "tflite",
+                  subprocess_=True)
+    assert res.returncode == 0, res.stderr
+    assert "LiteRT-Torch Convert" in res.stdout + res.stderr

@@ -65,17 +65,21 @@ def export_tflite(model: torch.nn.Module, input_size, batch: int | None) -> byte
     """Convert at ``batch`` (None = dynamic: converted at batch 1, resizable at run time)."""
     import copy
 
-    litert_torch = require("litert_torch", "export", package="litert-torch")
+    from edgeconv.quiet import third_party_output
+
     model = copy.deepcopy(model).eval()
     batch_free_head(model)
     x = torch.zeros(batch or 1, 3, *input_size)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
+    # the converter's own timeline, absl/oneDNN/torchao notices: shown only with `edgeconv -v`
+    with third_party_output(), torch.no_grad():
+        litert_torch = require("litert_torch", "export", package="litert-torch")
         try:
             edge = litert_torch.convert(model, (x,))
+            data = bytes(edge.model_content())
         except Exception as exc:
-            raise EdgeconvError(f"TFLite conversion failed: {str(exc).splitlines()[0][:300]}") from None
-    return bytes(edge.model_content())
+            raise EdgeconvError(f"TFLite conversion failed: {str(exc).splitlines()[0][:300]} "
+                                "(`edgeconv -v export ...` shows the converter's log)") from None
+    return data
 
 
 def _schema():
@@ -204,8 +208,11 @@ def to_fp16_weights(data: bytes) -> tuple[bytes, int]:
 
 def make_interpreter(data: bytes, num_threads: int | None = None):
     interp_mod = require("ai_edge_litert.interpreter", "export", package="ai-edge-litert")
-    interp = interp_mod.Interpreter(model_content=data, num_threads=num_threads)
-    interp.allocate_tensors()
+    from edgeconv.quiet import third_party_output
+
+    with third_party_output():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+        interp = interp_mod.Interpreter(model_content=data, num_threads=num_threads)
+        interp.allocate_tensors()
     return interp
 
 

@@ -355,9 +355,12 @@ class TFLiteBackend(ModelBackend):
             raise ModelFileError(f"{self.path}: not a TFLite model (no TFL3 file identifier)")
         mod, self.runtime = import_runtime(TFLITE)
         self.runtime_version = _dist_version(self.runtime)
+        from edgeconv.quiet import third_party_output
+
         try:
-            self._it = mod.Interpreter(model_path=str(self.path), num_threads=self.threads)
-            self._it.allocate_tensors()
+            with third_party_output():  # "INFO: Created TensorFlow Lite XNNPACK delegate ..."
+                self._it = mod.Interpreter(model_path=str(self.path), num_threads=self.threads)
+                self._it.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelFileError(f"{self.path}: not a readable TFLite model ({_first_line(exc)})") \
                 from None
