@@ -26,3 +26,10 @@ def require(module: str, extra: str, package: str | None = None):
         return importlib.import_module(module)
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise MissingExtraError(package or module.split(".")[0], extra) from exc
+
+
+def clean_message(text: str) -> str:
+    """A third-party message without Python object reprs (``<_io.BytesIO object at 0x..>``)."""
+    import re
+
+    return re.sub(r"<[\w.]+ object at 0x[0-9a-fA-F]+>", "the data", str(text)).strip()

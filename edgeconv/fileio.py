@@ -32,6 +32,44 @@ def atomic_path(path: str | os.PathLike, mode: int | None = None):
         raise
 
 
+def _os_reason(path: Path, exc: OSError, kind: str) -> str:
+    """What went wrong opening ``path``, in words (symbolic-link loops and dangling links
+    are named as such, not as a missing file)."""
+    import errno
+
+    if exc.errno == errno.ELOOP:
+        return f"{path}: a symbolic link loop, not a {kind}"
+    if isinstance(exc, FileNotFoundError):
+        if os.path.islink(path):
+            return f"{path}: a symbolic link to {os.readlink(path)!r}, which does not exist"
+        return f"{path}: {kind} not found (no such file)"
+    if isinstance(exc, IsADirectoryError):
+        return f"{path}: is a directory, not a {kind}"
+    if isinstance(exc, PermissionError):
+        return f"{path}: permission denied (cannot read the {kind})"
+    return f"{path}: cannot read {kind} ({exc.strerror or exc})"
+
+
+def check_input_file(path: str | os.PathLike, kind: str = "file") -> Path:
+    """``path`` if it is a readable regular, non-empty file; else one clear EdgeconvError."""
+    from edgeconv.errors import EdgeconvError
+
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise EdgeconvError(_os_reason(path, exc, kind)) from None
+    import stat as _stat
+
+    if _stat.S_ISDIR(st.st_mode):
+        raise EdgeconvError(f"{path}: is a directory, not a {kind}")
+    if not _stat.S_ISREG(st.st_mode):
+        raise EdgeconvError(f"{path}: not a regular file, not a {kind}")
+    if st.st_size == 0:
+        raise EdgeconvError(f"{path}: empty file, not a {kind}")
+    return path
+
+
 def read_user_file(path: str | os.PathLike, kind: str = "file") -> bytes:
     """Bytes of a user-supplied file; a missing/unreadable one is an EdgeconvError naming it."""
     from edgeconv.errors import EdgeconvError
@@ -39,12 +77,8 @@ def read_user_file(path: str | os.PathLike, kind: str = "file") -> bytes:
     path = Path(path)
     try:
         return path.read_bytes()
-    except FileNotFoundError:
-        raise EdgeconvError(f"{path}: {kind} not found") from None
-    except IsADirectoryError:
-        raise EdgeconvError(f"{path}: is a directory, not a {kind}") from None
     except OSError as exc:
-        raise EdgeconvError(f"{path}: cannot read {kind} ({exc.strerror or exc})") from None
+        raise EdgeconvError(_os_reason(path, exc, kind)) from None
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -7,11 +7,20 @@ none at all for work shorter than that (the callers print their own line per epo
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
-#: Seconds between progress lines when stderr is not a terminal.
-LINE_EVERY_S = 30.0
+
+def _every_default() -> float:
+    try:
+        return max(0.0, float(os.environ.get("EDGECONV_PROGRESS_SECONDS", "30")))
+    except ValueError:
+        return 30.0
+
+
+#: Seconds between progress lines when stderr is not a terminal (EDGECONV_PROGRESS_SECONDS).
+LINE_EVERY_S = _every_default()
 
 
 def stderr_is_terminal() -> bool:
@@ -26,13 +35,13 @@ class Progress:
     terminal, else a throttled plain line."""
 
     def __init__(self, total: int, desc: str, unit: str = "it", enabled: bool = True,
-                 leave: bool = False, every: float = LINE_EVERY_S):
+                 leave: bool = False, every: float | None = None):
         self.total, self.desc, self.unit = int(total), desc, unit
         self.enabled = bool(enabled)
         self.n = 0
         self.postfix = ""
         self.bar = None
-        self.every = float(every)
+        self.every = _every_default() if every is None else float(every)
         self._t0 = self._last = time.monotonic()
         if self.enabled and stderr_is_terminal():
             from tqdm import tqdm

@@ -143,6 +143,7 @@ def test_cli_reports_json_csv_png(models, tmp_path, capsys):
     _write_meta(a, 0.91, 2_000_000)
     _write_meta(b, 0.95, 4_000_000)
     out = tmp_path / "out"
+    out.mkdir()
     args = ["bench", str(a), str(b), str(models["fixed"]), "--threads", "1,2", "--batch", "1,2",
             "--warmup-runs", "1", "--warmup-secs", "0", "--min-runs", "3", "--min-secs", "0.02",
             "--memory-batch", "0", "--no-progress", "--json", str(out / "r.json"),
@@ -214,23 +215,62 @@ def test_bad_model_files_exit_2_and_the_good_one_is_measured(models, tmp_path, c
     bad_tfl = tmp_path / "bad.tflite"
     bad_tfl.write_bytes(b"\x1c\x00\x00\x00TFL3" + b"\x00" * 10)
     out = tmp_path / "r.json"
+    opts = ["--threads", "1", "--batch", "1,2", "--min-runs", "2", "--min-secs", "0.01",
+            "--warmup-secs", "0", "--memory-batch", "0", "--no-progress", "--json", str(out)]
+    # a missing file is refused before anything runs or prints: one line, exit 2
     with pytest.raises(SystemExit) as exc:
-        main(["bench", str(missing), str(garbage), str(models["dyn"]), str(truncated),
-              str(bad_tfl), "--threads", "1", "--batch", "1,2", "--min-runs", "2",
-              "--min-secs", "0.01", "--warmup-secs", "0", "--memory-batch", "0",
-              "--no-progress", "--json", str(out)])
+        main(["bench", str(missing), str(models["dyn"]), *opts])
+    assert exc.value.code == 2
+    cap = capsys.readouterr()
+    assert cap.out == "" and cap.err.strip().splitlines() == [
+        f"edgeconv: error: {missing}: model file not found (no such file)"]
+    assert not out.exists()
+    # files that exist but do not load: reported one line each, the good one is measured
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", str(garbage), str(models["dyn"]), str(truncated), str(bad_tfl), *opts])
     assert exc.value.code == 2
     err_lines = [ln for ln in capsys.readouterr().err.splitlines()
                  if ln.startswith("edgeconv: error:")]
-    for bad in (missing, garbage, truncated, bad_tfl):
+    for bad in (garbage, truncated, bad_tfl):
         hits = [ln for ln in err_lines if str(bad) in ln]
         assert len(hits) == 1, (bad, err_lines)
-    assert len(err_lines) == 4
+    assert len(err_lines) == 3
     rep = json.loads(out.read_text())
     by_name = {m["name"]: m for m in rep["models"]}
     assert by_name["dyn.onnx"]["status"] == "ok" and len(by_name["dyn.onnx"]["results"]) == 2
-    for name in ("missing.onnx", "garbage.onnx", "truncated.onnx", "bad.tflite"):
+    for name in ("garbage.onnx", "truncated.onnx", "bad.tflite"):
         assert by_name[name]["status"] == "error" and by_name[name]["error"]
+
+
+def test_bench_inputs_checked_before_the_sweep(models, tmp_path, capsys):
+    from edgeconv.cli import main
+
+    cases = [(["--backend", "tflite"], "a onnx file, and no requested backend runs it"),
+             (["--json", str(tmp_path / "nope" / "x.json")], "does not exist (edgeconv does not"),
+             (["--csv", str(tmp_path / "nope" / "x.csv")], "does not exist")]
+    for extra, pattern in cases:
+        with pytest.raises(SystemExit) as exc:
+            main(["bench", str(models["dyn"]), "--no-progress", *extra])
+        cap = capsys.readouterr()
+        assert exc.value.code == 2 and cap.out == "", (extra, cap)
+        assert len(cap.err.strip().splitlines()) == 1 and pattern in cap.err, (extra, cap.err)
+    assert not (tmp_path / "nope").exists()
+
+
+def test_memory_batch_is_labelled_and_flagged(models, tmp_path, capsys):
+    from edgeconv.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", str(models["dyn"]), "--threads", "1", "--batch", "1", "--min-runs", "2",
+              "--min-secs", "0.01", "--warmup-secs", "0", "--memory-batch", "2",
+              "--no-progress"])
+    cap = capsys.readouterr()
+    assert exc.value.code == 0, cap.err
+    assert "peak memory is measured at batch 2 (--memory-batch), which is not among --batch 1" \
+        in cap.err
+    assert "peak memory at batch 2, a batch not among --batch" in cap.out
+    warnings = [ln for ln in cap.err.splitlines() if "warning:" in ln]
+    assert all(w.split("warning: ", 1)[1] not in cap.out for w in warnings)  # said once
 
 
 def test_unknown_backend_is_a_user_error(models, capsys):

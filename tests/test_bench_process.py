@@ -91,13 +91,14 @@ def test_ctrl_c_writes_partial_results_and_exits_130(dyn_onnx, tmp_path):
         _models.bench_cmd(dyn_onnx, dyn_onnx, "--threads", "1,2", "--batch", "1,2,4,8",
                           "--min-secs", "0.3", "--warmup-secs", "0", "--memory-batch", "0",
                           "--json", out_json, "--csv", out_csv),
-        env=_models.cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=dict(_models.cli_env(), EDGECONV_PROGRESS_SECONDS="0"),  # a line per config
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         # a test run started in the background (`cmd &`, nohup) inherits SIGINT = SIG_IGN and
         # Python keeps it ignored, as background jobs should: give the child the default
         # disposition of an interactive Ctrl-C instead
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        seen = _read_until(proc, rb"\b[1-9]\d*/\d+ ", timeout=60)  # tqdm: first config done
+        seen = _read_until(proc, rb"\b[1-9]\d*/\d+ ", timeout=60)  # "bench: 1/8 cfg": one done
         assert re.search(rb"\b[1-9]\d*/\d+ ", seen), seen[-500:]
         assert proc.poll() is None, ("the bench finished before it could be interrupted",
                                      seen[-300:])

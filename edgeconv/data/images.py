@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
-from edgeconv.errors import EdgeconvError
+from edgeconv.errors import EdgeconvError, clean_message
 
 # A truncated file must be an error, never a silently grey-padded image.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -126,7 +126,8 @@ def _pil_to_rgb_array(img: Image.Image, size, name: str, exif: bool = False) -> 
         raise EdgeconvError(f"{name}: image too large to decode safely ({exc})") from None
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError, TypeError,
             KeyError) as exc:
-        raise EdgeconvError(f"{name}: corrupt or truncated image ({exc})") from None
+        raise EdgeconvError(f"{name}: corrupt or truncated image ({clean_message(exc)})") \
+            from None
     if arr.ndim != 3 or arr.shape[2] != 3:  # pragma: no cover - _to_rgb guarantees it
         raise EdgeconvError(f"{name}: could not convert to RGB (shape {arr.shape})")
     return np.ascontiguousarray(arr)
@@ -153,7 +154,7 @@ def decode_image_bytes(data: bytes, size=None, name: str = "<image bytes>") -> n
             img = Image.open(io.BytesIO(bytes(data)), formats=[fmt])
     except (Image.UnidentifiedImageError, Image.DecompressionBombWarning,
             Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
-        raise EdgeconvError(f"{name}: not a readable image ({exc})") from None
+        raise EdgeconvError(f"{name}: not a readable image ({clean_message(exc)})") from None
     with img:
         return _pil_to_rgb_array(img, size, name, exif=True)
 

@@ -233,6 +233,29 @@ class _Progress:
             self.bar.close()
 
 
+def check_inputs(models, settings: BenchSettings, outputs: dict) -> None:
+    """Everything the sweep needs, checked before anything is printed: the model files exist,
+    are readable and are run by a requested backend; report folders exist (none is made)."""
+    from edgeconv.fileio import check_input_file
+
+    if not models:
+        raise EdgeconvError("give at least one .onnx or .tflite model file")
+    for p in models:
+        path = check_input_file(p, "model file")
+        kind = B.backend_for_path(path)
+        if kind not in settings.backends:
+            fmt = "onnx" if kind == B.ONNXRUNTIME else "tflite"
+            raise EdgeconvError(f"{path}: a {fmt} file, and no requested backend runs it "
+                                f"(--backend {','.join(settings.backends)})")
+    for opt, out in outputs.items():
+        if not out:
+            continue
+        parent = Path(out).expanduser().parent
+        if not parent.is_dir():
+            raise EdgeconvError(f"{opt} {out}: folder {parent} does not exist (edgeconv does not "
+                                "create it)")
+
+
 def plan_models(paths, settings: BenchSettings) -> list[dict]:
     """Model entries with the backends that apply to each file (no file access yet)."""
     entries = []
@@ -292,6 +315,7 @@ def run_bench(paths, settings: BenchSettings | None = None, progress: bool = Tru
     log = log or bar.write
     for w in report["warnings"]:
         bar.write(f"edgeconv: warning: {w}")
+    report["warned"] = list(report["warnings"])
     try:
         for entry in report["models"]:
             if entry["status"] == "skipped":
@@ -459,14 +483,21 @@ def bench_command(models, backends="onnxruntime,tflite", threads=(1, 2, 4),
         from edgeconv.errors import require
 
         require("matplotlib", "plot")
+    check_inputs(models, settings, {"--json": json_path, "--csv": csv_path,
+                                    "--plot": plot_path})
+    if settings.memory_batch and settings.memory_batch not in settings.batches:
+        print(f"edgeconv: note: peak memory is measured at batch {settings.memory_batch} "
+              f"(--memory-batch), which is not among --batch "
+              f"{','.join(map(str, settings.batches))}", file=sys.stderr)
     report = run_bench(models, settings, progress=progress)
+    warned = report.pop("warned", [])
     old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not lose files
     try:
         written = R.write_outputs(report, json_path=json_path, csv_path=csv_path,
                                   plot_path=plot_path)
     finally:
         signal.signal(signal.SIGINT, old)
-    print(R.format_report(report))
+    print(R.format_report(report, already_printed=warned))
     for p in written:
         print(f"wrote {p}")
     if report["interrupted"]:

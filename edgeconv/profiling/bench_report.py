@@ -105,8 +105,9 @@ def format_system(report: dict) -> str:
     return "\n".join(lines)
 
 
-def format_report(report: dict) -> str:
-    """The console report: system, per-configuration table, best per model, warnings."""
+def format_report(report: dict, already_printed=()) -> str:
+    """The console report: system, per-configuration table, best per model, warnings (but
+    not those ``already_printed`` on stderr when the sweep started)."""
     parts = [format_system(report), ""]
     rows = []
     for m in report["models"]:
@@ -134,7 +135,11 @@ def format_report(report: dict) -> str:
                              _f(r.get("net_peak_rss_mb"), 1), _f(r.get("uss_mb"), 1),
                              _f(r.get("net_uss_mb"), 1), _f(r.get("pss_mb"), 1)])
     if mem_rows:
-        parts += ["", "peak memory (MiB; each figure from a fresh child process):",
+        mb = (report.get("settings") or {}).get("memory_batch")
+        note = "" if mb in ((report.get("settings") or {}).get("batches") or []) else \
+            ", a batch not among --batch"
+        parts += ["", f"peak memory at batch {mb}{note} (MiB; each figure from a fresh child "
+                  "process):",
                   _table(["model", "backend", "thr", "batch", "status", "peak RSS", "baseline",
                           "net peak", "USS", "net USS", "PSS"], mem_rows),
                   "peak RSS = VmHWM of the child over imports + model load + runs; baseline = "
@@ -166,7 +171,8 @@ def format_report(report: dict) -> str:
         parts += [f"  {n} {r['backend']} t{r['threads']} b{r['batch']}: "
                   f"{r['failure']['kind']}: {r['failure']['reason']}" for n, r in failures]
     parts.append("")
-    for w in report.get("warnings") or []:
+    fresh = [w for w in report.get("warnings") or [] if w not in already_printed]
+    for w in fresh:  # those printed on stderr at the start are not repeated here
         parts.append(f"warning: {w}")
     if report.get("partial"):
         parts.append("PARTIAL: interrupted before the sweep finished")

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from edgeconv import __version__
-from edgeconv.errors import EdgeconvError
+from edgeconv.errors import EdgeconvError, clean_message
 from edgeconv.fileio import atomic_path
 
 CHECKPOINT_FORMAT = "edgeconv.checkpoint"
@@ -59,13 +59,9 @@ def save_checkpoint(path: str | os.PathLike, ckpt_or_model, training: dict | Non
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Load and validate a checkpoint; clear one-line errors for every kind of bad file."""
-    path = Path(path)
-    if not path.exists():
-        raise EdgeconvError(f"{path}: no such file")
-    if path.is_dir():
-        raise EdgeconvError(f"{path}: is a directory, not a checkpoint")
-    if path.stat().st_size == 0:
-        raise EdgeconvError(f"{path}: empty file, not a checkpoint")
+    from edgeconv.fileio import check_input_file
+
+    path = check_input_file(path, "checkpoint")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -73,10 +69,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     except pickle.UnpicklingError as exc:
         reason = str(exc).strip().splitlines()
         detail = next((ln for ln in reason if "GLOBAL" in ln or "Unsupported" in ln), "")
+        if not detail:  # not a pickle at all (text, an image, random bytes): no code was found
+            first = clean_message(reason[-1] if reason else type(exc).__name__)[:120]
+            raise EdgeconvError(f"{path}: not an edgeconv checkpoint (not a PyTorch file: "
+                                f"{first})") from None
         raise EdgeconvError(f"{path}: refused: the file holds objects a checkpoint never needs, "
-                            f"possibly code (safe loading is on){': ' + detail.strip() if detail else ''}") from None
+                            f"possibly code (safe loading is on): {detail.strip()}") from None
     except Exception as exc:  # torch raises RuntimeError, EOFError, KeyError, ... for bad bytes
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = clean_message((str(exc).strip().splitlines() or [type(exc).__name__])[0])
         first = f"{type(exc).__name__}: {first.split('. ')[0][:120]}"
         raise EdgeconvError(f"{path}: corrupt or truncated checkpoint ({first})") from None
     return validate_checkpoint(ckpt, path)
