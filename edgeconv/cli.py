@@ -652,6 +652,10 @@ _QS = _quickstart_defaults()
               help="Synthetic-face difficulty: pose, lighting and expression spread (0 easy).")
 @click.option("--epochs", default=_QS.epochs, show_default=True, type=click.IntRange(1),
               help="Training epochs of each op (cosine lr schedule with warm-ups).")
+@click.option("--tvconv-epochs", default=_QS.tvconv_epochs, show_default=True,
+              type=click.IntRange(1), help="TVConv's own epoch budget (default: --epochs).")
+@click.option("--am-scale", default=_QS.am_scale, show_default=True,
+              type=click.FloatRange(0, min_open=True), help="AM-Softmax scale s.")
 @click.option("--batch-size", default=_QS.batch_size, show_default=True, type=click.IntRange(2),
               help="Training batch size.")
 @click.option("--lr", default=_QS.lr, show_default=True, type=click.FloatRange(0, min_open=True),
@@ -665,7 +669,7 @@ _QS = _quickstart_defaults()
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Progress bars on a terminal (one line per epoch when redirected).")
 def quickstart(output, model, input_size, identities, images_per_identity, difficulty, epochs,
-               batch_size, lr, test_pairs, seed, threads, progress):
+               tvconv_epochs, am_scale, batch_size, lr, test_pairs, seed, threads, progress):
     """Train TVConv and its depthwise twin on built-in synthetic faces, evaluate (accuracy,
     EER, calibrated TAR@FAR on unseen identities), export (ONNX + TFLite, TVConv folded),
     benchmark the files and try them as unlock verifiers; compare them in one table.
@@ -680,6 +684,7 @@ def quickstart(output, model, input_size, identities, images_per_identity, diffi
                                      identities=identities,
                                      images_per_identity=images_per_identity,
                                      difficulty=difficulty, epochs=epochs,
+                                     tvconv_epochs=tvconv_epochs, am_scale=am_scale,
                                      batch_size=batch_size, lr=lr, test_pairs=test_pairs,
                                      seed=seed, progress=progress), echo=click.echo)
 

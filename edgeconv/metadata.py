@@ -15,7 +15,9 @@ Schema (``format_version`` 1)::
       "scale": 0.00392156862745098,      # x/255 first ...
       "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],   # ... then (x - mean) / std
       "embedding_dim": 512,
-      "macs": 74030000, "params": 828000,
+      "macs": 74030000,
+      "params_train": 828000,            # training form (edgeconv.profiling.counts)
+      "params_inference": 828000,        # inference form: folded graph's constants incl. maps
       "input_name": "input", "output_name": "embedding",
       "verification": {                  # optional, from `edgeconv eval`
         "accuracy": 0.97, "accuracy_std": 0.01, "threshold": 0.31,
@@ -30,7 +32,6 @@ Written by ``edgeconv export`` in addition (all optional for readers)::
       "batch": "dynamic" | N,            # TFLite "dynamic": batch-1 file, resizable
       "opset": 18, "simplifier": "onnxsim",           # ONNX only
       "precision": "float32" | "float16-weights",     # TFLite only (+ "fp16_tensors")
-      "inference_values": 7600000,       # constants in the folded graph (weights + maps)
       "op_kwargs": {...}, "trained": false, "checkpoint": {...},
       "lowrank": {"requested": 2, "ranks": [...], "max_rank": 2, "mean_rank": 2.0,
                   "vs_exact": {"min_cosine_faces": ..., ...}},   # folding == "lowrank"

@@ -149,7 +149,8 @@ def test_metadata_in_file_and_sidecar(exported):
         assert meta["model"] == "mbv2_x0_1" and meta["op"] == "tvconv" and meta["width"] == 0.1
         assert meta["input_size"] == [32, 32] and meta["layout"] == "NCHW"
         assert meta["color"] == "RGB" and meta["mean"] == [0.5] * 3 and meta["std"] == [0.5] * 3
-        assert meta["embedding_dim"] == 512 and meta["macs"] > 0 and meta["params"] > 0
+        assert meta["embedding_dim"] == 512 and meta["macs"] > 0
+        assert meta["params_train"] > meta["params_inference"] > 0 and "params" not in meta
         assert meta["verification"]["threshold"] == 0.41
         assert meta["verification"]["accuracy"] == 0.875
         assert meta["folding"] == "exact" and meta["format"] == "onnx"

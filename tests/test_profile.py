@@ -34,7 +34,8 @@ def test_macs_table_depthwise_and_folded_tvconv(name):
 
 def test_profile_record_tvconv_generator_and_map():
     r = profile_model("mbv2_x0_1", "tvconv", layers=True)
-    for key in ("model", "op", "input_size", "macs", "params", "tvconv_map_bytes"):
+    for key in ("model", "op", "input_size", "macs", "params_train", "params_inference",
+                "tvconv_map_bytes"):
         assert key in r
     assert r["input_size"] == [96, 96]
     assert abs(r["macs"] / 1e6 - 22.47) < 0.01
@@ -61,4 +62,32 @@ def test_profile_cli_json():
     assert len(lines) == 1
     rec = json.loads(lines[0])
     assert rec["model"] == "mbv2_x0_1" and rec["op"] == "depthwise"
-    assert rec["macs"] == 22474240 and rec["params"] == 324672
+    assert rec["macs"] == 22474240 and rec["params_train"] == 324672
+
+
+def test_param_counts_agree_everywhere(tmp_path):
+    """One definition: info, profile (with the run's generator settings) and the export
+    metadata give the same two numbers; the inference count is the ONNX graph's constants."""
+    import numpy as np
+    import onnx
+
+    from edgeconv.export.exporter import export_checkpoint
+    from edgeconv.profiling.report import profile_model
+    from edgeconv.train.checkpoint import describe_checkpoint, init_checkpoint
+
+    kw = {"inter_channels": 16, "inter_layers": 1}
+    ck = init_checkpoint("mbv2_x0_1", op="tvconv", input_size=[32, 32], embedding_dim=512,
+                         seed=0, output=tmp_path / "m.ckpt", op_kwargs=kw)
+    info = describe_checkpoint(ck, as_json=True)
+    prof = profile_model("mbv2_x0_1", "tvconv", (32, 32), op_kwargs=kw)
+    export_checkpoint(ck, formats="onnx", output_dir=tmp_path / "out", echo=lambda *a: None)
+    meta = json.loads((tmp_path / "out" / "m.onnx.json").read_text())
+    for key in ("params_train", "params_inference"):
+        assert info[key] == prof[key] == meta[key], key
+    graph = onnx.load(str(tmp_path / "out" / "m.onnx")).graph
+    consts = sum(int(np.prod(t.dims)) for t in graph.initializer)
+    consts += sum(int(np.prod(a.t.dims)) for n in graph.node if n.op_type == "Constant"
+                  for a in n.attribute if a.name == "value")
+    # the graph adds shape and layout constants of its own (about 1 %)
+    assert abs(consts - meta["params_inference"]) <= 0.02 * meta["params_inference"]
+    assert prof["params_train"] > prof["params_inference"]    # generators > their cached maps

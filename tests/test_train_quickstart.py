@@ -71,7 +71,14 @@ def test_quickstart_tiny(tmp_path):
     res = summary["results"]
     # folded TVConv and depthwise have the same inference MACs
     assert res["tvconv"]["macs"] == res["depthwise"]["macs"] > 0
-    assert res["tvconv"]["params"] > res["depthwise"]["params"]  # the generator (training form)
+    assert res["tvconv"]["params_train"] > res["depthwise"]["params_train"]  # the generator
+    assert res["tvconv"]["params_inference"] > res["depthwise"]["params_inference"]  # its maps
+    # the run's own generator settings (not the profile defaults): same count as `info`
+    from edgeconv.train.checkpoint import describe_checkpoint
+
+    info = describe_checkpoint(res["tvconv"]["checkpoint"], as_json=True)
+    assert info["params_train"] == res["tvconv"]["params_train"]
+    assert info["params_inference"] == res["tvconv"]["params_inference"]
     assert summary["timings_s"]["export"] >= 0
     assert any("| tvconv |" in ln for ln in lines)
 

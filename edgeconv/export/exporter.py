@@ -40,7 +40,7 @@ def _model_width(model, cfg) -> float | None:
     return float(width) if width is not None else None
 
 
-def base_metadata(model, ckpt: dict, input_size, macs, params, inference_values) -> dict:
+def base_metadata(model, ckpt: dict, input_size, macs, params_train, params_inference) -> dict:
     cfg = ckpt["model_config"]
     metrics = ckpt.get("metrics") or {}
     meta = {
@@ -52,8 +52,8 @@ def base_metadata(model, ckpt: dict, input_size, macs, params, inference_values)
         "scale": 1.0 / 255.0, "mean": MEAN, "std": STD,
         "embedding_dim": int(cfg.get("embedding_dim", 512)),
         "macs": int(macs) if macs is not None else None,
-        "params": int(params),
-        "inference_values": int(inference_values),
+        "params_train": int(params_train),          # edgeconv.profiling.counts
+        "params_inference": int(params_inference),
         "input_name": "input", "output_name": "embedding",
         "op_kwargs": cfg.get("op_kwargs") or {},
         "checkpoint": {"edgeconv_version": ckpt.get("edgeconv_version"),
@@ -90,17 +90,16 @@ def _prepare(checkpoint, input_size, lowrank):
             f"would need a model built (and trained) at {size[0]}x{size[1]}")
     folded = fold_model(model, fuse_bn=True)
     info = {"input_size": size}
+    from edgeconv.profiling.counts import param_counts
+
+    info.update(param_counts(model, folded))
     try:
-        from edgeconv.profiling.macs import count_macs, count_params
+        from edgeconv.profiling.macs import count_macs
 
         # paper convention: folded TVConv, BatchNorm still counted (2 per element)
         info["macs"], _ = count_macs(fold_model(model, fuse_bn=False), size)
-        info["params"] = sum(p.numel() for p in model.parameters())
-        info["inference_values"] = count_params(folded)
     except EdgeconvError:  # fvcore missing: MACs unknown, still exportable
         info["macs"] = None
-        info["params"] = sum(p.numel() for p in model.parameters())
-        info["inference_values"] = sum(t.numel() for t in folded.state_dict().values())
     info["tvconv_layers"] = sum(isinstance(m, FoldedTVConv) for m in folded.modules())
     info["lowrank"] = None
     if lowrank is not None:
@@ -194,7 +193,8 @@ def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batc
               "op": ckpt["model_config"]["op"], "input_size": list(size),
               "batch": batch_n or "dynamic", "formulation": {},
               "faces": face_source, "files": [], "parity": {}}
-    meta0 = base_metadata(model, ckpt, size, info["macs"], info["params"], info["inference_values"])
+    meta0 = base_metadata(model, ckpt, size, info["macs"], info["params_train"],
+                          info["params_inference"])
     meta0["checkpoint"]["sha256"] = ckpt_sha
 
     if info["lowrank"] is not None:

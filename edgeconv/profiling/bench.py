@@ -187,8 +187,8 @@ def best_result(results: list) -> dict | None:
 def _model_summary(meta: dict | None) -> dict | None:
     if not meta:
         return None
-    keys = ("model", "op", "width", "folding", "input_size", "layout", "macs", "params",
-            "embedding_dim", "format", "edgeconv_version")
+    keys = ("model", "op", "width", "folding", "input_size", "layout", "macs", "params_train",
+            "params_inference", "embedding_dim", "format", "edgeconv_version")
     out = {k: meta.get(k) for k in keys if k in meta}
     ver = meta.get("verification")
     if isinstance(ver, dict):

@@ -103,13 +103,10 @@ def count_macs(model: nn.Module, input_size=(96, 96), batch: int = 1):
 
 
 def count_params(model: nn.Module) -> int:
-    """Parameters plus non-BatchNorm buffers (a folded TVConv's weights are buffers)."""
-    n = sum(p.numel() for p in model.parameters())
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            continue
-        n += sum(b.numel() for b in module.buffers(recurse=False))
-    return n
+    """Parameters plus non-BatchNorm buffers: :func:`edgeconv.profiling.counts.values_of`."""
+    from edgeconv.profiling.counts import values_of
+
+    return values_of(model)
 
 
 def per_layer(analysis, model: nn.Module) -> "OrderedDict[str, int]":

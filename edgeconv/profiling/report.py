@@ -18,26 +18,29 @@ PAPER_TABLE = {
 
 
 def profile_model(name: str, op: str, input_size=DEFAULT_INPUT_SIZE, generator: bool = False,
-                  layers: bool = False) -> dict:
+                  layers: bool = False, op_kwargs: dict | None = None,
+                  embedding_dim: int | None = None) -> dict:
     """One profile record (the JSON object printed by ``edgeconv profile --json``)."""
     import torch
 
     from edgeconv.export.folding import fold_model
     from edgeconv.models import create_model
     from edgeconv.ops.tvconv import FoldedTVConv
-    from edgeconv.profiling.macs import count_macs, count_params, per_layer
+    from edgeconv.profiling.counts import param_counts
+    from edgeconv.profiling.macs import count_macs, per_layer
 
     torch.manual_seed(0)
-    model = create_model(name, op=op, input_size=input_size).eval()
+    extra = {"embedding_dim": int(embedding_dim)} if embedding_dim else {}
+    model = create_model(name, op=op, input_size=input_size, op_kwargs=op_kwargs or None,
+                         **extra).eval()
     folded = fold_model(model)
     macs, analysis = count_macs(folded, input_size)
     record = {
-        "model": name, "op": op, "input_size": list(input_size),
-        "macs": macs, "params": count_params(model),
+        "model": name, "op": op, "input_size": list(input_size), "op_kwargs": op_kwargs or {},
+        "macs": macs, **param_counts(model),
         "tvconv_map_bytes": sum(m.map_bytes for m in folded.modules() if isinstance(m, FoldedTVConv)),
     }
     if op == "tvconv":
-        record["params_inference"] = count_params(folded)
         macs_gen, gen_analysis = count_macs(model, input_size)
         record["generator_macs"] = macs_gen - macs
         record["macs_with_generator"] = macs_gen
@@ -53,15 +56,16 @@ def profile_model(name: str, op: str, input_size=DEFAULT_INPUT_SIZE, generator: 
 
 
 def _table(records: list[dict]) -> str:
-    head = ["model", "op", "input", "MACs (M)", "paper", "params (M)", "paper",
-            "map (MB)", "generator (GMACs)"]
+    head = ["model", "op", "input", "MACs (M)", "paper", "params train (M)", "paper",
+            "params inference (M)", "map (MB)", "generator (GMACs)"]
     rows = []
     for r in records:
         rows.append([
             r["model"], r["op"], "x".join(str(v) for v in r["input_size"]),
             f"{r['macs'] / 1e6:.2f}", f"{r['paper_macs_m']:.2f}" if "paper_macs_m" in r else "-",
-            f"{r['params'] / 1e6:.3f}",
+            f"{r['params_train'] / 1e6:.3f}",
             f"{r['paper_params_m']:.3f}" if "paper_params_m" in r and r["op"] == "depthwise" else "-",
+            f"{r['params_inference'] / 1e6:.3f}",
             f"{r['tvconv_map_bytes'] / 1e6:.1f}" if r["tvconv_map_bytes"] else "-",
             f"{r['generator_macs'] / 1e9:.2f}" if "generator_macs" in r else "-",
         ])

@@ -63,6 +63,15 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
     path = check_input_file(path, "checkpoint")
     try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise EdgeconvError(f"{path}: cannot read the checkpoint ({exc.strerror or exc})") \
+            from None
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise EdgeconvError(f"{path}: not an edgeconv checkpoint (not a PyTorch file: neither "
+                            "a torch.save zip archive nor a pickle)")
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -137,13 +146,65 @@ def load_model(path: str | os.PathLike) -> tuple[torch.nn.Module, dict]:
 
 
 def init_checkpoint(name: str, op: str = "tvconv", input_size=None, embedding_dim: int = 512,
-                    seed: int = 0, output: str | os.PathLike = "model.ckpt") -> Path:
+                    seed: int = 0, output: str | os.PathLike = "model.ckpt",
+                    op_kwargs: dict | None = None) -> Path:
     """Write a freshly initialised checkpoint (``edgeconv init``)."""
     from edgeconv.models import create_model
 
     torch.manual_seed(seed)
-    model = create_model(name, op=op, input_size=input_size or 96, embedding_dim=embedding_dim)
+    model = create_model(name, op=op, input_size=input_size or 96, embedding_dim=embedding_dim,
+                         op_kwargs=op_kwargs or None)
     return save_checkpoint(output, model, metrics={"seed": seed, "trained": False})
+
+
+def _param_counts(model) -> dict:
+    from edgeconv.profiling.counts import param_counts
+
+    return param_counts(model.eval())
+
+
+def _num(v) -> str:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return str(v)
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _metric_lines(metrics) -> list[str]:
+    """``info``'s readable lines for the stored metrics (no dict reprs, rounded numbers)."""
+    if not isinstance(metrics, dict):
+        return []
+    lines = []
+    for k, v in metrics.items():
+        if k == "verification" and isinstance(v, dict):
+            parts = []
+            if isinstance(v.get("accuracy"), (int, float)):
+                parts.append(f"accuracy {100 * v['accuracy']:.2f}%"
+                             + (f" +- {100 * v['accuracy_std']:.2f}"
+                                if isinstance(v.get("accuracy_std"), (int, float)) else ""))
+            if isinstance(v.get("eer"), (int, float)):
+                parts.append(f"EER {100 * v['eer']:.2f}%")
+            pairs = v.get("pairs")
+            src = pairs.get("source") if isinstance(pairs, dict) else pairs
+            if src:
+                parts.append(f"on {src}")
+            lines.append(f"{'verify':<9} " + ", ".join(parts))
+            thr = v.get("far_thresholds")
+            if isinstance(thr, dict) and thr:
+                tar = v.get("tar_at_far") if isinstance(v.get("tar_at_far"), dict) else {}
+                cells = [f"FAR {f}: thr {_num(t)}"
+                         + (f", TAR {100 * tar[f]:.1f}%" if isinstance(tar.get(f), (int, float))
+                            else "") for f, t in thr.items()]
+                lines.append(f"{'calibrated':<9} " + "; ".join(cells))
+            cal = v.get("calibration")
+            if isinstance(cal, dict) and cal.get("num_impostors"):
+                lines.append(f"{'':<9} from {cal.get('source', '?')}: "
+                             f"{cal.get('num_genuine')} genuine / {cal['num_impostors']} "
+                             "impostor pairs")
+        elif isinstance(v, (dict, list)):
+            lines.append(f"{k:<9} ({len(v)} entries; --json shows them)")
+        else:
+            lines.append(f"{k:<9} {_num(v)}")
+    return lines
 
 
 def describe_checkpoint(path: str | os.PathLike, as_json: bool = False) -> dict:
@@ -160,7 +221,7 @@ def describe_checkpoint(path: str | os.PathLike, as_json: bool = False) -> dict:
         "format_version": ckpt["format_version"],
         "edgeconv_version": ckpt.get("edgeconv_version"),
         "model_config": ckpt["model_config"],
-        "params": sum(p.numel() for p in model.parameters()),
+        **_param_counts(model),
         "epoch": training.get("epoch") if isinstance(training, dict) else None,
         "metrics": ckpt.get("metrics", {}),
     }
@@ -171,8 +232,10 @@ def describe_checkpoint(path: str | os.PathLike, as_json: bool = False) -> dict:
         click.echo(f"{path}: edgeconv checkpoint v{summary['format_version']}")
         click.echo(f"  model     {cfg['name']} op={cfg['op']} input={cfg.get('input_size')} "
                    f"embedding={cfg.get('embedding_dim')}")
-        click.echo(f"  params    {summary['params'] / 1e6:.3f} M")
+        click.echo(f"  params    {summary['params_train'] / 1e6:.3f} M training form, "
+                   f"{summary['params_inference'] / 1e6:.3f} M inference form (cached maps "
+                   "included)")
         click.echo(f"  epoch     {summary['epoch'] if summary['epoch'] is not None else '-'}")
-        for k, v in summary["metrics"].items():
-            click.echo(f"  {k:<9} {v}")
+        for line in _metric_lines(summary["metrics"]):
+            click.echo(f"  {line}")
     return summary

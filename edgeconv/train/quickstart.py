@@ -40,11 +40,13 @@ class QuickstartOptions:
     images_per_identity: int = 20
     difficulty: float = 0.5
     epochs: int = 18
+    tvconv_epochs: int | None = None             # TVConv's own epoch budget (None: epochs)
     batch_size: int = 128
     lr: float = 0.2
     schedule: str = "cosine"
     warmup_epochs: float = 1.0
     margin_warmup_epochs: float = 6.0
+    am_scale: float = 32.0                       # AM-Softmax scale s
     generator_lr_mult: float = 0.1               # TVConv's affinity maps + generators: lr x 0.1
     embedding_dim: int = 512
     val_pairs: int = 600
@@ -73,9 +75,14 @@ class QuickstartContext:
     out: Path = None
     runs: dict = field(default_factory=dict)     # op -> {"checkpoint", "summary", ...}
     evals: dict = field(default_factory=dict)    # op -> verification result
-    profile: dict = field(default_factory=dict)  # op -> {"macs", "params"}
+    profile: dict = field(default_factory=dict)  # op -> {"macs", "params_train", ...}
     timings: dict = field(default_factory=dict)  # step -> seconds
     extra: dict = field(default_factory=dict)    # for later steps (export, bench)
+
+
+def op_epochs(opts: QuickstartOptions, op: str) -> int:
+    """Training epochs of ``op`` (TVConv may have its own budget)."""
+    return int(opts.tvconv_epochs) if op == "tvconv" and opts.tvconv_epochs else int(opts.epochs)
 
 
 def train_config(opts: QuickstartOptions, op: str, out: Path):
@@ -86,7 +93,8 @@ def train_config(opts: QuickstartOptions, op: str, out: Path):
                        op_kwargs=({"inter_channels": opts.inter_channels,
                                    "inter_layers": opts.inter_layers} if op == "tvconv" else {}),
                        identities=opts.identities, images_per_identity=opts.images_per_identity,
-                       difficulty=opts.difficulty, val_pairs=opts.val_pairs, epochs=opts.epochs,
+                       difficulty=opts.difficulty, val_pairs=opts.val_pairs,
+                       epochs=op_epochs(opts, op), am_scale=opts.am_scale,
                        batch_size=opts.batch_size, lr=opts.lr, schedule=opts.schedule,
                        warmup_epochs=opts.warmup_epochs,
                        margin_warmup_epochs=opts.margin_warmup_epochs,
@@ -122,9 +130,10 @@ def step_profile(ctx: QuickstartContext) -> None:
     from edgeconv.profiling.report import profile_model
 
     for op in OPS:
-        rec = profile_model(ctx.opts.model, op, (ctx.opts.input_size, ctx.opts.input_size))
-        ctx.profile[op] = {"macs": rec["macs"], "params": rec["params"],
-                           "params_inference": rec.get("params_inference", rec["params"])}
+        cfg = train_config(ctx.opts, op, ctx.out)  # the run's own generator settings
+        rec = profile_model(ctx.opts.model, op, (ctx.opts.input_size, ctx.opts.input_size),
+                            op_kwargs=cfg.op_kwargs, embedding_dim=cfg.embedding_dim)
+        ctx.profile[op] = {k: rec[k] for k in ("macs", "params_train", "params_inference")}
 
 
 def step_export(ctx: QuickstartContext) -> None:
@@ -237,8 +246,8 @@ def _fmt(v, spec: str, scale: float = 1.0) -> str:
 
 def op_table(ctx: QuickstartContext) -> str:
     rows = ["| op | accuracy (%) | EER (%) | TAR@FAR=1e-3 (%) | TAR@FAR=1e-4 (%) | "
-            "train images/s | MACs (M) | params (M) |",
-            "|---|---|---|---|---|---|---|---|"]
+            "train images/s | MACs (M) | params train (M) | params inference (M) |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for op in OPS:
         e = ctx.evals[op]
         p = ctx.profile.get(op, {})
@@ -250,6 +259,7 @@ def op_table(ctx: QuickstartContext) -> str:
                     f"{100 * e['eer']:.2f} | {cells[0]} | {cells[1]} | "
                     f"{ctx.runs[op]['summary']['images_per_s']:.0f} | "
                     f"{p.get('macs', float('nan')) / 1e6:.2f} | "
+                    f"{p.get('params_train', float('nan')) / 1e6:.3f} | "
                     f"{p.get('params_inference', float('nan')) / 1e6:.3f} |")
     return "\n".join(rows)
 
@@ -300,16 +310,21 @@ def step_report(ctx: QuickstartContext) -> None:
     text = [f"# edgeconv quickstart: {o.model}, TVConv vs depthwise",
             "",
             f"Synthetic faces {o.identities} identities x {o.images_per_identity} images at "
-            f"{o.input_size}x{o.input_size}, difficulty {o.difficulty}; {o.epochs} epochs, batch "
+            f"{o.input_size}x{o.input_size}, difficulty {o.difficulty}; "
+            + (f"{o.epochs} epochs" if op_epochs(o, "tvconv") == o.epochs else
+               f"{op_epochs(o, 'tvconv')} epochs TVConv, {o.epochs} depthwise")
+            + f", batch "
             f"{o.batch_size}, lr {o.lr} ({o.schedule}, {o.warmup_epochs:g} warm-up epoch(s)), "
-            f"AM-Softmax margin warm-up {o.margin_warmup_epochs:g} epochs, TVConv generators "
+            f"AM-Softmax scale {o.am_scale:g}, margin warm-up {o.margin_warmup_epochs:g} epochs, "
+            f"TVConv generators "
             f"{o.inter_channels} channels wide, {1 + o.inter_layers} conv-LN-ReLU layer(s) + the "
             f"output conv, at {o.generator_lr_mult:g}x the lr. Accuracy and EER: "
             f"{o.test_pairs} balanced test pairs of unseen identities, 10-fold protocol (mean "
             f"+- std over folds). TAR@FAR: all pairs of another {n_open}-impostor-pair open-set "
             f"split. Thresholds: calibrated on all pairs of a third split ({n_cal} impostor "
-            f"pairs) and stored in the exported files. MACs and params: inference form (TVConv "
-            f"folded: params include its cached per-pixel maps).",
+            f"pairs) and stored in the exported files. MACs: inference form (TVConv folded). "
+            f"Params: training form (generators included) and inference form (the exported "
+            f"graph's constants, TVConv's cached per-pixel maps included).",
             "", op_table(ctx), ""]
     if any_unresolved:
         text.append("`*` fewer than 10/FAR impostor pairs: the FAR is not resolved.")
