@@ -455,3 +455,13 @@ def test_export_never_replaces_another_models_files(tmp_path):
     res = run_cli("export", dw, "-o", out, "--format", "onnx", "--force")
     assert res.returncode == 0, res.stderr
     assert json.loads((out / "last.onnx.json").read_text())["op"] == "depthwise"
+
+
+def test_filtergen_dynamic_batch_tflite_refused_before_converting(tmp_path):
+    ckpt = make_ckpt(tmp_path / "fg.ckpt", op="filtergen", size=32)
+    res = run_cli("export", ckpt, "--format", "onnx,tflite", "-o", tmp_path / "o")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "filtergen generates its filters per image" in res.stderr
+    assert "--batch N" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+    assert "parity" not in res.stdout        # refused before any format was converted

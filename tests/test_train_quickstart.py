@@ -25,7 +25,8 @@ def test_quickstart_tiny(tmp_path):
 
     lines = []
     opts = QuickstartOptions(output=str(tmp_path / "qs"), identities=8, images_per_identity=4,
-                             epochs=1, batch_size=16, val_pairs=40, test_pairs=40,
+                             epochs=1, tvconv_epochs=1, batch_size=16, val_pairs=40,
+                             test_pairs=40,
                              embedding_dim=32, inter_channels=8, progress=False,
                              export_formats="onnx", bench_threads=(1,), bench_batches=(1, 2),
                              bench_min_secs=0.05, bench_memory_batch=1, trial_users=4,

@@ -176,6 +176,7 @@ def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batc
 
     t0 = time.perf_counter()
     model, exported, ckpt, info = _prepare(checkpoint, input_size, lowrank)
+    _check_tflite_batch(ckpt, formats, batch_n)
     from edgeconv.runtime.model_meta import file_sha256
 
     ckpt_sha = file_sha256(checkpoint)
@@ -371,6 +372,26 @@ def _run_onnx(data: bytes, inputs: dict) -> dict:
     sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
     return {k: sess.run(None, {name: v})[0] for k, v in inputs.items()}
+
+
+#: graphs that reshape over the batch axis: a batch-1 TFLite file of them cannot be resized
+_BATCH_RESHAPING = {"filtergen": "filtergen generates its filters per image",
+                    "shufflenet": "ShuffleNetV2's channel shuffle reshapes over the batch axis"}
+
+
+def _check_tflite_batch(ckpt: dict, formats, batch_n) -> None:
+    """Refuse, before any conversion, a dynamic-batch TFLite export the interpreter could not
+    resize (the parity gate would refuse it after minutes of converting)."""
+    if "tflite" not in formats or batch_n is not None:
+        return
+    cfg = ckpt["model_config"]
+    why = (_BATCH_RESHAPING["filtergen"] if cfg.get("op") == "filtergen" else
+           _BATCH_RESHAPING["shufflenet"] if str(cfg.get("name", "")).startswith("shufflenet")
+           else None)
+    if why:
+        raise EdgeconvError(f"{cfg['name']} ({cfg['op']}): {why}, so a dynamic-batch TFLite "
+                            "file (converted at batch 1, resized at run time) cannot run other "
+                            "batches; export TFLite with --batch N (ONNX stays dynamic)")
 
 
 def _check_overwrite(path: Path, ckpt_sha: str, force: bool) -> None:
