@@ -37,7 +37,8 @@ def _common(args) -> dict:
                 epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                 schedule=args.schedule, warmup_epochs=args.warmup_epochs,
                 margin_warmup_epochs=args.margin_warmup_epochs,
-                generator_lr_mult=args.generator_lr_mult, embedding_dim=args.embedding_dim)
+                generator_lr_mult=args.generator_lr_mult, embedding_dim=args.embedding_dim,
+                am_scale=args.am_scale)
 
 
 def _op_kwargs(op: str, args) -> dict:
@@ -287,6 +288,9 @@ def main(argv=None) -> int:
     p.add_argument("--warmup-epochs", type=float, default=Q.warmup_epochs)
     p.add_argument("--margin-warmup-epochs", type=float, default=Q.margin_warmup_epochs)
     p.add_argument("--embedding-dim", type=int, default=Q.embedding_dim)
+    p.add_argument("--am-scale", type=float, default=32.0,
+                   help="AM-Softmax scale; docs/train_tvconv_vs_depthwise.md was generated at "
+                        "32 (the quickstart now uses 16; equal epochs for both ops here)")
     p.add_argument("--generator-lr-mult", type=float, default=Q.generator_lr_mult,
                    help="TVConv affinity maps + generators: lr x this (no-op for depthwise)")
     p.add_argument("--inter-channels", type=int, default=16)

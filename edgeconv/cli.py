@@ -675,7 +675,7 @@ def quickstart(output, model, input_size, identities, images_per_identity, diffi
     EER, calibrated TAR@FAR on unseen identities), export (ONNX + TFLite, TVConv folded),
     benchmark the files and try them as unlock verifiers; compare them in one table.
 
-    About 13 min on 2 CPU cores with the defaults (the quickstart recipe, see
+    About 14 min on 2 CPU cores with the defaults (the quickstart recipe, see
     docs/quickstart_recipe.md; `edgeconv train` keeps the paper's recipe for real data).
     """
     _set_threads(threads)

@@ -72,3 +72,57 @@ def test_verbose_shows_the_converter_log(tiny_ckpt, tmp_path):
                   subprocess_=True)
     assert res.returncode == 0, res.stderr
     assert "LiteRT-Torch Convert" in res.stdout + res.stderr
+
+
+def _fake_report():
+    def res(backend, t, b, fps):
+        return {"backend": backend, "threads": t, "batch": b, "status": "ok", "fps": fps}
+
+    models = []
+    for name, scale, acc in (("tv.onnx", 1.0, 0.97), ("dw.onnx", 3.0, 0.98)):
+        models.append({"name": name, "results": [res("onnxruntime", t, b, scale * 100 * t * b)
+                                                 for t in (1, 2) for b in (1, 8)],
+                       "memory": [{"backend": "onnxruntime", "threads": 1, "status": "ok",
+                                   "peak_rss_mb": 60.0 * scale}],
+                       "metadata": {"verification": {"accuracy": acc}, "macs": 2.73e6},
+                       "best": {"fps": scale * 1600}})
+    return {"models": models, "settings": {"memory_batch": 1, "batches": [1, 8]},
+            "system": {"cpu_model": "test cpu"}}
+
+
+def test_bench_plot_overlays_models_per_backend_with_a_memory_panel(tmp_path):
+    pytest.importorskip("matplotlib")
+    from edgeconv.profiling.bench_plot import memory_bars, throughput_panels, write_plots
+
+    rep = _fake_report()
+    panels = throughput_panels(rep)
+    assert [b for b, _ in panels] == ["onnxruntime"]           # one panel, both models in it
+    assert {k for k in panels[0][1]} == {("tv.onnx", 1), ("tv.onnx", 2), ("dw.onnx", 1),
+                                         ("dw.onnx", 2)}
+    batch, bars = memory_bars(rep)
+    assert batch == 1 and [lb for lb, _ in bars] == ["tv.onnx [onnxruntime, 1t]",
+                                                      "dw.onnx [onnxruntime, 1t]"]
+    written = write_plots(rep, tmp_path / "b.png")
+    assert [p.name for p in written] == ["b.png", "b_accuracy.png"]
+    from PIL import Image
+
+    w, h = Image.open(written[0]).size
+    assert w > 1.5 * h          # two panels side by side: throughput + memory
+    w2, h2 = Image.open(written[1]).size
+    assert w2 < 1.8 * h2        # equal MACs: no empty MACs panel, one panel only
+
+
+def test_roc_legend_sits_below_the_curves(tmp_path):
+    pytest.importorskip("matplotlib")
+    import numpy as np
+
+    from edgeconv.train.verification import roc_plot
+
+    far = np.logspace(-5, 0, 50)
+    curves = {"tvconv": {"roc": {"far": far, "tar": np.sqrt(far) ** 0.2}},
+              "depthwise": {"roc": {"far": far, "tar": np.sqrt(far) ** 0.1}}}
+    p = roc_plot(tmp_path / "roc.png", curves)
+    from PIL import Image
+
+    img = np.asarray(Image.open(p).convert("L"))
+    assert img.shape[0] > img.shape[1] * 0.8        # taller: room for the legend underneath

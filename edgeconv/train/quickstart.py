@@ -2,9 +2,9 @@
 calibrate, export (ONNX + TFLite, TVConv folded), benchmark and try the files as unlock
 verifiers, and compare.
 
-About 13 minutes on 2 CPU cores with the defaults (the quickstart recipe: MobileNetV2 x0.1 at
-32x32, 1000 synthetic identities x 20 images, 18 epochs of cosine lr with warm-ups; the runs
-behind it are in docs/quickstart_recipe.md). The work is a list of steps run in order over one
+About 14 minutes on 2 CPU cores with the defaults (the quickstart recipe: MobileNetV2 x0.1 at
+32x32, 1000 synthetic identities x 20 images, cosine lr with warm-ups, AM-Softmax scale 16,
+18 epochs depthwise and 22 TVConv; the runs behind it are in docs/quickstart_recipe.md). The work is a list of steps run in order over one
 :class:`QuickstartContext`; later steps are appended to :data:`STEPS` or passed to
 :func:`run_quickstart`::
 
@@ -17,6 +17,8 @@ Run folder (``-o``, default ``runs/quickstart``)::
     eval_*.json            verification reports: test pairs, calibration split, open-set split
     export/<op>/           ONNX + TFLite files with metadata (calibrated thresholds included)
     bench.json             the throughput and memory sweep of the exported files
+    bench.png              max FPS vs batch per backend (both models overlaid) + peak memory
+    bench_accuracy.png     accuracy vs best throughput of each exported file
     roc.png                both ROC curves (test pairs)
     summary.md / .json     the side-by-side tables, unlock trial included
 """
@@ -26,6 +28,8 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from edgeconv.errors import EdgeconvError
 
 OPS = ("tvconv", "depthwise")
 
@@ -177,6 +181,13 @@ def step_bench(ctx: QuickstartContext) -> None:
     ctx.echo(f"[bench] {len(files)} files, threads {settings.threads} x batch {settings.batches}")
     report = run_bench(files, settings, progress=ctx.opts.progress, log=ctx.echo)
     atomic_write_json(ctx.out / "bench.json", report)
+    try:  # bench.png (max FPS vs batch per backend, both models overlaid; peak memory) and
+        from edgeconv.profiling.bench_plot import write_plots  # bench_accuracy.png
+
+        for p in write_plots(report, ctx.out / "bench.png"):
+            ctx.echo(f"wrote {p}")
+    except EdgeconvError as exc:   # matplotlib missing: the tables still say it all
+        ctx.echo(f"edgeconv: note: no bench plot ({exc})")
     fps, files_info = {}, {}
     for entry in report["models"]:
         best = entry.get("best") or {}

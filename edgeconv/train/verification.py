@@ -378,7 +378,7 @@ def roc_plot(path: str | os.PathLike, curves, title: str | None = None,
         items = list(curves)
     if not items:
         raise EdgeconvError("roc_plot needs at least one curve")
-    fig = Figure(figsize=(5.5, 4.5), dpi=100)
+    fig = Figure(figsize=(5.5, 4.5 + 0.25 * len(items)), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     xmin = 1.0
@@ -397,6 +397,8 @@ def roc_plot(path: str | os.PathLike, curves, title: str | None = None,
         ax.step(np.where(pos, far, np.nan), tar, where="post", label=txt)
     for f in fars:
         ax.axvline(f, color="0.7", lw=0.8, ls="--")
+        ax.text(f, 1.0, f" FAR {f:g}", rotation=90, va="top", ha="right", fontsize=7,
+                color="0.4")
     ax.set_xscale("log")
     ax.set_xlim(max(min(xmin, min(fars)) / 2, 1e-7), 1.0)
     ax.set_ylim(0.0, 1.01)
@@ -404,7 +406,9 @@ def roc_plot(path: str | os.PathLike, curves, title: str | None = None,
     ax.set_ylabel("true accept rate (TAR)")
     ax.grid(True, which="both", alpha=0.3)
     ax.set_title(title or "verification ROC")
-    ax.legend(loc="lower right", fontsize=8)
+    # below the axes: a legend inside would cover the curves where they matter (low FAR)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8, ncol=1,
+              frameon=False)
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
