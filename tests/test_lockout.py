@@ -45,38 +45,41 @@ def unit(seed, dim=8):
 
 
 # ----------------------------------------------------------------------------- policy
-def test_user_lockout_refuses_identify_match_and_counts_it(tmp_path):
+@pytest.fixture
+def carol(tmp_path):
+    """(store with carol enrolled, policy on a fake clock, the clock)."""
     clock = Clock()
     with TemplateStore(tmp_path / "t.db") as s:
         s.enroll("carol", unit(0), "h", "m")
-        p = LockoutPolicy(s, clock=clock)
-        for _ in range(5):
-            p.record("carol", False)
-        with pytest.raises(LockedOut):
-            p.check("carol")
-        st, accepted = p.record_identify("carol", True)     # a match to a locked-out user
-        assert not accepted and st.failures == 1              # refused and counted
-        assert p.state("carol").lockouts == 1                 # carol's lock-out untouched
-        clock.t += 31                                         # carol's cool-down is over
-        st, accepted = p.record_identify("carol", True)
-        assert accepted and st.failures == 0
-        assert p.state("carol").failures == 0 and p.state("carol").lockouts == 0
+        yield s, LockoutPolicy(s, clock=clock), clock
 
 
-def test_identify_lockout_locks_every_mode(tmp_path):
-    clock = Clock()
-    with TemplateStore(tmp_path / "t.db") as s:
-        s.enroll("carol", unit(0), "h", "m")
-        p = LockoutPolicy(s, clock=clock)
-        for _ in range(5):
-            p.record_identify("carol", False)
-        with pytest.raises(LockedOut, match="identify mode"):
-            p.check("carol")                                  # 1:1 refused too
-        with pytest.raises(LockedOut):
-            p.record("carol", True)
-        assert p.state("carol").failures == 0                 # nothing recorded for carol
-        clock.t += 31
-        assert p.record("carol", True).failures == 0
+def test_user_lockout_refuses_identify_match_and_counts_it(carol):
+    _, p, clock = carol
+    for _ in range(5):
+        p.record("carol", False)
+    with pytest.raises(LockedOut):
+        p.check("carol")
+    st, accepted = p.record_identify("carol", True)     # a match to a locked-out user
+    assert not accepted and st.failures == 1              # refused and counted
+    assert p.state("carol").lockouts == 1                 # carol's lock-out untouched
+    clock.t += 31                                         # carol's cool-down is over
+    st, accepted = p.record_identify("carol", True)
+    assert accepted and st.failures == 0
+    assert p.state("carol").failures == 0 and p.state("carol").lockouts == 0
+
+
+def test_identify_lockout_locks_every_mode(carol):
+    _, p, clock = carol
+    for _ in range(5):
+        p.record_identify("carol", False)
+    with pytest.raises(LockedOut, match="identify mode"):
+        p.check("carol")                                  # 1:1 refused too
+    with pytest.raises(LockedOut):
+        p.record("carol", True)
+    assert p.state("carol").failures == 0                 # nothing recorded for carol
+    clock.t += 31
+    assert p.record("carol", True).failures == 0
 
 
 @pytest.mark.parametrize("name", ["*", "identify", "\u2217"])
@@ -95,16 +98,13 @@ def test_no_user_name_shares_the_identify_counter(tmp_path, name):
         check_user_name(IDENTIFY_SUBJECT)
 
 
-def test_re_enrolment_keeps_a_lockout(tmp_path):
-    clock = Clock()
-    with TemplateStore(tmp_path / "t.db") as s:
-        s.enroll("carol", unit(0), "h", "m")
-        p = LockoutPolicy(s, clock=clock)
-        for _ in range(5):
-            p.record("carol", False)
-        s.enroll("carol", unit(3), "h", "m", replace=True)
-        with pytest.raises(LockedOut):
-            p.check("carol")
+def test_re_enrolment_keeps_a_lockout(carol):
+    s, p, _ = carol
+    for _ in range(5):
+        p.record("carol", False)
+    s.enroll("carol", unit(3), "h", "m", replace=True)
+    with pytest.raises(LockedOut):
+        p.check("carol")
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -385,9 +385,9 @@ def _check_tflite_batch(ckpt: dict, formats, batch_n) -> None:
     if "tflite" not in formats or batch_n is not None:
         return
     cfg = ckpt["model_config"]
+    shufflenet = str(cfg.get("name", "")).startswith(("sfv2", "shufflenet"))
     why = (_BATCH_RESHAPING["filtergen"] if cfg.get("op") == "filtergen" else
-           _BATCH_RESHAPING["shufflenet"] if str(cfg.get("name", "")).startswith("shufflenet")
-           else None)
+           _BATCH_RESHAPING["shufflenet"] if shufflenet else None)
     if why:
         raise EdgeconvError(f"{cfg['name']} ({cfg['op']}): {why}, so a dynamic-batch TFLite "
                             "file (converted at batch 1, resized at run time) cannot run other "
