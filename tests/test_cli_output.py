@@ -126,3 +126,37 @@ def test_roc_legend_sits_below_the_curves(tmp_path):
 
     img = np.asarray(Image.open(p).convert("L"))
     assert img.shape[0] > img.shape[1] * 0.8        # taller: room for the legend underneath
+
+
+# ----------------------------------------------------------------------------- messages
+def test_messages_name_the_problem_not_internals(tmp_path):
+    from PIL import Image  # noqa: F401  (pillow is a base dependency)
+
+    loop = tmp_path / "loop.ckpt"
+    loop.symlink_to(tmp_path / "loop.ckpt")
+    dangling = tmp_path / "gone.png"
+    dangling.symlink_to(tmp_path / "nowhere.png")
+    text = tmp_path / "notes.ckpt"
+    text.write_text("hello, not a checkpoint\n")
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    cases = [(("info", loop), "a symbolic link loop"),
+             (("info", text), "not an edgeconv checkpoint (not a PyTorch file"),
+             (("verify", "nomodel.onnx", "--user", "a", dangling), None),
+             (("info", tmp_path / "absent.ckpt"), "not found (no such file)")]
+    for args, pattern in cases:
+        res = run_cli(*args)
+        assert res.returncode == 2, (args, res.stderr)
+        assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+        assert "object at 0x" not in res.stderr
+        if pattern:
+            assert pattern in res.stderr, (args, res.stderr)
+    assert "possibly code" not in run_cli("info", text).stderr
+    from edgeconv.data.images import load_image
+    from edgeconv.errors import EdgeconvError
+
+    with pytest.raises(EdgeconvError) as exc:
+        load_image(broken)
+    assert "object at 0x" not in str(exc.value) and "broken.png" in str(exc.value)
+    with pytest.raises(EdgeconvError, match="symbolic link to .*nowhere.png.*does not exist"):
+        load_image(dangling)
