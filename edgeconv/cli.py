@@ -20,7 +20,7 @@ EXIT_USER_ERROR = 2
 
 # Optional packages -> the extra that installs them (for a clean error when one is missing).
 EXTRA_OF = {"torch": "train", "fvcore": "train", "onnx": "export", "onnxslim": "export",
-            "onnxscript": "export", "litert_torch": "export", "matplotlib": "plot",
+            "onnxscript": "export", "litert_torch": "tflite", "matplotlib": "plot",
             "cv2": "camera"}
 
 
@@ -403,7 +403,7 @@ def unlock(model, images, user, camera, max_failures, cooldown, frames, interval
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("--format", "formats", default="onnx,tflite", show_default=True,
               help="Format(s), comma separated: onnx (.onnx, --opset, --simplify; "
-                   "edgeconv[export]), tflite (.tflite, --fp16; edgeconv[export]).")
+                   "edgeconv[export]), tflite (.tflite, --fp16; edgeconv[tflite]).")
 @click.option("-o", "--output-dir", default=".", show_default=True,
               type=click.Path(file_okay=False), help="Folder for the files and sidecars.")
 @click.option("--opset", type=int, default=None, help="ONNX opset (default 18; onnx only).")

@@ -16,7 +16,7 @@ class ExportFormat:
     name: str
     suffix: str
     options: tuple[str, ...]      # CLI options (dest names) this format honours
-    packages: tuple[str, ...]     # importable modules needed (all in the 'export' extra)
+    packages: tuple[str, ...]     # importable modules needed (in the format's extra)
     extra: str = "export"
     description: str = ""
 
@@ -32,7 +32,7 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
                     "checked in ONNX Runtime"),
     "tflite": ExportFormat(
         "tflite", ".tflite", COMMON_OPTIONS + ("fp16",),
-        ("torch", "litert_torch", "ai_edge_litert"),
+        ("torch", "litert_torch", "ai_edge_litert"), extra="tflite",
         description="TFLite flatbuffer via litert-torch (no TensorFlow), float32 "
                     "(--fp16: float16 weights), checked in the LiteRT interpreter"),
 }

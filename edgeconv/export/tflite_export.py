@@ -72,7 +72,7 @@ def export_tflite(model: torch.nn.Module, input_size, batch: int | None) -> byte
     x = torch.zeros(batch or 1, 3, *input_size)
     # the converter's own timeline, absl/oneDNN/torchao notices: shown only with `edgeconv -v`
     with third_party_output(), torch.no_grad():
-        litert_torch = require("litert_torch", "export", package="litert-torch")
+        litert_torch = require("litert_torch", "tflite", package="litert-torch")
         try:
             edge = litert_torch.convert(model, (x,))
             data = bytes(edge.model_content())
