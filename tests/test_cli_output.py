@@ -160,3 +160,40 @@ def test_messages_name_the_problem_not_internals(tmp_path):
     assert "object at 0x" not in str(exc.value) and "broken.png" in str(exc.value)
     with pytest.raises(EdgeconvError, match="symbolic link to .*nowhere.png.*does not exist"):
         load_image(dangling)
+
+
+def test_info_prints_a_readable_summary(tmp_path):
+    pytest.importorskip("torch")
+    from edgeconv.train.checkpoint import init_checkpoint, load_checkpoint, save_checkpoint
+
+    ck = init_checkpoint("mbv2_x0_1", op="tvconv", input_size=[32, 32], embedding_dim=64,
+                         seed=0, output=tmp_path / "m.ckpt",
+                         op_kwargs={"inter_channels": 8, "inter_layers": 1})
+    d = load_checkpoint(ck)
+    d["metrics"]["train_loss"] = 12.535822000259008
+    d["metrics"]["verification"] = {
+        "accuracy": 0.9764999999999999, "accuracy_std": 0.0083815, "eer": 0.026000000000000023,
+        "far_thresholds": {"1e-3": 0.96741234567}, "tar_at_far": {"1e-3": 0.5490000001},
+        "calibration": {"source": "synthetic calibration split", "num_genuine": 1800,
+                        "num_impostors": 717600}}
+    save_checkpoint(ck, d)
+    out = run_cli("info", ck).stdout
+    assert "{" not in out and "0.9764999" not in out and "12.5358" not in out
+    assert "accuracy 97.65% +- 0.84" in out and "EER 2.60%" in out
+    assert "FAR 1e-3: thr 0.9674, TAR 54.9%" in out and "717600 impostor pairs" in out
+    assert "training form" in out and "inference form" in out
+
+
+def test_extras_keep_an_onnx_only_install_small():
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    assert not any(r.startswith("litert-torch") for r in extras["export"])
+    assert any(r.startswith("litert-torch") for r in extras["tflite"])
+    assert any(r.startswith("pydantic") and "<2.12" in r for r in extras["tflite"])
+    assert "tflite" in extras["all"][0] and "export" in extras["all"][0]
+    from edgeconv.export.formats import EXPORT_FORMATS
+
+    assert EXPORT_FORMATS["tflite"].extra == "tflite" and EXPORT_FORMATS["onnx"].extra == "export"
