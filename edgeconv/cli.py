@@ -654,7 +654,7 @@ _QS = _quickstart_defaults()
               help="Training epochs of each op (cosine lr schedule with warm-ups).")
 @click.option("--tvconv-epochs", default=_QS.tvconv_epochs, show_default=True,
               type=click.IntRange(1),
-              help="TVConv's own epoch budget (default: --epochs + 4; it fits more slowly).")
+              help="TVConv's own epoch budget (default: --epochs + 6; it fits more slowly).")
 @click.option("--am-scale", default=_QS.am_scale, show_default=True,
               type=click.FloatRange(0, min_open=True), help="AM-Softmax scale s.")
 @click.option("--batch-size", default=_QS.batch_size, show_default=True, type=click.IntRange(2),
@@ -675,7 +675,7 @@ def quickstart(output, model, input_size, identities, images_per_identity, diffi
     EER, calibrated TAR@FAR on unseen identities), export (ONNX + TFLite, TVConv folded),
     benchmark the files and try them as unlock verifiers; compare them in one table.
 
-    About 14 min on 2 CPU cores with the defaults (the quickstart recipe, see
+    About 14.5 min on 2 CPU cores with the defaults (the quickstart recipe, see
     docs/quickstart_recipe.md; `edgeconv train` keeps the paper's recipe for real data).
     """
     _set_threads(threads)
