@@ -68,6 +68,7 @@ _STREAM_IDENTITY = 0x1D
 _STREAM_IMAGE = 0x1A6E
 _STREAM_PAIRS = 0x9A125
 _STREAM_BANK = 0xBA4C
+_STREAM_NIR = 0x41E
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -899,7 +900,9 @@ class SyntheticFaces:
 
     def __init__(self, num_identities: int = 1000, images_per_identity: int = 20,
                  size=(96, 96), seed: int = 0, difficulty=0.5, cache: bool = True,
-                 block: int = 16):
+                 block: int = 16, sensor: str = "rgb"):
+        from edgeconv.data.nir import check_sensor
+
         if int(num_identities) < 1:
             raise EdgeconvError(f"num_identities must be >= 1, got {num_identities!r}")
         if int(images_per_identity) < 1:
@@ -911,6 +914,7 @@ class SyntheticFaces:
         self.difficulty = _parse_difficulty(difficulty)
         self.cache = bool(cache)
         self.block = max(1, int(block))
+        self.sensor = check_sensor(sensor)
         self._renderer = _Renderer(self.size, self.seed, self.block)
         self._lock = threading.Lock()
         self._images: np.ndarray | None = None
@@ -942,7 +946,8 @@ class SyntheticFaces:
     def __repr__(self) -> str:
         return (f"SyntheticFaces(num_identities={self.num_identities}, images_per_identity="
                 f"{self.images_per_identity}, size={self.size}, seed={self.seed}, "
-                f"difficulty={self.difficulty})")
+                f"difficulty={self.difficulty}"
+                + (f", sensor={self.sensor!r})" if self.sensor != "rgb" else ")"))
 
     def __getitem__(self, i: int):
         n = len(self)
@@ -986,10 +991,18 @@ class SyntheticFaces:
         with self._lock, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             t = _identity_traits(self.seed, ids, self.difficulty)
             p = _image_nuisance(self.seed, ids, idx, self.difficulty, t)
+            if self.sensor == "nir":  # the same person and nuisance through a NIR camera
+                from edgeconv.data.nir import nir_tables
+
+                t, p = nir_tables(t, p)
             for lo in range(0, len(ids), self.block):
                 sl = slice(lo, lo + self.block)
                 self._renderer.render({k: v[sl] for k, v in t.items()},
                                       {k: v[sl] for k, v in p.items()}, out[sl])
+        if self.sensor == "nir":
+            from edgeconv.data.nir import nir_pixels
+
+            out = nir_pixels(out, _keys(self.seed, ids, idx, _STREAM_NIR))
         return out
 
     def render(self, identity: int, index: int) -> np.ndarray:
