@@ -1,5 +1,6 @@
 """UNIT model: shapes, weight sharing, losses, gradients (the model only; trainer to come)."""
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -101,3 +102,75 @@ def test_paper_defaults_and_bad_configs():
     for bad in (dict(shared=0), dict(shared=5), dict(width=0)):
         with pytest.raises(EdgeconvError):
             UNIT(UNITConfig(**bad))
+
+
+# ----------------------------------------------------------------------------- trainer
+TINY = dict(unit=dict(width=4, n_down=2, n_res=2, shared=1, dis_layers=2), identities=4,
+            images_per_identity=2, size=16, epochs=2, batch_size=4)
+
+
+def test_domains_are_unpaired_disjoint_and_shaped():
+    from edgeconv.translate.train import TranslateConfig, domain_images
+
+    a, b = domain_images(TranslateConfig(**TINY))
+    assert a.shape == (8, 3, 16, 16) and b.shape == (8, 1, 16, 16)
+    assert a.min() >= -1 and a.max() <= 1 and b.min() >= -1 and b.max() <= 1
+    # B holds other people: no B image is the NIR view of an A image
+    from edgeconv.data.synthetic import SyntheticFaces
+
+    nir = SyntheticFaces(8, 2, size=16, seed=0, sensor="nir")
+    pair = nir.render_batch([0], [0])[0, :, :, 0].astype(np.float32) / 127.5 - 1
+    assert all(not np.allclose(pair, bb[0]) for bb in b)
+
+
+def test_resume_is_exact(tmp_path):
+    from edgeconv.translate.train import TranslateConfig, load_translate_checkpoint, \
+        translate_train
+
+    logs = []
+    full = translate_train(TranslateConfig(**TINY, output=str(tmp_path / "full")),
+                           log=logs.append)
+    assert full["epochs_done"] == 2 and any(ln.startswith("epoch 2/2") for ln in logs)
+    part = translate_train(TranslateConfig(**TINY, output=str(tmp_path / "part")),
+                           log=lambda m: None, stop_after=1)
+    assert part["epochs_done"] == 1
+    translate_train(resume=tmp_path / "part", log=logs.append)
+    assert any("resuming from" in ln and "(epoch 1)" in ln for ln in logs)
+    a = load_translate_checkpoint(tmp_path / "full" / "last.ckpt")
+    b = load_translate_checkpoint(tmp_path / "part" / "last.ckpt")
+    assert a["epoch"] == b["epoch"] == 2
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    with pytest.raises(EdgeconvError, match="already holds a translation run"):
+        translate_train(TranslateConfig(**TINY, output=str(tmp_path / "full")))
+
+
+def test_translation_checkpoint_refuses_other_files(tmp_path):
+    from edgeconv.translate.train import load_translate_checkpoint
+
+    (tmp_path / "x.ckpt").write_text("not a checkpoint")
+    with pytest.raises(EdgeconvError, match="translation checkpoint"):
+        load_translate_checkpoint(tmp_path / "x.ckpt")
+    torch.save({"format": "something else"}, tmp_path / "y.ckpt")
+    with pytest.raises(EdgeconvError, match="not an edgeconv translation checkpoint"):
+        load_translate_checkpoint(tmp_path / "y.ckpt")
+
+
+def test_cli_translate_train_then_translate(tmp_path):
+    from edgeconv.data.images import load_image, save_image
+    from edgeconv.data.synthetic import SyntheticFaces
+    from tests.test_cli import run_cli
+
+    run = tmp_path / "run"
+    res = run_cli("translate-train", "-o", run, "--identities", "4", "--images-per-identity",
+                  "2", "--size", "16", "--epochs", "1", "--batch-size", "4", "--width", "4")
+    assert res.returncode == 0, res.stderr
+    assert "epoch 1/1" in res.stdout and f"-> {run / 'last.ckpt'}" in res.stdout
+    nir = SyntheticFaces(4, 1, size=16, seed=9, sensor="nir").render(0, 0)
+    src = save_image(tmp_path / "probe.png", nir)
+    res = run_cli("translate", run / "last.ckpt", src, "-o", tmp_path / "out")
+    assert res.returncode == 0, res.stderr
+    out = load_image(tmp_path / "out" / "probe_nir2rgb.png")
+    assert out.shape == (16, 16, 3)
+    res = run_cli("translate", run / "last.ckpt", tmp_path / "missing.png", "-o", tmp_path / "o2")
+    assert res.returncode == 2 and "not found" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "o2").exists()

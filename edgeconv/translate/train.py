@@ -1,0 +1,233 @@
+"""``edgeconv translate-train``: train UNIT on unpaired synthetic RGB (A) and NIR (B) faces.
+
+Domain A and domain B come from DISJOINT identities (A: ``0 .. identities-1``, B: the next
+``identities``), so training never sees a pair; evaluation can use the pairs the generator
+renders. Same conventions as ``edgeconv train``: a run folder with ``config.json``,
+``history.json`` and ``last.ckpt`` written atomically every epoch; exact resume (the epoch's
+data order is a pure function of seed and epoch; the RNG states travel in the checkpoint);
+one line per epoch. Checkpoints are versioned dicts loaded with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgeconv.errors import EdgeconvError
+from edgeconv.translate.unit import UNIT, UNITConfig, optimizers, train_step
+
+CHECKPOINT_FORMAT = "edgeconv.unit"
+FORMAT_VERSION = 1
+LAST = "last.ckpt"
+
+
+@dataclass
+class TranslateConfig:
+    unit: dict = field(default_factory=dict)      # UNITConfig fields (defaults: the paper's)
+    identities: int = 200                          # per domain (disjoint)
+    images_per_identity: int = 10
+    size: int = 32
+    difficulty: float = 0.5
+    epochs: int = 10
+    batch_size: int = 16
+    seed: int = 0
+    output: str = "runs/translate"
+
+    def unit_config(self) -> UNITConfig:
+        kw = dict(self.unit)
+        if "betas" in kw:
+            kw["betas"] = tuple(kw["betas"])
+        return UNITConfig(**kw).check()
+
+    def check(self) -> "TranslateConfig":
+        for name in ("identities", "images_per_identity", "size", "epochs", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise EdgeconvError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.size % (2 ** self.unit_config().n_down):
+            raise EdgeconvError(f"size {self.size} must be a multiple of 2^n_down")
+        return self
+
+
+def domain_images(cfg: TranslateConfig) -> tuple[np.ndarray, np.ndarray]:
+    """float32 NCHW in [-1, 1]: A = RGB of identities [0, n), B = NIR (1 channel) of [n, 2n)."""
+    from edgeconv.data.synthetic import SyntheticFaces
+
+    n, k = int(cfg.identities), int(cfg.images_per_identity)
+    kw = dict(num_identities=2 * n, images_per_identity=k, size=(cfg.size, cfg.size),
+              seed=cfg.seed, difficulty=cfg.difficulty)
+    idx = np.tile(np.arange(k), n)
+    a = SyntheticFaces(**kw).render_batch(np.repeat(np.arange(n), k), idx)
+    b = SyntheticFaces(**kw, sensor="nir").render_batch(np.repeat(np.arange(n, 2 * n), k), idx)
+    to = lambda x: (x.astype(np.float32) / 127.5 - 1.0).transpose(0, 3, 1, 2)  # noqa: E731
+    return to(a), to(b[..., :1])
+
+
+def epoch_order(seed: int, epoch: int, n_a: int, n_b: int) -> tuple[np.ndarray, np.ndarray]:
+    """The unpaired pairing of one epoch: independent permutations of A and B."""
+    rng = np.random.default_rng([int(seed), int(epoch), 0x0417])
+    return rng.permutation(n_a), rng.permutation(n_b)
+
+
+class TranslateTrainer:
+    def __init__(self, cfg: TranslateConfig, log=print):
+        self.cfg = cfg.check()
+        torch.manual_seed(cfg.seed)
+        self.model = UNIT(cfg.unit_config())
+        self.opt_g, self.opt_d = optimizers(self.model)
+        self.epoch = 0
+        self.history: list[dict] = []
+        self.log = log
+        self.run_dir = Path(cfg.output)
+        self.a, self.b = domain_images(cfg)
+
+    def state(self) -> dict:
+        from edgeconv import __version__
+        from edgeconv.train.loop import capture_rng
+
+        return {"format": CHECKPOINT_FORMAT, "format_version": FORMAT_VERSION,
+                "edgeconv_version": __version__, "config": _json(asdict(self.cfg)),
+                "unit_config": self.model.cfg.to_dict(), "epoch": self.epoch,
+                "state_dict": self.model.state_dict(), "opt_g": self.opt_g.state_dict(),
+                "opt_d": self.opt_d.state_dict(), "rng": capture_rng(),
+                "history": self.history}
+
+    def load(self, ckpt: dict) -> None:
+        from edgeconv.train.loop import restore_rng
+
+        try:
+            self.model.load_state_dict(ckpt["state_dict"])
+            self.opt_g.load_state_dict(ckpt["opt_g"])
+            self.opt_d.load_state_dict(ckpt["opt_d"])
+            restore_rng(ckpt["rng"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise EdgeconvError(f"translation checkpoint does not fit this run "
+                                f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") \
+                from None
+        self.epoch = int(ckpt["epoch"])
+        self.history = list(ckpt.get("history") or [])
+
+    def run(self, stop_after: int | None = None) -> dict:
+        from edgeconv.fileio import atomic_path, atomic_write_json
+        from edgeconv.train.loop import clean_stale_temps
+
+        cfg = self.cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        clean_stale_temps(self.run_dir, self.log)
+        atomic_write_json(self.run_dir / "config.json", _json(asdict(cfg)))
+        end = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
+        self.log(f"UNIT on {len(self.a)} RGB (domain A) / {len(self.b)} NIR (domain B) images "
+                 f"of disjoint identities, {cfg.size}x{cfg.size}, batch {cfg.batch_size}, "
+                 f"epochs {self.epoch + 1}..{cfg.epochs} -> {self.run_dir}")
+        self.model.train()
+        while self.epoch < end:
+            t0 = time.perf_counter()
+            pa, pb = epoch_order(cfg.seed, self.epoch, len(self.a), len(self.b))
+            steps = min(len(pa), len(pb)) // cfg.batch_size
+            sums: dict = {}
+            for s in range(steps):
+                sl = slice(s * cfg.batch_size, (s + 1) * cfg.batch_size)
+                parts = train_step(self.model, self.opt_g, self.opt_d,
+                                   torch.from_numpy(self.a[pa[sl]]),
+                                   torch.from_numpy(self.b[pb[sl]]))
+                for k, v in parts.items():
+                    sums[k] = sums.get(k, 0.0) + v
+            self.epoch += 1
+            rec = {"epoch": self.epoch, "seconds": time.perf_counter() - t0,
+                   **{k: v / max(steps, 1) for k, v in sums.items()}}
+            self.history.append(rec)
+            with atomic_path(self.run_dir / LAST) as tmp:
+                torch.save(self.state(), tmp)
+            atomic_write_json(self.run_dir / "history.json", self.history)
+            self.log(f"epoch {self.epoch}/{cfg.epochs}  gen {rec.get('gen', 0):.3f}  dis "
+                     f"{rec.get('dis', 0):.3f}  recon {rec.get('recon', 0):.4f}"
+                     + (f"  cycle {rec['cycle']:.4f}" if "cycle" in rec else "")
+                     + f"  {rec['seconds']:.1f} s")
+        return {"run_dir": str(self.run_dir), "last": str(self.run_dir / LAST),
+                "epochs_done": self.epoch, "history": self.history}
+
+
+def _json(d):
+    import json
+
+    return json.loads(json.dumps(d, default=list))
+
+
+def load_translate_checkpoint(path) -> dict:
+    from edgeconv.fileio import check_input_file
+
+    path = check_input_file(path, "translation checkpoint")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for bad bytes / refused globals
+        raise EdgeconvError(f"{path}: not a readable translation checkpoint "
+                            f"({type(exc).__name__})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise EdgeconvError(f"{path}: not an edgeconv translation checkpoint")
+    if ckpt.get("format_version") != FORMAT_VERSION:
+        raise EdgeconvError(f"{path}: translation checkpoint version "
+                            f"{ckpt.get('format_version')!r} is not supported")
+    return ckpt
+
+
+def translate_train(cfg: TranslateConfig | None = None, resume=None, log=print,
+                    stop_after: int | None = None, overwrite: bool = False) -> dict:
+    """Train (or resume, from a ``last.ckpt`` or its run folder) a UNIT translator."""
+    if resume is not None:
+        path = Path(resume)
+        path = path / LAST if path.is_dir() else path
+        ckpt = load_translate_checkpoint(path)
+        cfg = TranslateConfig(**ckpt["config"])
+        cfg.output = str(path.parent)
+        trainer = TranslateTrainer(cfg, log=log)
+        trainer.load(ckpt)
+        log(f"resuming from {path} (epoch {trainer.epoch})")
+    else:
+        cfg = cfg or TranslateConfig()
+        if (Path(cfg.output) / LAST).exists() and not overwrite:
+            raise EdgeconvError(f"{cfg.output} already holds a translation run: resume it with "
+                                "--resume, or pass --overwrite / another -o")
+        trainer = TranslateTrainer(cfg, log=log)
+    return trainer.run(stop_after=stop_after)
+
+
+DIRECTIONS = ("nir2rgb", "rgb2nir")
+
+
+def translate_files(checkpoint, images, output_dir, direction: str = "nir2rgb") -> list[Path]:
+    """Translate image files with a trained UNIT checkpoint; writes ``<stem>_<direction>.png``."""
+    from edgeconv.data.images import load_image, save_image
+
+    if direction not in DIRECTIONS:
+        raise EdgeconvError(f"--direction must be one of {', '.join(DIRECTIONS)}")
+    if not images:
+        raise EdgeconvError("give at least one image")
+    ckpt = load_translate_checkpoint(checkpoint)
+    kw = dict(ckpt["unit_config"])
+    kw["betas"] = tuple(kw.get("betas", (0.5, 0.999)))
+    model = UNIT(UNITConfig(**kw))
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise EdgeconvError(f"{checkpoint}: weights do not fit its UNIT config "
+                            f"({str(exc).splitlines()[0][:120]})") from None
+    model.eval()
+    size = int(ckpt["config"]["size"])
+    arrs = [load_image(p, size=(size, size)) for p in images]  # every input checked first
+    out_dir = Path(output_dir)
+    written = []
+    with torch.no_grad():
+        for p, arr in zip(images, arrs):
+            x = torch.from_numpy(arr.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
+            if direction == "nir2rgb":
+                y = model.translate_ba(x.mean(1, keepdim=True))
+            else:
+                y = model.translate_ab(x)
+            img = ((y[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+            if img.shape[2] == 1:
+                img = np.repeat(img, 3, axis=2)
+            written.append(save_image(out_dir / f"{Path(p).stem}_{direction}.png", img))
+    return written
