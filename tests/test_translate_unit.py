@@ -174,3 +174,39 @@ def test_cli_translate_train_then_translate(tmp_path):
     res = run_cli("translate", run / "last.ckpt", tmp_path / "missing.png", "-o", tmp_path / "o2")
     assert res.returncode == 2 and "not found" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "o2").exists()
+
+
+def test_metrics_against_known_values():
+    from edgeconv.translate.metrics import l1, psnr, ssim
+
+    a = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    assert l1(a, a).tolist() == [0.0, 0.0] and np.isinf(psnr(a, a)).all()
+    np.testing.assert_allclose(ssim(a, a), 1.0)
+    b = np.clip(a.astype(int) + 10, 0, 255).astype(np.uint8)
+    assert 0 < l1(a, b).mean() <= 10
+    noisy = np.clip(a + np.random.default_rng(1).normal(0, 40, a.shape), 0, 255).astype(np.uint8)
+    assert ssim(a, noisy).mean() < ssim(a, b).mean() < 1.0
+    flat = np.full_like(a, 128)
+    expect = 10 * np.log10(255.0 ** 2 / ((a.astype(float) - 128) ** 2).mean(axis=(1, 2, 3)))
+    np.testing.assert_allclose(psnr(a, flat), expect)
+    with pytest.raises(EdgeconvError):
+        l1(a, a[:1])
+
+
+def test_evaluate_translation_scores_truth_and_baseline():
+    from edgeconv.translate.metrics import evaluate_translation
+
+    r = evaluate_translation(lambda x: x, size=24, n=4)           # identity "translation"
+    # the NIR input is already grey: copying it is exactly the grey-copy baseline
+    assert r["translation"] == pytest.approx(r["baseline"])
+    assert r["translation"]["l1"] > 0                             # and it is not the RGB truth
+    assert set(r["translation"]) == {"l1", "psnr", "ssim"}
+    # an oracle that returns the ground truth scores perfectly
+    from edgeconv.data.synthetic import SyntheticFaces
+    from edgeconv.translate.metrics import EVAL_IDENTITY_OFFSET
+
+    truth = SyntheticFaces(1, 1, size=24, seed=0).render_batch(
+        np.arange(4) + EVAL_IDENTITY_OFFSET, np.zeros(4, int))
+    r = evaluate_translation(lambda x: truth, size=24, n=4)
+    assert r["translation"]["l1"] == 0 and r["translation"]["ssim"] == pytest.approx(1.0)
+    assert r["baseline"]["l1"] > 0
