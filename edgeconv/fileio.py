@@ -44,10 +44,14 @@ def _os_reason(path: Path, exc: OSError, kind: str) -> str:
             return f"{path}: a symbolic link to {os.readlink(path)!r}, which does not exist"
         return f"{path}: {kind} not found (no such file)"
     if isinstance(exc, IsADirectoryError):
-        return f"{path}: is a directory, not a {kind}"
+        return _directory(path, kind)
     if isinstance(exc, PermissionError):
         return f"{path}: permission denied (cannot read the {kind})"
     return f"{path}: cannot read {kind} ({exc.strerror or exc})"
+
+
+def _directory(path: Path, kind: str) -> str:
+    return f"{path}: is a directory, not a file (expected a {kind})"
 
 
 def check_input_file(path: str | os.PathLike, kind: str = "file") -> Path:
@@ -62,7 +66,7 @@ def check_input_file(path: str | os.PathLike, kind: str = "file") -> Path:
     import stat as _stat
 
     if _stat.S_ISDIR(st.st_mode):
-        raise EdgeconvError(f"{path}: is a directory, not a {kind}")
+        raise EdgeconvError(_directory(path, kind))
     if not _stat.S_ISREG(st.st_mode):
         raise EdgeconvError(f"{path}: not a regular file, not a {kind}")
     if st.st_size == 0:

@@ -62,14 +62,25 @@ def sidecar_path(model_path: str | Path) -> Path:
     return model_path.with_name(model_path.name + ".json")
 
 
+#: largest sidecar read (metadata is a few KB)
+MAX_SIDECAR_BYTES = 4 << 20
+
+
 def read_sidecar(model_path: str | Path) -> dict | None:
     """Metadata from the sidecar JSON, or None when there is none."""
     path = sidecar_path(model_path)
-    if not path.exists():
-        return None
     try:
-        meta = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
+        if not path.is_file():
+            return None
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_SIDECAR_BYTES + 1)
+    except OSError as exc:
+        raise EdgeconvError(f"{path}: unreadable metadata ({exc.strerror or exc})") from None
+    if len(raw) > MAX_SIDECAR_BYTES:
+        raise EdgeconvError(f"{path}: metadata file larger than {MAX_SIDECAR_BYTES >> 20} MB")
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
         raise EdgeconvError(f"{path}: unreadable metadata ({exc})") from None
     if not isinstance(meta, dict):
         raise EdgeconvError(f"{path}: metadata must be a JSON object")

@@ -1,8 +1,9 @@
 """Progress display that suits where it goes (torch-free).
 
 On a terminal: a tqdm bar on stderr. Redirected to a file or a pipe (a log, CI, ``nohup``):
-no carriage-return redraws; one plain line at most every :data:`LINE_EVERY_S` seconds, and
-none at all for work shorter than that (the callers print their own line per epoch).
+no carriage-return redraws; one plain line at most every 30 seconds (environment variable
+``EDGECONV_PROGRESS_SECONDS``), and none at all for work shorter than that (the callers print
+their own line per epoch).
 """
 
 from __future__ import annotations
@@ -13,14 +14,11 @@ import time
 
 
 def _every_default() -> float:
+    """Seconds between progress lines when stderr is not a terminal."""
     try:
         return max(0.0, float(os.environ.get("EDGECONV_PROGRESS_SECONDS", "30")))
     except ValueError:
         return 30.0
-
-
-#: Seconds between progress lines when stderr is not a terminal (EDGECONV_PROGRESS_SECONDS).
-LINE_EVERY_S = _every_default()
 
 
 def stderr_is_terminal() -> bool:

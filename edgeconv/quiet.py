@@ -67,8 +67,6 @@ def third_party_output():
     except OSError:
         sink = None
     py_sink = io.StringIO()
-    root = logging.getLogger()
-    old_level = root.level
     old_disable = logging.root.manager.disable
     try:
         with contextlib.redirect_stdout(py_sink), contextlib.redirect_stderr(py_sink), \
@@ -78,7 +76,6 @@ def third_party_output():
             yield cap
     finally:
         logging.disable(old_disable)
-        root.setLevel(old_level)
         with contextlib.suppress(Exception):
             sys.__stdout__.flush()
             sys.__stderr__.flush()

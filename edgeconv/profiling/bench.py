@@ -236,12 +236,10 @@ class _Progress:
 def check_inputs(models, settings: BenchSettings, outputs: dict) -> None:
     """Everything the sweep needs, checked before anything is printed: the model files exist,
     are readable and are run by a requested backend; report folders exist (none is made)."""
-    from edgeconv.fileio import check_input_file
-
     if not models:
         raise EdgeconvError("give at least one .onnx or .tflite model file")
     for p in models:
-        path = check_input_file(p, "model file")
+        path = B.check_model_file(p)
         kind = B.backend_for_path(path)
         if kind not in settings.backends:
             fmt = "onnx" if kind == B.ONNXRUNTIME else "tflite"

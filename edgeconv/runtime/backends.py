@@ -73,16 +73,14 @@ def backend_for_path(path: str | os.PathLike) -> str:
 
 
 def check_model_file(path: str | os.PathLike) -> Path:
-    """Cheap checks before a runtime sees the file (a clear message beats a crash)."""
-    path = Path(path)
-    if not path.exists():
-        raise ModelFileError(f"{path}: no such file")
-    if not path.is_file():
-        raise ModelFileError(f"{path}: not a file")
-    size = path.stat().st_size
-    if size == 0:
-        raise ModelFileError(f"{path}: empty file")
-    return path
+    """Cheap checks before a runtime sees the file (a clear message beats a crash):
+    :func:`edgeconv.fileio.check_input_file`, as a :class:`ModelFileError`."""
+    from edgeconv.fileio import check_input_file
+
+    try:
+        return check_input_file(path, "model file")
+    except EdgeconvError as exc:
+        raise ModelFileError(str(exc)) from None
 
 
 def _read_head(path: Path, n: int = 8) -> bytes:

@@ -163,7 +163,7 @@ class Embedder:
         self.model = open_model(self.path, backend=backend, threads=threads)
         self.warnings: list[str] = []
         self.threshold_warning: str | None = None
-        file_hash = file_sha256(self.path)
+        file_hash, external = model_meta.scan_model_file(self.path)  # one read of the file
         if metadata is not None:
             res = model_meta.ResolvedMetadata(metadata, "given")
         else:  # the embedded metadata is the authority; a disagreeing sidecar is refused
@@ -184,7 +184,7 @@ class Embedder:
         self.flip = bool(flip)
         self._configure()
         # what templates are bound to: the file, its external data, sidecar-only metadata
-        self.sha256 = model_meta.model_identity(self.path, file_hash, res.bound_bytes)
+        self.sha256 = model_meta.model_identity(self.path, file_hash, external, res.bound_bytes)
         if warmup:
             self.warmup()
         self.load_seconds = time.perf_counter() - t0

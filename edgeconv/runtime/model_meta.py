@@ -30,8 +30,6 @@ from edgeconv.errors import EdgeconvError
 
 #: keys the exporter adds to the sidecar only (not part of the embedded metadata)
 SIDECAR_ONLY_KEYS = ("file", "sha256", "bytes", "metadata_embedded")
-#: largest sidecar read (metadata is a few KB)
-MAX_SIDECAR_BYTES = 4 << 20
 MAX_INPUT_SIDE = 4096
 MAX_EMBEDDING_DIM = 65536
 
@@ -52,34 +50,12 @@ def _canonical(d: dict) -> str:
     return json.dumps(d, sort_keys=True, separators=(",", ":"), allow_nan=True)
 
 
-def _read_sidecar(path: Path) -> dict | None:
-    from edgeconv.metadata import sidecar_path
-
-    side = sidecar_path(path)
-    try:
-        if not side.is_file():
-            return None
-        with open(side, "rb") as fh:
-            raw = fh.read(MAX_SIDECAR_BYTES + 1)
-    except OSError as exc:
-        raise MetadataError(f"{side}: unreadable metadata ({exc.strerror or exc})") from None
-    if len(raw) > MAX_SIDECAR_BYTES:
-        raise MetadataError(f"{side}: metadata file larger than {MAX_SIDECAR_BYTES >> 20} MB")
-    try:
-        meta = json.loads(raw.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MetadataError(f"{side}: unreadable metadata ({exc})") from None
-    if not isinstance(meta, dict):
-        raise MetadataError(f"{side}: metadata must be a JSON object")
-    return meta
-
-
 def resolve_metadata(path, embedded: dict | None, file_sha256: str) -> ResolvedMetadata:
     """Choose the metadata of the model at ``path`` (see the module's rules)."""
-    from edgeconv.metadata import sidecar_path
+    from edgeconv.metadata import read_sidecar, sidecar_path
 
     path = Path(path)
-    side = _read_sidecar(path)
+    side = read_sidecar(path)
     sname = sidecar_path(path).name
     if side is not None:
         claimed = side.get("sha256")
@@ -270,24 +246,34 @@ def file_sha256(path) -> str:
     return h.hexdigest()
 
 
-def model_identity(path, file_hash: str, bound_bytes: bytes | None = None) -> str:
-    """The SHA-256 templates are bound to (see the module's rules)."""
+def scan_model_file(path) -> tuple[str, list[str]]:
+    """(SHA-256 of the model file, the ONNX external-data locations it names), reading the
+    file once."""
+    path = Path(path)
+    if path.suffix.lower() != ".onnx":
+        return file_sha256(path), []
+    data = path.read_bytes()
+    try:
+        locations = onnx_external_locations(data)
+    except (ValueError, UnicodeDecodeError):
+        raise MetadataError(f"{path.name}: not a well-formed ONNX file") from None
+    return hashlib.sha256(data).hexdigest(), locations
+
+
+def model_identity(path, file_hash: str, locations=(), bound_bytes: bytes | None = None) -> str:
+    """The SHA-256 templates are bound to (see the module's rules); ``file_hash`` and
+    ``locations`` from :func:`scan_model_file`."""
     path = Path(path)
     parts = []
-    if path.suffix.lower() == ".onnx":
-        try:
-            locations = onnx_external_locations(path.read_bytes())
-        except (ValueError, UnicodeDecodeError):
-            raise MetadataError(f"{path.name}: not a well-formed ONNX file") from None
-        root = path.resolve().parent
-        for loc in locations:
-            ext = (root / loc).resolve()
-            if os.path.isabs(loc) or root not in ext.parents:
-                raise MetadataError(f"{path.name}: external data {loc!r} lies outside the "
-                                    "model's folder")
-            if not ext.is_file():
-                raise MetadataError(f"{path.name}: external data file {loc!r} is missing")
-            parts.append(f"external:{loc}:{file_sha256(ext)}")
+    root = path.resolve().parent
+    for loc in locations:
+        ext = (root / loc).resolve()
+        if os.path.isabs(loc) or root not in ext.parents:
+            raise MetadataError(f"{path.name}: external data {loc!r} lies outside the "
+                                "model's folder")
+        if not ext.is_file():
+            raise MetadataError(f"{path.name}: external data file {loc!r} is missing")
+        parts.append(f"external:{loc}:{file_sha256(ext)}")
     if bound_bytes is not None:
         parts.append("sidecar:" + hashlib.sha256(bound_bytes).hexdigest())
     if not parts:

@@ -57,38 +57,43 @@ def save_checkpoint(path: str | os.PathLike, ckpt_or_model, training: dict | Non
     return Path(path)
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Load and validate a checkpoint; clear one-line errors for every kind of bad file."""
+def read_torch_file(path: str | os.PathLike, kind: str = "checkpoint"):
+    """``torch.load(weights_only=True)`` of a user-supplied file, with one clear line for
+    every kind of bad file (missing, empty, not a PyTorch file, refused globals, corrupt)."""
     from edgeconv.fileio import check_input_file
 
-    path = check_input_file(path, "checkpoint")
+    path = check_input_file(path, kind)
     try:
         with open(path, "rb") as fh:
             head = fh.read(4)
     except OSError as exc:
-        raise EdgeconvError(f"{path}: cannot read the checkpoint ({exc.strerror or exc})") \
+        raise EdgeconvError(f"{path}: cannot read the {kind} ({exc.strerror or exc})") \
             from None
     if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
-        raise EdgeconvError(f"{path}: not an edgeconv checkpoint (not a PyTorch file: neither "
+        raise EdgeconvError(f"{path}: not an edgeconv {kind} (not a PyTorch file: neither "
                             "a torch.save zip archive nor a pickle)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         reason = str(exc).strip().splitlines()
         detail = next((ln for ln in reason if "GLOBAL" in ln or "Unsupported" in ln), "")
         if not detail:  # not a pickle at all (text, an image, random bytes): no code was found
             first = clean_message(reason[-1] if reason else type(exc).__name__)[:120]
-            raise EdgeconvError(f"{path}: not an edgeconv checkpoint (not a PyTorch file: "
+            raise EdgeconvError(f"{path}: not an edgeconv {kind} (not a PyTorch file: "
                                 f"{first})") from None
-        raise EdgeconvError(f"{path}: refused: the file holds objects a checkpoint never needs, "
+        raise EdgeconvError(f"{path}: refused: the file holds objects a {kind} never needs, "
                             f"possibly code (safe loading is on): {detail.strip()}") from None
     except Exception as exc:  # torch raises RuntimeError, EOFError, KeyError, ... for bad bytes
         first = clean_message((str(exc).strip().splitlines() or [type(exc).__name__])[0])
         first = f"{type(exc).__name__}: {first.split('. ')[0][:120]}"
-        raise EdgeconvError(f"{path}: corrupt or truncated checkpoint ({first})") from None
-    return validate_checkpoint(ckpt, path)
+        raise EdgeconvError(f"{path}: corrupt or truncated {kind} ({first})") from None
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Load and validate a checkpoint; clear one-line errors for every kind of bad file."""
+    return validate_checkpoint(read_torch_file(path, "checkpoint"), Path(path))
 
 
 def validate_checkpoint(ckpt, path="checkpoint") -> dict:

@@ -38,10 +38,7 @@ class TranslateConfig:
     output: str = "runs/translate"
 
     def unit_config(self) -> UNITConfig:
-        kw = dict(self.unit)
-        if "betas" in kw:
-            kw["betas"] = tuple(kw["betas"])
-        return UNITConfig(**kw).check()
+        return UNITConfig.from_dict(self.unit)
 
     def check(self) -> "TranslateConfig":
         for name in ("identities", "images_per_identity", "size", "epochs", "batch_size"):
@@ -157,14 +154,9 @@ def _json(d):
 
 
 def load_translate_checkpoint(path) -> dict:
-    from edgeconv.fileio import check_input_file
+    from edgeconv.train.checkpoint import read_torch_file
 
-    path = check_input_file(path, "translation checkpoint")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for bad bytes / refused globals
-        raise EdgeconvError(f"{path}: not a readable translation checkpoint "
-                            f"({type(exc).__name__})") from None
+    ckpt = read_torch_file(path, "translation checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise EdgeconvError(f"{path}: not an edgeconv translation checkpoint")
     if ckpt.get("format_version") != FORMAT_VERSION:
@@ -206,9 +198,7 @@ def translate_files(checkpoint, images, output_dir, direction: str = "nir2rgb") 
     if not images:
         raise EdgeconvError("give at least one image")
     ckpt = load_translate_checkpoint(checkpoint)
-    kw = dict(ckpt["unit_config"])
-    kw["betas"] = tuple(kw.get("betas", (0.5, 0.999)))
-    model = UNIT(UNITConfig(**kw))
+    model = UNIT(UNITConfig.from_dict(ckpt["unit_config"]))
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:

@@ -53,6 +53,14 @@ class UNITConfig:
                 raise EdgeconvError(f"{name} must be >= 1, got {getattr(self, name)}")
         return self
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "UNITConfig":
+        """The inverse of :meth:`to_dict` (JSON lists back to tuples), checked."""
+        kw = dict(d)
+        if "betas" in kw:
+            kw["betas"] = tuple(kw["betas"])
+        return cls(**kw).check()
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["betas"] = list(self.betas)
