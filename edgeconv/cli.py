@@ -258,6 +258,9 @@ def _unlock_common(f):
                      help="Flip-test: average the embeddings of the image and its mirror "
                           "(default: as the model's threshold calibration did).")(f)
     f = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(f)
+    f = click.option("--translate", "translate", type=click.Path(dir_okay=False), default=None,
+                     help="Translator file (edgeconv export UNIT.ckpt --direction ...): every "
+                          "image goes through it before MODEL, e.g. NIR probes -> RGB.")(f)
     return f
 
 
@@ -282,7 +285,7 @@ def _unlock_exit(code):
 @click.option("--user", required=True, help="Name to enrol.")
 @click.option("--replace", is_flag=True, help="Overwrite an existing template of the user.")
 @_unlock_common
-def enroll(model, images, user, replace, db, threads, flip, as_json):
+def enroll(model, images, user, replace, db, threads, flip, as_json, translate):
     """Enrol USER from aligned face IMAGES (averaged into one template) with MODEL.
 
     Only the normalised template and the model's identity are stored, never images.
@@ -290,7 +293,8 @@ def enroll(model, images, user, replace, db, threads, flip, as_json):
     from edgeconv.runtime.unlock import enroll_command
 
     _unlock_exit(enroll_command(model, user, list(images), db=db, replace=replace, flip=flip,
-                                threads=threads, as_json=as_json))
+                                threads=threads, as_json=as_json,
+                                translate=translate))
 
 
 @cli.command()
@@ -299,7 +303,7 @@ def enroll(model, images, user, replace, db, threads, flip, as_json):
 @click.option("--user", required=True, help="Enrolled user to verify against.")
 @_unlock_threshold
 @_unlock_common
-def verify(model, image, user, far, threshold, db, threads, flip, as_json):
+def verify(model, image, user, far, threshold, db, threads, flip, as_json, translate):
     """1:1: score IMAGE against USER's template (exit 0 accept, 1 reject).
 
     Diagnostic: no lock-out policy (use `edgeconv unlock` for that).
@@ -307,7 +311,8 @@ def verify(model, image, user, far, threshold, db, threads, flip, as_json):
     from edgeconv.runtime.unlock import verify_command
 
     _unlock_exit(verify_command(model, user, image, db=db, far=far, threshold=threshold,
-                                flip=flip, threads=threads, as_json=as_json))
+                                flip=flip, threads=threads, as_json=as_json,
+                                translate=translate))
 
 
 @cli.command()
@@ -317,12 +322,13 @@ def verify(model, image, user, far, threshold, db, threads, flip, as_json):
               help="Show this many best candidates.")
 @_unlock_threshold
 @_unlock_common
-def identify(model, image, top, far, threshold, db, threads, flip, as_json):
+def identify(model, image, top, far, threshold, db, threads, flip, as_json, translate):
     """1:N: the enrolled user IMAGE matches best, or none (exit 0 match, 1 none)."""
     from edgeconv.runtime.unlock import identify_command
 
     _unlock_exit(identify_command(model, image, db=db, far=far, threshold=threshold, top=top,
-                                  flip=flip, threads=threads, as_json=as_json))
+                                  flip=flip, threads=threads, as_json=as_json,
+                                translate=translate))
 
 
 @cli.group()
@@ -384,7 +390,7 @@ def users_reset(name, db):
 @_unlock_threshold
 @_unlock_common
 def unlock(model, images, user, camera, max_failures, cooldown, frames, interval, crop,
-           max_attempts, save_crop, far, threshold, db, threads, flip, as_json):
+           max_attempts, save_crop, far, threshold, db, threads, flip, as_json, translate):
     """Unlock attempt(s) through the lock-out policy, from IMAGES or --camera.
 
     Exit 0 unlocked, 1 rejected, 3 locked out. Faces must be aligned and centred.
@@ -395,7 +401,8 @@ def unlock(model, images, user, camera, max_failures, cooldown, frames, interval
                                 far=far, threshold=threshold, max_failures=max_failures,
                                 cooldown=cooldown, flip=flip, threads=threads, frames=frames,
                                 interval=interval, crop=crop, max_attempts=max_attempts,
-                                save_crop=save_crop, as_json=as_json))
+                                save_crop=save_crop, as_json=as_json,
+                                translate=translate))
 
 
 # --------------------------------------------------------------------------- export
@@ -429,18 +436,39 @@ def unlock(model, images, user, camera, max_failures, cooldown, frames, interval
 @click.option("--name", default=None, help="File stem (default: the checkpoint's).")
 @click.option("--force", is_flag=True,
               help="Replace files another checkpoint exported at the same paths.")
+@click.option("--direction", type=click.Choice(["nir2rgb", "rgb2nir"]), default=None,
+              help="A UNIT translation checkpoint (edgeconv translate-train): export this "
+                   "direction (source encoder + target generator) as a translator file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the export report as JSON.")
 def export_cmd(checkpoint, formats, output_dir, opset, batch, input_size, fp16, formulation,
-               weight_dtype, lowrank, simplify, name, force, as_json):
+               weight_dtype, lowrank, simplify, name, force, direction, as_json):
     """Fold CHECKPOINT (TVConv weights computed once, BatchNorm fused) and write verified
     ONNX / TFLite files with metadata (sidecar <file>.json + embedded).
 
     Every file is checked against the eager model in its runtime before anything is
-    written; a failure exits non-zero and leaves no file behind.
+    written; a failure exits non-zero and leaves no file behind. With --direction,
+    CHECKPOINT is a UNIT translator and one direction of it is exported the same way.
     """
+    echo = (lambda *a, **k: None) if as_json else click.echo
+    if direction is not None:
+        from edgeconv.export.translator import export_translator
+
+        given = {"--input-size": input_size, "--formulation": formulation,
+                 "--weight-dtype": weight_dtype, "--lowrank": lowrank}
+        bad = [k for k, v in given.items() if v is not None]
+        if bad:
+            raise click.UsageError(f"{', '.join(bad)} appl{'ies' if len(bad) == 1 else 'y'} to "
+                                   "face models, not to a translator (--direction)")
+        report = export_translator(checkpoint, direction, formats=formats,
+                                   output_dir=output_dir, opset=opset, batch=batch, fp16=fp16,
+                                   simplify=simplify, name=name, echo=echo, force=force)
+        if as_json:
+            import json
+
+            click.echo(json.dumps(report, default=str))
+        return
     from edgeconv.export.exporter import export_checkpoint
 
-    echo = (lambda *a, **k: None) if as_json else click.echo
     report = export_checkpoint(checkpoint, formats=formats, output_dir=output_dir, opset=opset,
                                batch=batch, input_size=input_size, fp16=fp16,
                                formulation=formulation, weight_dtype=weight_dtype,

@@ -15,16 +15,17 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "embedding"
 
 
-def torch_to_onnx(model: torch.nn.Module, input_size, batch: int | None, opset: int):
+def torch_to_onnx(model: torch.nn.Module, input_size, batch: int | None, opset: int,
+                  channels: int = 3, output_name: str = OUTPUT_NAME):
     """Export ``model`` (eval, folded) to an onnx.ModelProto; batch None = dynamic."""
     onnx = require("onnx", "export")
-    x = torch.zeros(batch or 1, 3, *input_size)
+    x = torch.zeros(batch or 1, channels, *input_size)
     buf = io.BytesIO()
-    dynamic_axes = None if batch else {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
+    dynamic_axes = None if batch else {INPUT_NAME: {0: "batch"}, output_name: {0: "batch"}}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=opset,
-                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                          input_names=[INPUT_NAME], output_names=[output_name],
                           dynamic_axes=dynamic_axes, do_constant_folding=True,
                           custom_opsets=_custom_opsets(model))
     return onnx.load_from_string(buf.getvalue())
@@ -79,14 +80,18 @@ def set_metadata(model_proto, meta: dict) -> None:
         **{p.key: p.value for p in model_proto.metadata_props},
         ONNX_METADATA_KEY: json.dumps(meta, sort_keys=False)})
     model_proto.producer_name = "edgeconv"
-    model_proto.doc_string = f"edgeconv {meta.get('model')} ({meta.get('op')}) face embedding"
+    model_proto.doc_string = (
+        f"edgeconv {meta.get('model')} {meta.get('direction')} image translator"
+        if meta.get("kind") == "translator"
+        else f"edgeconv {meta.get('model')} ({meta.get('op')}) face embedding")
 
 
 def export_onnx(model: torch.nn.Module, input_size, batch: int | None, opset: int,
-                simplify_with: str = "auto") -> tuple[bytes, dict]:
+                simplify_with: str = "auto", channels: int = 3,
+                output_name: str = OUTPUT_NAME) -> tuple[bytes, dict]:
     """Returns (serialized model without edgeconv metadata, info dict)."""
     onnx = require("onnx", "export")
-    proto = torch_to_onnx(model, input_size, batch, opset)
+    proto = torch_to_onnx(model, input_size, batch, opset, channels, output_name)
     proto, tool = simplify(proto, simplify_with)
     try:
         onnx.checker.check_model(proto, full_check=True)

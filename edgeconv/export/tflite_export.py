@@ -61,7 +61,8 @@ def batch_free_head(model: torch.nn.Module) -> int:
     return n
 
 
-def export_tflite(model: torch.nn.Module, input_size, batch: int | None) -> bytes:
+def export_tflite(model: torch.nn.Module, input_size, batch: int | None,
+                  channels: int = 3) -> bytes:
     """Convert at ``batch`` (None = dynamic: converted at batch 1, resizable at run time)."""
     import copy
 
@@ -69,7 +70,7 @@ def export_tflite(model: torch.nn.Module, input_size, batch: int | None) -> byte
 
     model = copy.deepcopy(model).eval()
     batch_free_head(model)
-    x = torch.zeros(batch or 1, 3, *input_size)
+    x = torch.zeros(batch or 1, channels, *input_size)
     # the converter's own timeline, absl/oneDNN/torchao notices: shown only with `edgeconv -v`
     with third_party_output(), torch.no_grad():
         litert_torch = require("litert_torch", "tflite", package="litert-torch")

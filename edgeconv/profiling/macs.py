@@ -87,11 +87,11 @@ HANDLES = {
 }
 
 
-def count_macs(model: nn.Module, input_size=(96, 96), batch: int = 1):
+def count_macs(model: nn.Module, input_size=(96, 96), batch: int = 1, channels: int = 3):
     """Total MACs and an fvcore analysis (for per-module numbers) of ``model`` on one input."""
     fvcore_nn = require("fvcore.nn", "train", package="fvcore")
     model = model.eval()
-    x = torch.zeros(batch, 3, *input_size)
+    x = torch.zeros(batch, channels, *input_size)
     analysis = fvcore_nn.FlopCountAnalysis(model, (x,))
     analysis.set_op_handle(**HANDLES)
     analysis.unsupported_ops_warnings(False)

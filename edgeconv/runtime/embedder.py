@@ -173,6 +173,7 @@ class Embedder:
         meta = res.meta
         if meta is not None:
             model_meta.validate_metadata(meta, self.path.name)
+        self._check_kind(meta)
         self.metadata_source = res.source
         self.has_metadata = meta is not None
         self.meta: dict = dict(meta or {})
@@ -190,6 +191,12 @@ class Embedder:
         self.load_seconds = time.perf_counter() - t0
 
     # -- set-up ------------------------------------------------------------------------
+    def _check_kind(self, meta: dict | None) -> None:
+        if meta and meta.get("kind") == "translator":
+            raise EdgeconvError(f"{self.path.name}: an image translator ({meta.get('direction')}),"
+                                " not a face model; give it as --translate FILE next to the "
+                                "face model")
+
     def _embedded_metadata(self) -> dict | None:
         import json
 
@@ -294,7 +301,11 @@ class Embedder:
         # batch strategy: dynamic -> chunks of MAX_BATCH; fixed B -> chunks of B (padded)
         self.fixed_batch = None if model.dynamic_batch else int(declared[0] or 1)
         if model.backend == "tflite":
-            self.fixed_batch = None  # the interpreter resizes its batch dimension
+            # the interpreter resizes its batch dimension, unless the file was exported for a
+            # fixed batch (metadata "batch": N): its graph may bake that batch in
+            b = meta.get("batch")
+            fixed = isinstance(b, int) and not isinstance(b, bool) and 1 <= b <= 4096
+            self.fixed_batch = int(b) if fixed else None
         self._quant = getattr(model, "input_quantization", (0.0, 0))
         self._batch = None
 

@@ -128,6 +128,7 @@ def validate_metadata(meta: dict, name: str) -> None:
     for key in ("model", "input_name", "output_name"):
         if meta.get(key) is not None and not isinstance(meta[key], str):
             bad(key, f"must be text, got {type(meta[key]).__name__}")
+    _validate_translator(meta, bad)
     ver = meta.get("verification")
     if ver is None:
         return
@@ -165,6 +166,35 @@ def validate_metadata(meta: dict, name: str) -> None:
                 bad(key, f"has a key that is not a false-accept rate: {far!r}")
             if not _threshold_ok(thr):
                 bad(key, f"[{far}] must be a finite number in [-1, 1], got {thr!r}")
+
+
+TRANSLATOR_DIRECTIONS = {"nir2rgb": ("nir", "rgb"), "rgb2nir": ("rgb", "nir")}
+
+
+def _validate_translator(meta: dict, bad) -> None:
+    kind = meta.get("kind")
+    if kind is None:
+        return
+    if kind not in ("embedder", "translator"):
+        bad("kind", f"must be 'embedder' or 'translator', got {kind!r}")
+    if kind != "translator":
+        return
+    direction = meta.get("direction")
+    if direction not in TRANSLATOR_DIRECTIONS:
+        bad("direction", f"must be one of {', '.join(TRANSLATOR_DIRECTIONS)}, got {direction!r}")
+    dom = meta.get("domains")
+    want = dict(zip(("input", "output"), TRANSLATOR_DIRECTIONS[direction]))
+    if dom is not None and dom != want:
+        bad("domains", f"must be {want} for {direction}, got {dom!r}")
+    for key in ("input_channels", "output_channels"):
+        if meta.get(key, 3) != 3:
+            bad(key, f"must be 3 (the translator file interface), got {meta.get(key)!r}")
+    rng = meta.get("output_range", [-1.0, 1.0])
+    if not (isinstance(rng, list) and len(rng) == 2 and all(_num(v) for v in rng)
+            and rng[0] < rng[1]):
+        bad("output_range", f"must be [low, high] with low < high, got {rng!r}")
+    if meta.get("input_size") is None:
+        bad("input_size", "is required for a translator")
 
 
 # ----------------------------------------------------------------------------- identity

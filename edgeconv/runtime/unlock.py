@@ -27,7 +27,8 @@ EXIT_LOCKED = 3
 
 
 # ----------------------------------------------------------------------------- helpers
-def open_embedder(model, threads: int = 1, flip: bool = False):
+def open_embedder(model, threads: int = 1, flip: bool = False, translate=None):
+    """The face model (``translate``: seen through that translator file first)."""
     import warnings
 
     from edgeconv.runtime.embedder import Embedder, MetadataWarning
@@ -35,6 +36,14 @@ def open_embedder(model, threads: int = 1, flip: bool = False):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", MetadataWarning)
         emb = Embedder(model, threads=threads, flip=flip)
+        if translate is not None:
+            from edgeconv.runtime.translator import TranslatingEmbedder, Translator
+
+            try:
+                emb = TranslatingEmbedder(emb, Translator(translate, threads=threads))
+            except BaseException:
+                emb.close()
+                raise
     for w in caught:
         if issubclass(w.category, MetadataWarning):
             click.echo(f"edgeconv: warning: {w.message}", err=True)
@@ -62,7 +71,12 @@ def _embed_timed(emb, items):
     return e, (time.perf_counter() - t0) * 1000.0
 
 
-def _emit(as_json: bool, payload: dict, text: str) -> None:
+def _emit(as_json: bool, payload: dict, text: str, emb=None) -> None:
+    tr = getattr(emb, "translator", None) if emb is not None else None
+    if tr is not None:  # --translate: say so, with the translation's share of the latency
+        payload["translator"] = dict(emb.describe(), translate_ms=emb.translate_ms)
+        text += (f"\nprobe translated {tr.direction} by {tr.path.name} "
+                 f"({emb.translate_ms:.1f} ms of the latency)")
     click.echo(json.dumps(payload, indent=2) if as_json else text)
 
 
@@ -80,14 +94,14 @@ def _thr_text(thr: float, source: str) -> str:
 
 # ----------------------------------------------------------------------------- enroll
 def enroll_command(model, user, images, db=None, replace=False, flip=False, threads=1,
-                   as_json=False) -> int:
+                   as_json=False, translate=None) -> int:
     """Embed ``images`` of ``user``, average them into one template and store it."""
     from edgeconv.runtime.store import check_user_name
 
     user = check_user_name(user)
     if not images:
         raise EdgeconvError("give at least one image of the user")
-    emb = open_embedder(model, threads=threads, flip=flip)
+    emb = open_embedder(model, threads=threads, flip=flip, translate=translate)
     store = None
     try:
         e, ms = _embed_timed(emb, [str(p) for p in images])  # bad images fail before the db
@@ -122,7 +136,7 @@ def enroll_command(model, user, images, db=None, replace=False, flip=False, thre
                 + (f"each image vs the others (median score): min {consistency.min():.3f}, mean "
                    f"{consistency.mean():.3f}; " if n > 1 else "")
                 + f"{ms / n:.1f} ms per image")
-        _emit(as_json, payload, text)
+        _emit(as_json, payload, text, emb)
         for p in warn:
             click.echo(f"edgeconv: warning: {p} scores below the model's calibrated threshold "
                        "against the other images: a different person or a poor crop?", err=True)
@@ -135,9 +149,9 @@ def enroll_command(model, user, images, db=None, replace=False, flip=False, thre
 
 # ----------------------------------------------------------------------------- verify
 def verify_command(model, user, image, db=None, far=None, threshold=None, flip=False,
-                   threads=1, as_json=False) -> int:
+                   threads=1, as_json=False, translate=None) -> int:
     """1:1 verification of ``image`` against ``user``'s template (no lock-out policy)."""
-    emb = open_embedder(model, threads=threads, flip=flip)
+    emb = open_embedder(model, threads=threads, flip=flip, translate=translate)
     try:
         thr, source = emb.threshold(far=far, threshold=threshold)
         with open_store(db, create=False) as store:
@@ -153,7 +167,7 @@ def verify_command(model, user, image, db=None, far=None, threshold=None, flip=F
                 f"latency {ms:.1f} ms (decode + preprocess + inference), model load "
                 f"{emb.load_seconds * 1000:.0f} ms")
         _warn_threshold(emb, payload)
-        _emit(as_json, payload, text)
+        _emit(as_json, payload, text, emb)
     finally:
         emb.close()
     return EXIT_ACCEPT if accepted else EXIT_REJECT
@@ -186,9 +200,9 @@ def best_match(e: np.ndarray, templates) -> list[tuple[str, float]]:
 
 
 def identify_command(model, image, db=None, far=None, threshold=None, top=3, flip=False,
-                     threads=1, as_json=False) -> int:
+                     threads=1, as_json=False, translate=None) -> int:
     """1:N: the best-matching enrolled user above the threshold, or none."""
-    emb = open_embedder(model, threads=threads, flip=flip)
+    emb = open_embedder(model, threads=threads, flip=flip, translate=translate)
     try:
         thr, source = emb.threshold(far=far, threshold=threshold)
         with open_store(db, create=False) as store:
@@ -214,7 +228,7 @@ def identify_command(model, image, db=None, far=None, threshold=None, top=3, fli
         if top > 1:
             text += "\n" + "\n".join(f"  {u:<24} {s:.4f}" for u, s in ranked[:top])
         _warn_threshold(emb, payload)
-        _emit(as_json, payload, text)
+        _emit(as_json, payload, text, emb)
     finally:
         emb.close()
     return EXIT_ACCEPT if matched else EXIT_REJECT
@@ -316,7 +330,7 @@ def _attempt(emb, store, policy, e, user, thr):
             "lockouts": st.lockouts, "locked_for": st.remaining(policy.clock())}
 
 
-def _report_attempt(r, thr, source, ms, policy, as_json, user):
+def _report_attempt(r, thr, source, ms, policy, as_json, user, emb=None):
     payload = dict(r, threshold=thr, threshold_source=source, latency_ms=ms)
     if r["accepted"]:
         text = (f"UNLOCKED {r['best_user']!r}: score {r['score']:.4f} > "
@@ -335,13 +349,13 @@ def _report_attempt(r, thr, source, ms, policy, as_json, user):
         else:
             text += (f"\n{policy.max_failures - r['failures']} attempt(s) left before a "
                      "lock-out")
-    _emit(as_json, payload, text)
+    _emit(as_json, payload, text, emb)
 
 
 def unlock_command(model, user=None, images=(), camera=None, db=None, far=None,
                    threshold=None, max_failures=5, cooldown=30.0, growth=2.0, flip=False,
                    threads=1, frames=3, interval=0.5, crop=0.6, max_attempts=0,
-                   save_crop=None, as_json=False) -> int:
+                   save_crop=None, as_json=False, translate=None) -> int:
     """One unlock attempt per image (or live camera attempts) through the lock-out policy."""
     from edgeconv.runtime.policy import IDENTIFY_SUBJECT, LockedOut, LockoutPolicy
 
@@ -353,7 +367,7 @@ def unlock_command(model, user=None, images=(), camera=None, db=None, far=None,
         from edgeconv.runtime.store import check_user_name
 
         user = check_user_name(user)
-    emb = open_embedder(model, threads=threads, flip=flip)
+    emb = open_embedder(model, threads=threads, flip=flip, translate=translate)
     store = None
     try:
         thr, source = emb.threshold(far=far, threshold=threshold)
@@ -373,7 +387,7 @@ def unlock_command(model, user=None, images=(), camera=None, db=None, far=None,
                 for img in images:
                     e, ms = _embed_timed(emb, str(img))
                     r = _attempt(emb, store, policy, e, user, thr)
-                    _report_attempt(r, thr, source, ms, policy, as_json, user)
+                    _report_attempt(r, thr, source, ms, policy, as_json, user, emb)
                     if r["accepted"]:
                         return EXIT_ACCEPT
                     if r["locked_for"] > 0:
@@ -413,7 +427,7 @@ def _camera_loop(emb, store, policy, user, thr, source, index, frames, interval,
             e /= np.linalg.norm(e)
             ms = (time.perf_counter() - t0) * 1000.0
             r = _attempt(emb, store, policy, e, user, thr)
-            _report_attempt(r, thr, source, ms, policy, as_json, user)
+            _report_attempt(r, thr, source, ms, policy, as_json, user, emb)
             attempts += 1
             if r["accepted"]:
                 return EXIT_ACCEPT

@@ -97,6 +97,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 
 def validate_checkpoint(ckpt, path="checkpoint") -> dict:
+    if isinstance(ckpt, dict) and ckpt.get("format") == "edgeconv.unit":
+        raise EdgeconvError(f"{path}: a UNIT translation checkpoint, not a face model; export "
+                            "one direction with `edgeconv export CKPT --direction nir2rgb` "
+                            "(or rgb2nir)")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise EdgeconvError(f"{path}: not an edgeconv checkpoint (no '{CHECKPOINT_FORMAT}' header)")
     version = ckpt.get("format_version")

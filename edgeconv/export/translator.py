@@ -1,0 +1,342 @@
+"""``edgeconv export UNIT.ckpt --direction nir2rgb``: one translation direction of a trained
+UNIT model (its source encoder + target generator) -> parity-gated ONNX / TFLite files.
+
+The same order of work as the embedding exporter (``edgeconv.export.exporter``): options are
+checked against the format table, the checkpoint is loaded with ``weights_only``, each format
+is converted in memory and run in its runtime on random inputs and on synthetic faces of the
+source domain, compared with the float64 eager network, and only when every file passes are
+the files and their sidecars written atomically, with the metadata embedded.
+
+Interface of the file (its metadata says so, ``kind: "translator"``): input ``input``, NCHW
+float32, 3 channels normalised ``(x/255 - 0.5)/0.5`` (a NIR source is read as the mean of
+the three channels); output ``image``, NCHW, 3 channels in [-1, 1] (tanh; a NIR target is
+replicated to three), i.e. pixel = ``(y + 1) * 127.5``. The device side
+(``edgeconv.runtime.translator``) needs nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgeconv import __version__
+from edgeconv.errors import EdgeconvError
+from edgeconv.export import formats as fmt
+from edgeconv.metadata import METADATA_FORMAT_VERSION, sidecar_path
+from edgeconv.runtime.model_meta import TRANSLATOR_DIRECTIONS as DIRECTIONS  # (source, target)
+
+OUTPUT_NAME = "image"
+#: options of ``edgeconv export`` a translator export takes (others are refused, not ignored)
+TRANSLATOR_OPTIONS = ("batch", "opset", "simplify", "fp16", "name", "force", "output_dir")
+
+
+class TranslatorNet(nn.Module):
+    """One direction at inference: the latent mean (no sampling) through the other generator,
+    with a 3-channel interface on both sides: a 1-channel (NIR) source is the mean of the
+    three input channels (a NIR frame arrives replicated to RGB), a 1-channel target is
+    replicated to three (what the RGB face embedder takes). This module is the reference;
+    :func:`deployable` folds both adapters into the first and last convs for export."""
+
+    def __init__(self, encoder: nn.Module, generator: nn.Module, cin: int, cout: int):
+        super().__init__()
+        self.encoder, self.generator = encoder, generator
+        self.cin, self.cout = int(cin), int(cout)
+
+    def forward(self, x):
+        if self.cin == 1:
+            x = x.mean(1, keepdim=True)
+        y = self.generator(self.encoder(x))
+        return y.repeat(1, 3, 1, 1) if self.cout == 1 else y
+
+
+class _Folded(nn.Module):
+    def __init__(self, encoder, generator):
+        super().__init__()
+        self.encoder, self.generator = encoder, generator
+
+    def forward(self, x):
+        return self.generator(self.encoder(x))
+
+
+def deployable(net: TranslatorNet) -> nn.Module:
+    """A copy of ``net`` with the channel adapters folded into its weights (exact: the first
+    conv's kernel / 3 on each input channel; the last 1x1 conv's filter three times), so the
+    file is convs only, and no 1-channel transpose (a RESHAPE that pins the batch in TFLite)."""
+    import copy
+
+    enc, gen = copy.deepcopy(net.encoder), copy.deepcopy(net.generator)
+    with torch.no_grad():
+        if net.cin == 1:
+            first = next(m for m in enc.modules() if isinstance(m, nn.Conv2d))
+            w = first.weight
+            first.in_channels = 3
+            first.weight = nn.Parameter(w.repeat(1, 3, 1, 1) / 3.0)
+        if net.cout == 1:
+            last = [m for m in gen.modules() if isinstance(m, nn.Conv2d)][-1]
+            last.out_channels = 3
+            last.weight = nn.Parameter(last.weight.repeat(3, 1, 1, 1))
+            if last.bias is not None:
+                last.bias = nn.Parameter(last.bias.repeat(3))
+    return _Folded(enc, gen).eval()
+
+
+class CroppedConvTranspose(nn.Module):
+    """``ConvTranspose2d`` (padding p, output_padding op <= p) as the unpadded transposed conv
+    (full output, length (H-1)s + k) cropped to ``[p, L - p + op)``: exact, and a form
+    litert-torch lowers (it refuses ``output_padding``). TFLite's TRANSPOSE_CONV bakes the
+    output shape, batch included, into the file: fixed-batch files only."""
+
+    def __init__(self, ct: nn.ConvTranspose2d):
+        super().__init__()
+        self.inner = nn.ConvTranspose2d(ct.in_channels, ct.out_channels, ct.kernel_size,
+                                        stride=ct.stride, padding=0, groups=ct.groups,
+                                        bias=ct.bias is not None, dilation=ct.dilation)
+        self.inner.load_state_dict(ct.state_dict())
+        self.pad, self.out_pad = tuple(ct.padding), tuple(ct.output_padding)
+
+    def forward(self, x):
+        y = self.inner(x)
+        (ph, pw), (oh, ow) = self.pad, self.out_pad
+        return y[:, :, ph:y.shape[2] - ph + oh, pw:y.shape[3] - pw + ow]
+
+
+class ZeroInsertConv(nn.Module):
+    """``ConvTranspose2d`` as zero insertion + an ordinary conv with the flipped kernel: exact,
+    batch-agnostic (nearest 2x upsampling times a constant 0/1 mask, a pad, CONV_2D), for
+    dynamic-batch TFLite files. Costs s^2 times the transposed conv's MACs (the conv also
+    multiplies the inserted zeros)."""
+
+    def __init__(self, ct: nn.ConvTranspose2d, in_hw):
+        super().__init__()
+        if ct.groups != 1 or tuple(ct.dilation) != (1, 1):
+            raise EdgeconvError("zero-insert form: grouped or dilated transposed conv")
+        (kh, kw), (sh, sw) = ct.kernel_size, ct.stride
+        (ph, pw), (oh, ow) = ct.padding, ct.output_padding
+        self.conv = nn.Conv2d(ct.in_channels, ct.out_channels, (kh, kw),
+                              bias=ct.bias is not None)
+        with torch.no_grad():
+            self.conv.weight.copy_(ct.weight.flip(2, 3).transpose(0, 1))
+            if ct.bias is not None:
+                self.conv.bias.copy_(ct.bias)
+        h, w = in_hw
+        mask = torch.zeros(1, 1, h * sh, w * sw)
+        mask[..., ::sh, ::sw] = 1.0
+        self.register_buffer("mask", mask)
+        self.scale = (sh, sw)
+        # zero-inserted length is (H-1)s + 1; the mask form is H*s (s-1 trailing zeros)
+        top, left = kh - 1 - ph, kw - 1 - pw
+        bottom, right = kh - 1 - ph + oh - (sh - 1), kw - 1 - pw + ow - (sw - 1)
+        if min(top, left, bottom, right) < 0:
+            raise EdgeconvError("zero-insert form: padding larger than the kernel")
+        self.padding = (left, right, top, bottom)
+
+    def forward(self, x):
+        up = F.interpolate(x, scale_factor=self.scale, mode="nearest") * self.mask
+        return self.conv(F.pad(up, self.padding))
+
+
+def tflite_form(net: nn.Module, size: int, dynamic_batch: bool) -> nn.Module:
+    """A copy of ``net`` whose transposed convs litert-torch can lower: TRANSPOSE_CONV
+    (:class:`CroppedConvTranspose`) for fixed-batch files, :class:`ZeroInsertConv` for
+    dynamic-batch ones."""
+    import copy
+
+    net = copy.deepcopy(net).eval()
+    shapes = {}
+    hooks = [m.register_forward_hook(lambda m, i, o: shapes.__setitem__(m, i[0].shape[2:]))
+             for m in net.modules() if isinstance(m, nn.ConvTranspose2d)]
+    with torch.no_grad():
+        net(torch.zeros(1, 3, size, size))
+    for h in hooks:
+        h.remove()
+    for module in list(net.modules()):
+        for key, child in list(module._modules.items()):
+            if not isinstance(child, nn.ConvTranspose2d):
+                continue
+            if dynamic_batch:
+                module._modules[key] = ZeroInsertConv(child, tuple(shapes[child]))
+            elif any(child.output_padding):
+                module._modules[key] = CroppedConvTranspose(child)
+    return net.eval()
+
+
+def load_direction(checkpoint, direction: str):
+    """(TranslatorNet in eval mode, checkpoint dict, source channels, target channels)."""
+    from edgeconv.translate.train import load_translate_checkpoint
+    from edgeconv.translate.unit import UNIT, UNITConfig
+
+    if direction not in DIRECTIONS:
+        raise EdgeconvError(f"--direction must be one of {', '.join(DIRECTIONS)}, got "
+                            f"{direction!r}")
+    ckpt = load_translate_checkpoint(checkpoint)
+    try:
+        model = UNIT(UNITConfig.from_dict(ckpt["unit_config"]))
+        model.load_state_dict(ckpt["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise EdgeconvError(f"{checkpoint}: weights do not fit its UNIT config "
+                            f"({str(exc).splitlines()[0][:120]})") from None
+    c = model.cfg
+    if direction == "nir2rgb":
+        enc, gen, cin, cout = model.enc_b, model.gen_a, c.channels_b, c.channels_a
+    else:
+        enc, gen, cin, cout = model.enc_a, model.gen_b, c.channels_a, c.channels_b
+    if {int(cin), int(cout)} - {1, 3}:
+        raise EdgeconvError(f"{checkpoint}: domains of {cin} and {cout} channels; a translator "
+                            "file maps 1- or 3-channel images")
+    return TranslatorNet(enc, gen, cin, cout).eval(), ckpt, int(cin), int(cout)
+
+
+def source_faces(direction: str, n: int, size: int, seed: int = 0) -> np.ndarray:
+    """(n, 3, H, W) float32 normalised faces of the direction's source domain (NIR: the
+    intensity replicated to three channels, as the generator and cameras deliver it)."""
+    from edgeconv.data.synthetic import SyntheticFaces
+
+    src = DIRECTIONS[direction][0]
+    ds = SyntheticFaces(num_identities=max(2, n), images_per_identity=1, size=(size, size),
+                        seed=seed, sensor=src)
+    imgs = ds.render_batch(np.arange(n), np.zeros(n, dtype=np.int64)).astype(np.float32)
+    x = (imgs / 127.5 - 1.0).transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(x)
+
+
+def parity_inputs(direction: str, size: int, batch_n, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    sizes = [batch_n] if batch_n else [1, 3]
+    faces = source_faces(direction, max(sizes), size, seed)
+    out = {}
+    for n in sizes:  # random inputs in the network's input range (tanh outputs saturate less)
+        out[f"random_b{n}"] = rng.uniform(-1, 1, (n, 3, size, size)).astype(np.float32)
+        out[f"faces_b{n}"] = faces[:n]
+    return out
+
+
+def _eager64(net, x):
+    import copy
+
+    with torch.no_grad():
+        return copy.deepcopy(net).double()(torch.from_numpy(x).double()).numpy()
+
+
+def translator_metadata(net, ckpt, direction, cin, cout, size, ckpt_sha) -> dict:
+    from edgeconv.profiling.counts import values_of
+
+    src, dst = DIRECTIONS[direction]
+    try:
+        from edgeconv.profiling.macs import count_macs
+
+        macs, _ = count_macs(deployable(net), (size, size))
+    except EdgeconvError:  # fvcore missing: MACs unknown, still exportable
+        macs = None
+    return {
+        "format_version": METADATA_FORMAT_VERSION, "edgeconv_version": __version__,
+        "kind": "translator", "model": "unit", "op": None, "direction": direction,
+        "domains": {"input": src, "output": dst},
+        "input_size": [size, size], "layout": "NCHW",
+        # the file's interface is 3 channels on both sides; a 1-channel domain (NIR) is read
+        # as the mean of the input's channels / written replicated to three
+        "input_channels": 3, "output_channels": 3,
+        "domain_channels": {"input": cin, "output": cout},
+        "color": "RGB",
+        "scale": 1.0 / 255.0, "mean": [0.5] * 3, "std": [0.5] * 3,
+        "output_range": [-1.0, 1.0],
+        "input_name": "input", "output_name": OUTPUT_NAME,
+        "macs": int(macs) if macs is not None else None,
+        "params_inference": int(values_of(deployable(net))),
+        "unit_config": ckpt["unit_config"],
+        "epochs_trained": int(ckpt.get("epoch", 0)),
+        "checkpoint": {"edgeconv_version": ckpt.get("edgeconv_version"),
+                       "format_version": ckpt.get("format_version"), "sha256": ckpt_sha},
+    }
+
+
+def export_translator(checkpoint, direction: str, formats=None, output_dir=".", opset=None,
+                      batch="dynamic", fp16: bool = False, simplify: str | None = None,
+                      name: str | None = None, seed: int = 0, echo=print,
+                      force: bool = False) -> dict:
+    """Export one direction of a UNIT checkpoint; returns a report. Raises EdgeconvError with
+    nothing written when any file fails its parity gate."""
+    from edgeconv.export import parity as par
+    from edgeconv.export.exporter import _check_overwrite, _guarded, _run_onnx, \
+        _run_tflite_all, _write_all
+    from edgeconv.runtime.model_meta import file_sha256
+
+    formats = fmt.parse_formats(formats)
+    fmt.validate_options(formats, {"opset": opset, "fp16": fp16, "simplify": simplify})
+    if simplify is not None and simplify not in ("auto", "onnxsim", "onnxslim", "none"):
+        raise EdgeconvError(f"--simplify must be auto, onnxsim, onnxslim or none, got {simplify!r}")
+    batch_n = fmt.parse_batch(batch)
+    fmt.check_packages(formats)
+    out_dir = Path(output_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise EdgeconvError(f"{out_dir}: exists and is not a directory")
+    t0 = time.perf_counter()
+    net, ckpt, cin, cout = load_direction(checkpoint, direction)
+    size = int(ckpt["config"]["size"])
+    ckpt_sha = file_sha256(checkpoint)
+    inputs = parity_inputs(direction, size, batch_n, seed)
+    refs = {k: _eager64(net, v) for k, v in inputs.items()}
+    meta0 = translator_metadata(net, ckpt, direction, cin, cout, size, ckpt_sha)
+    export_net = deployable(net)
+    stem = name or f"{Path(checkpoint).stem}_{direction}"
+    report = {"checkpoint": str(checkpoint), "kind": "translator", "direction": direction,
+              "input_size": [size, size], "batch": batch_n or "dynamic", "files": [],
+              "parity": {}, "macs": meta0["macs"], "params": meta0["params_inference"]}
+    staged = []
+    for f in formats:
+        spec = fmt.EXPORT_FORMATS[f]
+        meta = dict(meta0, format=f, batch=batch_n or "dynamic")
+        if f == "onnx":
+            from edgeconv.export.onnx_export import export_onnx, finalize_onnx
+
+            proto, extra = export_onnx(export_net, (size, size), batch_n,
+                                       int(opset or fmt.DEFAULT_OPSET), simplify or "auto",
+                                       output_name=OUTPUT_NAME)
+            meta.update(opset=extra["opset"], simplifier=extra["simplifier"])
+            outs = _guarded(_run_onnx, proto.SerializeToString(), inputs, "ONNX Runtime")
+            label, path = "ONNX (onnxruntime)", out_dir / f"{stem}{spec.suffix}"
+        else:
+            from edgeconv.export import tflite_export as tfl
+
+            data = tfl.export_tflite(tflite_form(export_net, size, batch_n is None), (size, size),
+                                    batch_n)
+            meta["upsampling"] = "zero_insert_conv" if batch_n is None else "transpose_conv"
+            meta["precision"] = "float32"
+            if fp16:
+                data, meta["fp16_tensors"] = tfl.to_fp16_weights(data)
+                meta["precision"] = "float16-weights"
+            outs = _guarded(_run_tflite_all, data, inputs, "the LiteRT interpreter",
+                            hint=None if batch_n else "export it with --batch N")
+            label = "TFLite (LiteRT interpreter)"
+            path = out_dir / f"{stem}{'_fp16' if fp16 else ''}{spec.suffix}"
+        _check_overwrite(path, ckpt_sha, force)
+        results = {k: par.compare(refs[k], outs[k]) for k in inputs}
+        tol = ((par.FP16_MAX_ABS_DIFF, par.FP16_MIN_COSINE) if (f == "tflite" and fp16)
+               else (par.MAX_ABS_DIFF, par.MIN_COSINE))
+        summary = par.check(results, *tol, label=f"{path.name} [{label}]")
+        meta["parity"] = {"runtime": label, "max_abs_diff": summary["max_abs_diff"],
+                          "tolerance": summary["tolerance"], "min_cosine": summary["min_cosine"],
+                          "inputs": summary["inputs"], "reference": "eager float64 network"}
+        report["parity"][f] = summary
+        echo(f"parity {f:<6} {label}: max abs diff {summary['max_abs_diff']:.2e}, "
+             f"min cosine {summary['min_cosine']:.8f} on {', '.join(summary['inputs'])}")
+        if f == "onnx":
+            data, embedded = finalize_onnx(proto, meta), True
+        else:
+            data, embedded = tfl.embed_metadata(data, meta)
+        side = dict(meta, file=path.name, sha256=hashlib.sha256(data).hexdigest(),
+                    bytes=len(data), metadata_embedded=embedded)
+        staged.append((path, data, side))
+    _write_all(staged)
+    for path, data, side in staged:
+        report["files"].append({"path": str(path), "sidecar": str(sidecar_path(path)),
+                                "bytes": len(data), "metadata_embedded": side["metadata_embedded"]})
+        echo(f"wrote {path} ({len(data) / 1e6:.2f} MB) + {sidecar_path(path).name}"
+             + ("" if side["metadata_embedded"] else " (metadata in sidecar only)"))
+    report["seconds"] = round(time.perf_counter() - t0, 2)
+    return report
