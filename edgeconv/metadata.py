@@ -40,6 +40,11 @@ Written by ``edgeconv export`` in addition (all optional for readers)::
                   "weight_dtype": ..., "library_version": ...},  # formulation "fused" only
       # sidecar only: "file", "sha256", "bytes", "metadata_embedded"
 
+A translator file (``edgeconv export UNIT.ckpt --direction nir2rgb``, read by
+``edgeconv.runtime.translator``) has ``"kind": "translator"``, ``"direction"``, ``"domains"``
+({"input": "nir", "output": "rgb"}), ``"output_range"`` [-1, 1], ``"unit_config"`` and no
+``embedding_dim``; its interface is 3 channels in and out (see ``edgeconv.export.translator``).
+
 In ``.tflite`` files the same JSON is the buffer of the flatbuffer ``metadata`` entry named
 ``edgeconv`` (see ``edgeconv.export.tflite_export.read_tflite_metadata``).
 """
