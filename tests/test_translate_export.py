@@ -139,6 +139,27 @@ def test_runtime_translator_matches_torch(exported, unit_ckpt):
                 assert tr.translate(imgs[0]).shape == (SIZE, SIZE, 3)
 
 
+def test_fixed_batch_tflite_translator_runs_any_number_of_images(unit_ckpt, tmp_path):
+    """A --batch 2 TFLite file (TRANSPOSE_CONV form) bakes its batch in: the runtime feeds it
+    padded chunks of 2 instead of resizing it."""
+    if not _has_litert():
+        pytest.skip("litert-torch / ai-edge-litert not installed")
+    from edgeconv.export.translator import export_translator, source_faces
+    from edgeconv.runtime.translator import Translator
+
+    rep = export_translator(unit_ckpt, "nir2rgb", formats="tflite", batch=2,
+                            output_dir=tmp_path, echo=lambda *a: None)
+    path = rep["files"][0]["path"]
+    x = source_faces("nir2rgb", 3, SIZE, seed=1)
+    imgs = np.round((x.transpose(0, 2, 3, 1) + 1) * 127.5).astype(np.uint8)
+    with Translator(path) as tr:
+        assert tr.meta["upsampling"] == "transpose_conv" and tr.fixed_batch == 2
+        three = tr.translate_images(imgs)
+        one = tr.translate_images(imgs[2:])
+    assert three.shape == (3, SIZE, SIZE, 3)
+    np.testing.assert_array_equal(three[2:], one)
+
+
 def test_files_of_the_other_kind_are_refused(exported, tmp_path):
     import _unlock_models as TM
 
@@ -227,3 +248,19 @@ def test_unlock_translate_end_to_end_without_torch(exported, tmp_path):
     res = cli_subprocess("unlock", face, probe, "--user", "ann", "--db", db, "--translate",
                          tmp_path / "missing.onnx")
     assert res.returncode == 2 and "Traceback" not in res.stderr
+
+
+def test_bench_measures_a_translator_like_any_model(exported, tmp_path):
+    from test_cli import run_in_process
+
+    d, reports = exported
+    files = [f["path"] for f in reports["nir2rgb"]["files"]]
+    out = tmp_path / "bench.json"
+    r = run_in_process("bench", *files, "--threads", "1", "--batch", "1,2", "--json", out)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(out.read_text())
+    assert len(rep["models"]) == len(files)
+    for entry in rep["models"]:
+        assert entry["status"] == "ok" and entry["best"]["fps"] > 0
+        assert {(x["batch"], x["status"]) for x in entry["results"]} == {(1, "ok"), (2, "ok")}
+        assert entry["input"]["input_shape"][1:] == [3, SIZE, SIZE]

@@ -32,8 +32,6 @@ from edgeconv.metadata import METADATA_FORMAT_VERSION, sidecar_path
 from edgeconv.runtime.model_meta import TRANSLATOR_DIRECTIONS as DIRECTIONS  # (source, target)
 
 OUTPUT_NAME = "image"
-#: options of ``edgeconv export`` a translator export takes (others are refused, not ignored)
-TRANSLATOR_OPTIONS = ("batch", "opset", "simplify", "fp16", "name", "force", "output_dir")
 
 
 class TranslatorNet(nn.Module):

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from edgeconv.errors import EdgeconvError
+from edgeconv.runtime.model_meta import TRANSLATOR_DIRECTIONS as DIRECTIONS
 from edgeconv.translate.unit import UNIT, UNITConfig, optimizers, train_step
 
 CHECKPOINT_FORMAT = "edgeconv.unit"
@@ -186,7 +187,6 @@ def translate_train(cfg: TranslateConfig | None = None, resume=None, log=print,
     return trainer.run(stop_after=stop_after)
 
 
-DIRECTIONS = ("nir2rgb", "rgb2nir")
 
 
 def translate_files(checkpoint, images, output_dir, direction: str = "nir2rgb") -> list[Path]:
