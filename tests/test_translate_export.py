@@ -264,3 +264,15 @@ def test_bench_measures_a_translator_like_any_model(exported, tmp_path):
         assert entry["status"] == "ok" and entry["best"]["fps"] > 0
         assert {(x["batch"], x["status"]) for x in entry["results"]} == {(1, "ok"), (2, "ok")}
         assert entry["input"]["input_shape"][1:] == [3, SIZE, SIZE]
+
+
+def test_info_summarises_a_translation_checkpoint(unit_ckpt):
+    from test_cli import run_in_process
+
+    r = run_in_process("info", unit_ckpt, "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["epochs"] == "2/2" and d["unit_config"]["width"] == 4
+    assert d["data"]["size"] == SIZE and d["params"] > 0 and "recon" in d["last_epoch_losses"]
+    r = run_in_process("info", unit_ckpt)
+    assert r.returncode == 0 and "UNIT translator" in r.stdout

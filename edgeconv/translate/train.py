@@ -221,3 +221,28 @@ def translate_files(checkpoint, images, output_dir, direction: str = "nir2rgb") 
                 img = np.repeat(img, 3, axis=2)
             written.append(save_image(out_dir / f"{Path(p).stem}_{direction}.png", img))
     return written
+
+
+def describe_translate_checkpoint(path, ckpt: dict | None = None) -> dict:
+    """``edgeconv info`` of a translation checkpoint: config, epochs, last losses, weights
+    checked against the UNIT config."""
+    ckpt = ckpt if ckpt is not None else load_translate_checkpoint(path)
+    try:
+        model = UNIT(UNITConfig.from_dict(ckpt["unit_config"]))
+        model.load_state_dict(ckpt["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise EdgeconvError(f"{path}: weights do not fit its UNIT config "
+                            f"({str(exc).splitlines()[0][:120]})") from None
+    cfg = ckpt.get("config") or {}
+    last = (ckpt.get("history") or [{}])[-1]
+    return {"file": str(path), "kind": "UNIT translator (edgeconv translate-train)",
+            "format_version": ckpt.get("format_version"),
+            "edgeconv_version": ckpt.get("edgeconv_version"),
+            "unit_config": ckpt["unit_config"],
+            "epochs": f"{int(ckpt.get('epoch', 0))}/{cfg.get('epochs')}",
+            "data": {k: cfg.get(k) for k in ("identities", "images_per_identity", "size",
+                                             "difficulty", "seed")},
+            "last_epoch_losses": {k: round(float(v), 4) for k, v in last.items()
+                                  if k not in ("epoch", "seconds")},
+            "params": sum(p.numel() for p in model.generator_parameters()),
+            "export": "edgeconv export FILE --direction nir2rgb|rgb2nir"}
