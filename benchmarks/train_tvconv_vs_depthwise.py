@@ -6,7 +6,8 @@ the runs). Two phases:
 1. training throughput (images/s of a full SGD step, training form), each op alone in this
    process, the same batch and thread count; also counts how often TVConv's weight generator
    runs per step (it must be once per layer, whatever the batch size);
-2. ``--seeds`` training runs per op (identical data, epochs, batch, schedule; the seed only
+2. ``--seeds`` training runs per op (identical data, batch, schedule; epochs as the quickstart
+   gives them, TVConv +6 unless ``--tvconv-epochs``; the seed only
    changes the initialisation and data order), ``--jobs`` at a time (1 thread each), each
    evaluated on the synthetic *test* split (identities disjoint from training and from the
    validation split used to pick best.ckpt) with the 10-fold protocol, using ``last.ckpt``.
@@ -30,11 +31,22 @@ from pathlib import Path
 OPS = ("depthwise", "tvconv")
 
 
-def _common(args) -> dict:
+def op_epochs(args, op: str) -> int:
+    """The quickstart's budget: TVConv trains ``--tvconv-epochs`` (default: epochs + 6)."""
+    from edgeconv.train.quickstart import TVCONV_EXTRA_EPOCHS
+
+    if op != "tvconv":
+        return args.epochs
+    if args.tvconv_epochs is not None:
+        return args.tvconv_epochs
+    return args.epochs + TVCONV_EXTRA_EPOCHS
+
+
+def _common(args, op: str = "depthwise") -> dict:
     return dict(model=args.model, input_size=[args.input_size, args.input_size],
                 identities=args.identities, images_per_identity=args.images_per_identity,
                 difficulty=args.difficulty, data_seed=args.data_seed, val_pairs=args.val_pairs,
-                epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                epochs=op_epochs(args, op), batch_size=args.batch_size, lr=args.lr,
                 schedule=args.schedule, warmup_epochs=args.warmup_epochs,
                 margin_warmup_epochs=args.margin_warmup_epochs,
                 generator_lr_mult=args.generator_lr_mult, embedding_dim=args.embedding_dim,
@@ -110,7 +122,7 @@ def one_run(job: tuple) -> dict:
     args = argparse.Namespace(**args_dict)
     out = Path(args.output) / f"{op}_seed{seed}"
     cfg = TrainConfig(op=op, seed=seed, output=str(out), op_kwargs=_op_kwargs(op, args),
-                      **_common(args))
+                      **_common(args, op))
     t0 = time.perf_counter()
     summary = train(cfg, overwrite=True, progress=False, log=lambda m: None)
     train_s = time.perf_counter() - t0
@@ -172,12 +184,14 @@ def write_doc(path: Path, args, thr: dict, runs: list[dict], wall: float,
              f"difficulty {args.difficulty}, data seed {args.data_seed} (identical for every run)")
     sched = ("MultiStep milestones scaled from [22, 30, 35]/38" if args.schedule == "multistep"
              else f"{args.schedule} schedule per step")
-    L.append(f"- recipe (the quickstart's): AM-Softmax s=32 m=0.35 (margin ramped from 0 over "
+    te = op_epochs(args, "tvconv")
+    budget = ("same budget (epochs x images) for both ops" if te == args.epochs else
+              f"TVConv {te} epochs, depthwise {args.epochs} (the quickstart's budgets)")
+    L.append(f"- recipe (the quickstart's): AM-Softmax s={args.am_scale:g} m=0.35 (margin ramped from 0 over "
              f"{args.margin_warmup_epochs:g} epochs), SGD lr {args.lr} momentum 0.9 wd 5e-4 "
              f"(TVConv's affinity maps and generators at {args.generator_lr_mult:g}x the lr), "
-             f"{args.epochs} epochs, {sched} with {args.warmup_epochs:g} warm-up epoch(s), "
-             f"batch {args.batch_size}, horizontal flip; same budget (epochs x images) for both "
-             f"ops")
+             f"{sched} with {args.warmup_epochs:g} warm-up epoch(s), "
+             f"batch {args.batch_size}, horizontal flip; {budget}")
     L.append(f"- seeds {', '.join(str(s) for s in range(args.seeds))} (initialisation + data order); "
              f"{args.jobs} run(s) in parallel, 1 thread each")
     L.append(f"- evaluation: `last.ckpt` on the synthetic **test** split, {args.test_pairs} pairs "
@@ -288,9 +302,11 @@ def main(argv=None) -> int:
     p.add_argument("--warmup-epochs", type=float, default=Q.warmup_epochs)
     p.add_argument("--margin-warmup-epochs", type=float, default=Q.margin_warmup_epochs)
     p.add_argument("--embedding-dim", type=int, default=Q.embedding_dim)
-    p.add_argument("--am-scale", type=float, default=32.0,
-                   help="AM-Softmax scale; docs/train_tvconv_vs_depthwise.md was generated at "
-                        "32 (the quickstart now uses 16; equal epochs for both ops here)")
+    p.add_argument("--am-scale", type=float, default=Q.am_scale,
+                   help="AM-Softmax scale (the quickstart's; the paper's recipe: 32)")
+    p.add_argument("--tvconv-epochs", type=int, default=None,
+                   help="TVConv epochs (default: --epochs + 6, the quickstart's budget; give "
+                        "--epochs to compare at equal budget)")
     p.add_argument("--generator-lr-mult", type=float, default=Q.generator_lr_mult,
                    help="TVConv affinity maps + generators: lr x this (no-op for depthwise)")
     p.add_argument("--inter-channels", type=int, default=16)
