@@ -73,27 +73,22 @@ def hist_eq(x):
 
 # ----------------------------------------------------------------------------- models
 def load_unit(path):
+    """(NIR -> RGB, RGB -> NIR): uint8 NHWC -> uint8 NHWC, the exporter's reference networks."""
     import torch
 
-    from edgeconv.translate.train import load_translate_checkpoint
-    from edgeconv.translate.unit import UNIT, UNITConfig
+    from edgeconv.export.translator import direction_net
+    from edgeconv.translate.train import load_translate_checkpoint, unit_from_checkpoint
 
-    ckpt = load_translate_checkpoint(path)
-    m = UNIT(UNITConfig.from_dict(ckpt["unit_config"]))
-    m.load_state_dict(ckpt["state_dict"])
-    m.eval()
+    model = unit_from_checkpoint(load_translate_checkpoint(path), path)
+    nets = [direction_net(model, d, path) for d in ("nir2rgb", "rgb2nir")]
 
-    def run(fn, imgs, nir_in):
+    def run(net, imgs):
         with torch.no_grad():
             x = torch.from_numpy(imgs.astype(np.float32) / 127.5 - 1).permute(0, 3, 1, 2)
-            if nir_in:
-                x = x.mean(1, keepdim=True)
-            outs = [fn(x[i:i + 256]) for i in range(0, len(x), 256)]
-            y = torch.cat(outs)
-            y = ((y.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
-        return np.repeat(y, 3, axis=-1) if y.shape[-1] == 1 else y
+            y = torch.cat([net(x[i:i + 256]) for i in range(0, len(x), 256)])
+            return ((y.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
 
-    return (lambda im: run(m.translate_ba, im, True)), (lambda im: run(m.translate_ab, im, False))
+    return (lambda im: run(nets[0], im)), (lambda im: run(nets[1], im))
 
 
 class Verifier:

@@ -111,22 +111,13 @@ def info(checkpoint, as_json):
     """Summarise a checkpoint: model config, training state and stored metrics."""
     from edgeconv.train.checkpoint import describe_checkpoint, read_torch_file
 
-    ckpt = read_torch_file(checkpoint)
+    ckpt = read_torch_file(checkpoint)  # read once; the summary that fits its header
     if isinstance(ckpt, dict) and ckpt.get("format") == "edgeconv.unit":
-        import json
+        from edgeconv.translate.train import describe_translate_checkpoint
 
-        from edgeconv.translate.train import describe_translate_checkpoint, \
-            load_translate_checkpoint
-
-        load_translate_checkpoint(checkpoint)            # version checks
-        d = describe_translate_checkpoint(checkpoint, ckpt)
-        if as_json:
-            click.echo(json.dumps(d, indent=2))
-        else:
-            for k, v in d.items():
-                click.echo(f"{k + ':':<20}{json.dumps(v) if isinstance(v, dict) else v}")
-        return
-    describe_checkpoint(checkpoint, as_json=as_json)
+        describe_translate_checkpoint(checkpoint, ckpt, as_json=as_json)
+    else:
+        describe_checkpoint(checkpoint, as_json=as_json, ckpt=ckpt)
 
 
 # --------------------------------------------------------------------------- list

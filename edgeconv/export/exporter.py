@@ -230,7 +230,7 @@ def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batc
             meta["lowrank"]["ranks"] = [layer["rank"] for layer in info["lowrank"]["layers"]]
             meta["lowrank"]["vs_exact"] = info["lowrank"]["vs_exact"]
         if f == "onnx":
-            from edgeconv.export.onnx_export import export_onnx, finalize_onnx
+            from edgeconv.export.onnx_export import export_onnx
 
             proto, extra = export_onnx(model_f, size, batch_n, int(opset or fmt.DEFAULT_OPSET),
                                        simplify or "auto")
@@ -278,15 +278,28 @@ def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batc
         echo(f"parity {f:<6} {label}: max abs diff {summary['max_abs_diff']:.2e}, "
              f"min cosine {summary['min_cosine']:.8f} on {', '.join(summary['inputs'])} "
              f"(faces: {face_source})")
-        if f == "onnx":
-            data = finalize_onnx(proto, meta)
-            meta_embedded = True
-        else:
-            data, meta_embedded = tfl.embed_metadata(data, meta)
-        side = dict(meta, file=path.name, sha256=hashlib.sha256(data).hexdigest(),
-                    bytes=len(data), metadata_embedded=meta_embedded)
-        staged.append((path, data, side))
+        staged.append(stage_file(path, proto if f == "onnx" else data, meta))
+    return write_staged(staged, report, echo, t0)
 
+
+def stage_file(path: Path, model, meta: dict) -> tuple[Path, bytes, dict]:
+    """(path, bytes with the metadata embedded, sidecar dict) of one verified file; ``model``
+    is an ONNX ModelProto or TFLite flatbuffer bytes."""
+    if isinstance(model, (bytes, bytearray)):
+        from edgeconv.export import tflite_export as tfl
+
+        data, embedded = tfl.embed_metadata(bytes(model), meta)
+    else:
+        from edgeconv.export.onnx_export import finalize_onnx
+
+        data, embedded = finalize_onnx(model, meta), True
+    side = dict(meta, file=path.name, sha256=hashlib.sha256(data).hexdigest(),
+                bytes=len(data), metadata_embedded=embedded)
+    return path, data, side
+
+
+def write_staged(staged, report: dict, echo, t0: float) -> dict:
+    """Write every staged file + sidecar atomically, list them in ``report``, time it."""
     _write_all(staged)
     for path, data, side in staged:
         report["files"].append({"path": str(path), "sidecar": str(sidecar_path(path)),

@@ -16,7 +16,6 @@ replicated to three), i.e. pixel = ``(y + 1) * 127.5``. The device side
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from torch import nn
 from edgeconv import __version__
 from edgeconv.errors import EdgeconvError
 from edgeconv.export import formats as fmt
-from edgeconv.metadata import METADATA_FORMAT_VERSION, sidecar_path
+from edgeconv.metadata import METADATA_FORMAT_VERSION
 from edgeconv.runtime.model_meta import TRANSLATOR_DIRECTIONS as DIRECTIONS  # (source, target)
 
 OUTPUT_NAME = "image"
@@ -166,28 +165,27 @@ def tflite_form(net: nn.Module, size: int, dynamic_batch: bool) -> nn.Module:
 
 def load_direction(checkpoint, direction: str):
     """(TranslatorNet in eval mode, checkpoint dict, source channels, target channels)."""
-    from edgeconv.translate.train import load_translate_checkpoint
-    from edgeconv.translate.unit import UNIT, UNITConfig
+    from edgeconv.translate.train import load_translate_checkpoint, unit_from_checkpoint
 
     if direction not in DIRECTIONS:
         raise EdgeconvError(f"--direction must be one of {', '.join(DIRECTIONS)}, got "
                             f"{direction!r}")
     ckpt = load_translate_checkpoint(checkpoint)
-    try:
-        model = UNIT(UNITConfig.from_dict(ckpt["unit_config"]))
-        model.load_state_dict(ckpt["state_dict"])
-    except (KeyError, TypeError, RuntimeError) as exc:
-        raise EdgeconvError(f"{checkpoint}: weights do not fit its UNIT config "
-                            f"({str(exc).splitlines()[0][:120]})") from None
+    net = direction_net(unit_from_checkpoint(ckpt, checkpoint), direction, checkpoint)
+    return net, ckpt, net.cin, net.cout
+
+
+def direction_net(model, direction: str, name="model") -> TranslatorNet:
+    """One direction of a loaded UNIT model as a :class:`TranslatorNet` (eval mode)."""
     c = model.cfg
     if direction == "nir2rgb":
         enc, gen, cin, cout = model.enc_b, model.gen_a, c.channels_b, c.channels_a
     else:
         enc, gen, cin, cout = model.enc_a, model.gen_b, c.channels_a, c.channels_b
     if {int(cin), int(cout)} - {1, 3}:
-        raise EdgeconvError(f"{checkpoint}: domains of {cin} and {cout} channels; a translator "
+        raise EdgeconvError(f"{name}: domains of {cin} and {cout} channels; a translator "
                             "file maps 1- or 3-channel images")
-    return TranslatorNet(enc, gen, cin, cout).eval(), ckpt, int(cin), int(cout)
+    return TranslatorNet(enc, gen, cin, cout).eval()
 
 
 def source_faces(direction: str, n: int, size: int, seed: int = 0) -> np.ndarray:
@@ -261,7 +259,7 @@ def export_translator(checkpoint, direction: str, formats=None, output_dir=".", 
     nothing written when any file fails its parity gate."""
     from edgeconv.export import parity as par
     from edgeconv.export.exporter import _check_overwrite, _guarded, _run_onnx, \
-        _run_tflite_all, _write_all
+        _run_tflite_all, stage_file, write_staged
     from edgeconv.runtime.model_meta import file_sha256
 
     formats = fmt.parse_formats(formats)
@@ -290,7 +288,7 @@ def export_translator(checkpoint, direction: str, formats=None, output_dir=".", 
         spec = fmt.EXPORT_FORMATS[f]
         meta = dict(meta0, format=f, batch=batch_n or "dynamic")
         if f == "onnx":
-            from edgeconv.export.onnx_export import export_onnx, finalize_onnx
+            from edgeconv.export.onnx_export import export_onnx
 
             proto, extra = export_onnx(export_net, (size, size), batch_n,
                                        int(opset or fmt.DEFAULT_OPSET), simplify or "auto",
@@ -323,18 +321,5 @@ def export_translator(checkpoint, direction: str, formats=None, output_dir=".", 
         report["parity"][f] = summary
         echo(f"parity {f:<6} {label}: max abs diff {summary['max_abs_diff']:.2e}, "
              f"min cosine {summary['min_cosine']:.8f} on {', '.join(summary['inputs'])}")
-        if f == "onnx":
-            data, embedded = finalize_onnx(proto, meta), True
-        else:
-            data, embedded = tfl.embed_metadata(data, meta)
-        side = dict(meta, file=path.name, sha256=hashlib.sha256(data).hexdigest(),
-                    bytes=len(data), metadata_embedded=embedded)
-        staged.append((path, data, side))
-    _write_all(staged)
-    for path, data, side in staged:
-        report["files"].append({"path": str(path), "sidecar": str(sidecar_path(path)),
-                                "bytes": len(data), "metadata_embedded": side["metadata_embedded"]})
-        echo(f"wrote {path} ({len(data) / 1e6:.2f} MB) + {sidecar_path(path).name}"
-             + ("" if side["metadata_embedded"] else " (metadata in sidecar only)"))
-    report["seconds"] = round(time.perf_counter() - t0, 2)
-    return report
+        staged.append(stage_file(path, proto if f == "onnx" else data, meta))
+    return write_staged(staged, report, echo, t0)

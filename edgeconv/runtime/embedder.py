@@ -456,8 +456,8 @@ class Embedder:
             raise EdgeconvError(f"{self.path.name}: the model produced a zero embedding")
         return (y / norm).astype(np.float32)
 
-    def embed_images(self, images: np.ndarray) -> np.ndarray:
-        """uint8 (N, H, W, 3) RGB at the input size -> (N, D) L2-normalised embeddings."""
+    def _image_batch(self, images) -> tuple[np.ndarray, bool]:
+        """uint8 (N, H, W, 3) or one (H, W, 3) -> (batch at the input size, was it one)."""
         images = np.asarray(images)
         single = images.ndim == 3
         if single:
@@ -467,6 +467,19 @@ class Embedder:
                                 f"{tuple(images.shape)}")
         if tuple(images.shape[1:3]) != tuple(self.input_size):
             images = np.stack([self._fit(im, "<array>") for im in images])
+        return images, single
+
+    def load_items(self, items) -> tuple[np.ndarray, bool]:
+        """Path / bytes / uint8 array, or a list of them -> (uint8 batch, was it one item)."""
+        single = not isinstance(items, (list, tuple))
+        batch = [items] if single else list(items)
+        if not batch:
+            raise EdgeconvError("no images given")
+        return np.stack([self.load(it) for it in batch]), single
+
+    def embed_images(self, images: np.ndarray) -> np.ndarray:
+        """uint8 (N, H, W, 3) RGB at the input size -> (N, D) L2-normalised embeddings."""
+        images, single = self._image_batch(images)
         e = self.embed_normalized(self.preprocess(images))
         if self.flip:
             f = self.embed_normalized(self.preprocess(np.ascontiguousarray(images[:, :, ::-1])))
@@ -478,11 +491,7 @@ class Embedder:
         """Path / bytes / uint8 array -> (D,); a list of them -> (N, D). L2-normalised."""
         if isinstance(items, np.ndarray) and items.ndim == 4:
             return self.embed_images(items)
-        single = not isinstance(items, (list, tuple))
-        batch = [items] if single else list(items)
-        if not batch:
-            raise EdgeconvError("no images given")
-        images = np.stack([self.load(it) for it in batch])
+        images, single = self.load_items(items)
         e = self.embed_images(images)
         return e[0] if single else e
 

@@ -50,15 +50,7 @@ class Translator(Embedder):
 
     def translate_images(self, images: np.ndarray) -> np.ndarray:
         """uint8 (N, H, W, 3) (or one (H, W, 3)) -> uint8 translations at the input size."""
-        images = np.asarray(images)
-        single = images.ndim == 3
-        if single:
-            images = images[None]
-        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-            raise EdgeconvError(f"expected uint8 RGB images (N, H, W, 3), got {images.dtype} "
-                                f"{tuple(images.shape)}")
-        if tuple(images.shape[1:3]) != tuple(self.input_size):
-            images = np.stack([self._fit(im, "<array>") for im in images])
+        images, single = self._image_batch(images)
         h, w = self.input_size
         y = self._run(self.preprocess(images)).reshape(len(images), 3, h, w)
         if not np.isfinite(y).all():
@@ -72,8 +64,7 @@ class Translator(Embedder):
         """Path / bytes / uint8 array -> (H, W, 3) uint8; a list of them -> (N, H, W, 3)."""
         if isinstance(items, np.ndarray) and items.ndim == 4:
             return self.translate_images(items)
-        single = not isinstance(items, (list, tuple))
-        arrs = np.stack([self.load(it) for it in ([items] if single else items)])
+        arrs, single = self.load_items(items)
         out = self.translate_images(arrs)
         return out[0] if single else out
 
@@ -111,8 +102,7 @@ class TranslatingEmbedder:
     def embed(self, items):
         if isinstance(items, np.ndarray) and items.ndim == 4:
             return self.embed_images(items)
-        single = not isinstance(items, (list, tuple))
-        arrs = np.stack([self.translator.load(it) for it in ([items] if single else items)])
+        arrs, single = self.translator.load_items(items)
         e = self.embed_images(arrs)
         return e[0] if single else e
 

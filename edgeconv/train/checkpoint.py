@@ -216,13 +216,15 @@ def _metric_lines(metrics) -> list[str]:
     return lines
 
 
-def describe_checkpoint(path: str | os.PathLike, as_json: bool = False) -> dict:
-    """`edgeconv info`: validate the checkpoint fully (weights included) and summarise it."""
+def describe_checkpoint(path: str | os.PathLike, as_json: bool = False,
+                        ckpt=None) -> dict:
+    """`edgeconv info`: validate the checkpoint fully (weights included) and summarise it
+    (``ckpt``: the file's content when the caller has already read it)."""
     import json
 
     import click
 
-    ckpt = load_checkpoint(path)
+    ckpt = validate_checkpoint(ckpt, Path(path)) if ckpt is not None else load_checkpoint(path)
     model = model_from_checkpoint(ckpt, path)
     training = ckpt.get("training") or {}
     summary = {

@@ -157,13 +157,28 @@ def _json(d):
 def load_translate_checkpoint(path) -> dict:
     from edgeconv.train.checkpoint import read_torch_file
 
-    ckpt = read_torch_file(path, "translation checkpoint")
+    return validate_translate_checkpoint(read_torch_file(path, "translation checkpoint"), path)
+
+
+def validate_translate_checkpoint(ckpt, path) -> dict:
+    """The header checks of :func:`load_translate_checkpoint` on an already-read object."""
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise EdgeconvError(f"{path}: not an edgeconv translation checkpoint")
     if ckpt.get("format_version") != FORMAT_VERSION:
         raise EdgeconvError(f"{path}: translation checkpoint version "
                             f"{ckpt.get('format_version')!r} is not supported")
     return ckpt
+
+
+def unit_from_checkpoint(ckpt: dict, path) -> UNIT:
+    """The UNIT model of a validated translation checkpoint, weights loaded, in eval mode."""
+    try:
+        model = UNIT(UNITConfig.from_dict(ckpt["unit_config"]))
+        model.load_state_dict(ckpt["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise EdgeconvError(f"{path}: weights do not fit its UNIT config "
+                            f"({str(exc).splitlines()[0][:120]})") from None
+    return model.eval()
 
 
 def translate_train(cfg: TranslateConfig | None = None, resume=None, log=print,
@@ -198,13 +213,7 @@ def translate_files(checkpoint, images, output_dir, direction: str = "nir2rgb") 
     if not images:
         raise EdgeconvError("give at least one image")
     ckpt = load_translate_checkpoint(checkpoint)
-    model = UNIT(UNITConfig.from_dict(ckpt["unit_config"]))
-    try:
-        model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as exc:
-        raise EdgeconvError(f"{checkpoint}: weights do not fit its UNIT config "
-                            f"({str(exc).splitlines()[0][:120]})") from None
-    model.eval()
+    model = unit_from_checkpoint(ckpt, checkpoint)
     size = int(ckpt["config"]["size"])
     arrs = [load_image(p, size=(size, size)) for p in images]  # every input checked first
     out_dir = Path(output_dir)
@@ -223,26 +232,32 @@ def translate_files(checkpoint, images, output_dir, direction: str = "nir2rgb") 
     return written
 
 
-def describe_translate_checkpoint(path, ckpt: dict | None = None) -> dict:
-    """``edgeconv info`` of a translation checkpoint: config, epochs, last losses, weights
-    checked against the UNIT config."""
-    ckpt = ckpt if ckpt is not None else load_translate_checkpoint(path)
-    try:
-        model = UNIT(UNITConfig.from_dict(ckpt["unit_config"]))
-        model.load_state_dict(ckpt["state_dict"])
-    except (KeyError, TypeError, RuntimeError) as exc:
-        raise EdgeconvError(f"{path}: weights do not fit its UNIT config "
-                            f"({str(exc).splitlines()[0][:120]})") from None
+def describe_translate_checkpoint(path, ckpt: dict | None = None, as_json: bool = False) -> dict:
+    """``edgeconv info`` of a translation checkpoint (``ckpt``: the file already read):
+    config, epochs, last losses, weights checked against the UNIT config; printed."""
+    import json
+
+    import click
+
+    ckpt = (validate_translate_checkpoint(ckpt, path) if ckpt is not None
+            else load_translate_checkpoint(path))
+    model = unit_from_checkpoint(ckpt, path)
     cfg = ckpt.get("config") or {}
     last = (ckpt.get("history") or [{}])[-1]
-    return {"file": str(path), "kind": "UNIT translator (edgeconv translate-train)",
-            "format_version": ckpt.get("format_version"),
-            "edgeconv_version": ckpt.get("edgeconv_version"),
-            "unit_config": ckpt["unit_config"],
-            "epochs": f"{int(ckpt.get('epoch', 0))}/{cfg.get('epochs')}",
-            "data": {k: cfg.get(k) for k in ("identities", "images_per_identity", "size",
-                                             "difficulty", "seed")},
-            "last_epoch_losses": {k: round(float(v), 4) for k, v in last.items()
-                                  if k not in ("epoch", "seconds")},
-            "params": sum(p.numel() for p in model.generator_parameters()),
-            "export": "edgeconv export FILE --direction nir2rgb|rgb2nir"}
+    d = {"file": str(path), "kind": "UNIT translator (edgeconv translate-train)",
+         "format_version": ckpt.get("format_version"),
+         "edgeconv_version": ckpt.get("edgeconv_version"),
+         "unit_config": ckpt["unit_config"],
+         "epochs": f"{int(ckpt.get('epoch', 0))}/{cfg.get('epochs')}",
+         "data": {k: cfg.get(k) for k in ("identities", "images_per_identity", "size",
+                                          "difficulty", "seed")},
+         "last_epoch_losses": {k: round(float(v), 4) for k, v in last.items()
+                               if k not in ("epoch", "seconds")},
+         "params": sum(p.numel() for p in model.generator_parameters()),
+         "export": "edgeconv export FILE --direction nir2rgb|rgb2nir"}
+    if as_json:
+        click.echo(json.dumps(d, indent=2))
+    else:
+        for k, v in d.items():
+            click.echo(f"{k + ':':<20}{json.dumps(v) if isinstance(v, dict) else v}")
+    return d
