@@ -393,10 +393,14 @@ def users_reset(name, db):
               help="Camera: stop after this many attempts (0: until unlocked or locked out).")
 @click.option("--save-crop", type=click.Path(dir_okay=False), default=None,
               help="Camera: write the last crop the model saw to this image file.")
+@click.option("--show-score", is_flag=True,
+              help="Print the score and threshold of a rejected attempt too (off by default: "
+                   "it is feedback for someone tuning an attack at the camera).")
 @_unlock_threshold
 @_unlock_common
 def unlock(model, images, user, camera, max_failures, cooldown, frames, interval, crop,
-           max_attempts, save_crop, far, threshold, db, threads, flip, as_json, translate):
+           max_attempts, save_crop, show_score, far, threshold, db, threads, flip, as_json,
+           translate):
     """Unlock attempt(s) through the lock-out policy, from IMAGES or --camera.
 
     Exit 0 unlocked, 1 rejected, 3 locked out. Faces must be aligned and centred.
@@ -408,7 +412,7 @@ def unlock(model, images, user, camera, max_failures, cooldown, frames, interval
                                 cooldown=cooldown, flip=flip, threads=threads, frames=frames,
                                 interval=interval, crop=crop, max_attempts=max_attempts,
                                 save_crop=save_crop, as_json=as_json,
-                                translate=translate))
+                                translate=translate, show_score=show_score))
 
 
 # --------------------------------------------------------------------------- export

@@ -74,6 +74,54 @@ def check_input_file(path: str | os.PathLike, kind: str = "file") -> Path:
     return path
 
 
+def read_regular_file(path: str | os.PathLike, kind: str = "file",
+                      max_bytes: int = 1 << 30) -> bytes:
+    """The bytes of ``path``, read once through one file descriptor: it must be a regular,
+    non-empty file of at most ``max_bytes`` (a FIFO, device, directory or a file that grows
+    past the cap is refused in one line, never read without bound or waited on)."""
+    import errno
+    import stat as _stat
+
+    from edgeconv.errors import EdgeconvError
+
+    path = Path(path)
+    try:  # O_NONBLOCK: opening a FIFO for reading does not wait for a writer
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise EdgeconvError(f"{path}: not a regular file, not a {kind}") from None
+        raise EdgeconvError(_os_reason(path, exc, kind)) from None
+    try:
+        st = os.fstat(fd)
+        if _stat.S_ISDIR(st.st_mode):
+            raise EdgeconvError(_directory(path, kind))
+        if not _stat.S_ISREG(st.st_mode):
+            raise EdgeconvError(f"{path}: not a regular file, not a {kind}")
+        if st.st_size == 0:
+            raise EdgeconvError(f"{path}: empty file, not a {kind}")
+        if st.st_size > max_bytes:
+            raise EdgeconvError(f"{path}: {st.st_size / 2**20:.0f} MiB, larger than the "
+                                f"{max_bytes / 2**20:.0f} MiB limit for a {kind}")
+        chunks, total = [], 0
+        while total <= max_bytes:
+            try:
+                chunk = os.read(fd, min(1 << 24, max_bytes + 1 - total))
+            except OSError as exc:
+                raise EdgeconvError(_os_reason(path, exc, kind)) from None
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > max_bytes:
+            raise EdgeconvError(f"{path}: grew past the {max_bytes / 2**20:.0f} MiB limit for "
+                                f"a {kind} while being read")
+        if total == 0:
+            raise EdgeconvError(f"{path}: empty file, not a {kind}")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def read_user_file(path: str | os.PathLike, kind: str = "file") -> bytes:
     """Bytes of a user-supplied file; a missing/unreadable one is an EdgeconvError naming it."""
     from edgeconv.errors import EdgeconvError

@@ -131,7 +131,7 @@ def test_cli_locked_user_cannot_unlock_by_identify(setup, tmp_path):
     for _ in range(5):
         cli("unlock", model, "--user", "carol", "--db", db, faces[(2, 4)])
     assert cli("unlock", model, "--user", "carol", "--db", db, faces[(0, 3)])[0] == 3
-    code, out, err = cli("unlock", model, "--db", db, "--json", faces[(0, 3)])
+    code, out, err = cli("unlock", model, "--db", db, "--json", "--show-score", faces[(0, 3)])
     r = json.loads(out)
     assert code == 1 and not r["accepted"] and r["refused_locked_user"], (r, err)
     assert r["best_user"] == "carol" and r["user"] is None and r["failures"] == 1

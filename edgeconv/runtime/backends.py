@@ -40,8 +40,7 @@ _ORT_DTYPES = {
 }
 
 
-class ModelFileError(EdgeconvError):
-    """The model file is missing, empty, of an unknown kind, corrupt or truncated."""
+from edgeconv.runtime.model_file import ModelFile, ModelFileError, read_model_file  # noqa: E402
 
 
 class UnsupportedConfig(EdgeconvError):
@@ -92,7 +91,8 @@ def _read_head(path: Path, n: int = 8) -> bytes:
         raise ModelFileError(f"{path}: unreadable ({exc.strerror or exc})") from None
 
 
-def register_kernels_if_used(session_options, path: str | os.PathLike) -> bool:
+def register_kernels_if_used(session_options, path: str | os.PathLike, data: bytes | None = None
+                             ) -> bool:
     """Register the edgeconv kernel library on ``session_options`` if the model needs it.
 
     Returns whether it was registered. A model that uses the ``edgeconv`` domain where the
@@ -102,7 +102,7 @@ def register_kernels_if_used(session_options, path: str | os.PathLike) -> bool:
     """
     from edgeconv import kernels
 
-    if not kernels.model_uses_kernels(path):
+    if not kernels.model_uses_kernels(path if data is None else data):
         return False
 
     try:
@@ -169,11 +169,14 @@ class ModelBackend:
     runtime_version: str | None = None
     uses_kernels: bool = False  # the edgeconv kernel library was registered for this model
 
-    def __init__(self, path: str | os.PathLike, threads: int = 1):
+    def __init__(self, path: str | os.PathLike, threads: int = 1,
+                 model_file: ModelFile | None = None):
         if int(threads) < 1:
             raise EdgeconvError(f"threads must be >= 1, got {threads}")
         self.path = Path(path)
         self.threads = int(threads)
+        # the bytes this backend runs, read once (edgeconv.runtime.model_file)
+        self.model_file: ModelFile = model_file or read_model_file(self.path)
         self.input_name: str = ""
         self.input_dtype = np.dtype(np.float32)
         # declared shape: ints for fixed dims, None for symbolic/dynamic ones
@@ -259,9 +262,8 @@ class OnnxRuntimeBackend(ModelBackend):
     backend = ONNXRUNTIME
 
     def __init__(self, path, threads: int = 1, allow_spinning: bool = True,
-                 optimization: str = "all"):
-        super().__init__(path, threads)
-        check_model_file(self.path)
+                 optimization: str = "all", model_file: ModelFile | None = None):
+        super().__init__(path, threads, model_file)
         ort, self.runtime = import_runtime(ONNXRUNTIME)
         self.runtime_version = getattr(ort, "__version__", None)
         self.allow_spinning = bool(allow_spinning)
@@ -279,7 +281,12 @@ class OnnxRuntimeBackend(ModelBackend):
         flag = "1" if self.allow_spinning else "0"
         so.add_session_config_entry("session.intra_op.allow_spinning", flag)
         so.add_session_config_entry("session.inter_op.allow_spinning", flag)
-        self.uses_kernels = register_kernels_if_used(so, self.path)
+        mf = self.model_file
+        self.uses_kernels = register_kernels_if_used(so, self.path, mf.data)
+        if mf.external:  # external initialisers from the bytes that were hashed
+            names = list(mf.external)
+            so.add_external_initializers_from_files_in_memory(
+                names, [mf.external[n] for n in names], [len(mf.external[n]) for n in names])
         kwargs = {}
         if self.uses_kernels:
             from edgeconv.kernels import session_kwargs
@@ -287,7 +294,7 @@ class OnnxRuntimeBackend(ModelBackend):
             kwargs = session_kwargs()
         self.disabled_optimizers = list(kwargs.get("disabled_optimizers", []))
         try:
-            self._sess = ort.InferenceSession(str(self.path), sess_options=so,
+            self._sess = ort.InferenceSession(mf.data, sess_options=so,
                                               providers=["CPUExecutionProvider"], **kwargs)
         except Exception as exc:  # onnxruntime's own exception types
             first = _first_line(exc)
@@ -344,12 +351,9 @@ class TFLiteBackend(ModelBackend):
 
     backend = TFLITE
 
-    def __init__(self, path, threads: int = 1):
-        super().__init__(path, threads)
-        check_model_file(self.path)
-        with open(self.path, "rb") as fh:
-            head = fh.read(8)
-        if head[4:8] != b"TFL3":
+    def __init__(self, path, threads: int = 1, model_file: ModelFile | None = None):
+        super().__init__(path, threads, model_file)
+        if self.model_file.data[4:8] != b"TFL3":
             raise ModelFileError(f"{self.path}: not a TFLite model (no TFL3 file identifier)")
         mod, self.runtime = import_runtime(TFLITE)
         self.runtime_version = _dist_version(self.runtime)
@@ -357,7 +361,8 @@ class TFLiteBackend(ModelBackend):
 
         try:
             with third_party_output():  # "INFO: Created TensorFlow Lite XNNPACK delegate ..."
-                self._it = mod.Interpreter(model_path=str(self.path), num_threads=self.threads)
+                self._it = mod.Interpreter(model_content=self.model_file.data,
+                                           num_threads=self.threads)
                 self._it.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelFileError(f"{self.path}: not a readable TFLite model ({_first_line(exc)})") \
@@ -430,17 +435,19 @@ def open_model(path: str | os.PathLike, backend: str | None = None, threads: int
                allow_spinning: bool = True) -> ModelBackend:
     """Open ``path`` with ``backend`` (default: by file type) and ``threads`` threads.
 
-    ``allow_spinning`` sets ONNX Runtime's ``session.intra_op.allow_spinning``
-    (ignored by TFLite).
+    The file (and its external data) is read once; the runtime runs those bytes and
+    ``model.model_file`` keeps them for hashing and metadata. ``allow_spinning`` sets ONNX
+    Runtime's ``session.intra_op.allow_spinning`` (ignored by TFLite).
     """
-    path = check_model_file(path)
-    kind = backend_for_path(path)
+    mf = read_model_file(path)
+    kind = ONNXRUNTIME if mf.kind == "onnx" else TFLITE
     backend = normalize_backend(backend) if backend else kind
     if backend != kind:
-        raise EdgeconvError(f"{path}: backend {backend} cannot run a {kind} model file")
+        raise EdgeconvError(f"{mf.path}: backend {backend} cannot run a {kind} model file")
     if backend == ONNXRUNTIME:
-        return OnnxRuntimeBackend(path, threads=threads, allow_spinning=allow_spinning)
-    return TFLiteBackend(path, threads=threads)
+        return OnnxRuntimeBackend(mf.path, threads=threads, allow_spinning=allow_spinning,
+                                  model_file=mf)
+    return TFLiteBackend(mf.path, threads=threads, model_file=mf)
 
 
 def random_input(shape, dtype, seed: int = 0) -> np.ndarray:

@@ -64,15 +64,22 @@ def read_tflite_metadata(path: str | os.PathLike, name: str | None = None) -> di
     A minimal FlatBuffers walk of ``Model.metadata`` -> ``Buffer.data`` (no extra
     packages); any structural surprise returns None rather than guessing.
     """
+    try:
+        buf = Path(path).read_bytes()
+    except OSError:
+        return None
+    return tflite_metadata_from_bytes(buf, path, name)
+
+
+def tflite_metadata_from_bytes(buf: bytes, path, name: str | None = None) -> dict | None:
+    """:func:`read_tflite_metadata` of a .tflite file's bytes (``path`` names it in errors)."""
     import json
 
     from edgeconv.metadata import TFLITE_METADATA_NAME
 
-    name = name or TFLITE_METADATA_NAME
     try:
-        buf = Path(path).read_bytes()
-        raw = _tflite_metadata_bytes(buf, name)
-    except (OSError, struct.error, IndexError, ValueError, UnicodeDecodeError):
+        raw = _tflite_metadata_bytes(buf, name or TFLITE_METADATA_NAME)
+    except (struct.error, IndexError, ValueError, UnicodeDecodeError):
         return None
     if raw is None:
         return None
@@ -163,11 +170,12 @@ class Embedder:
         self.model = open_model(self.path, backend=backend, threads=threads)
         self.warnings: list[str] = []
         self.threshold_warning: str | None = None
-        file_hash, external = model_meta.scan_model_file(self.path)  # one read of the file
+        # the bytes the runtime runs, read once: hashed and parsed here, never re-read
+        mf = self.model.model_file
         if metadata is not None:
             res = model_meta.ResolvedMetadata(metadata, "given")
         else:  # the embedded metadata is the authority; a disagreeing sidecar is refused
-            res = model_meta.resolve_metadata(self.path, self._embedded_metadata(), file_hash)
+            res = model_meta.resolve_metadata(self.path, self._embedded_metadata(), mf.sha256)
         for w in res.warnings:
             self._warn(w)
         meta = res.meta
@@ -185,7 +193,7 @@ class Embedder:
         self.flip = bool(flip)
         self._configure()
         # what templates are bound to: the file, its external data, sidecar-only metadata
-        self.sha256 = model_meta.model_identity(self.path, file_hash, external, res.bound_bytes)
+        self.sha256 = mf.identity(res.bound_bytes)
         if warmup:
             self.warmup()
         self.load_seconds = time.perf_counter() - t0
@@ -213,7 +221,7 @@ class Embedder:
                 raise EdgeconvError(f"{self.path}: corrupt edgeconv metadata in the ONNX file") \
                     from None
             return meta if isinstance(meta, dict) else None
-        return read_tflite_metadata(self.path)
+        return tflite_metadata_from_bytes(self.model.model_file.data, self.path)
 
     def _check_declared_shapes(self, declared, model_hw) -> None:
         """Refuse, before anything is allocated, inputs that would need absurd memory and

@@ -12,7 +12,7 @@ Torch-free. The rules (docs/unlock.md, threat model):
   identity, so editing it invalidates every template enrolled with it.
 * Every value is validated (:func:`validate_metadata`): types, finite numbers, ``std > 0``,
   sane sizes, thresholds in [-1, 1].
-* The identity that templates are bound to (:func:`model_identity`) is the SHA-256 of the
+* The identity that templates are bound to (:func:`identity`) is the SHA-256 of the
   model file, extended (when present) with the SHA-256 of every ONNX external-data file and
   of sidecar-only metadata: swapping external weights is a different model.
 """
@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -276,34 +275,12 @@ def file_sha256(path) -> str:
     return h.hexdigest()
 
 
-def scan_model_file(path) -> tuple[str, list[str]]:
-    """(SHA-256 of the model file, the ONNX external-data locations it names), reading the
-    file once."""
-    path = Path(path)
-    if path.suffix.lower() != ".onnx":
-        return file_sha256(path), []
-    data = path.read_bytes()
-    try:
-        locations = onnx_external_locations(data)
-    except (ValueError, UnicodeDecodeError):
-        raise MetadataError(f"{path.name}: not a well-formed ONNX file") from None
-    return hashlib.sha256(data).hexdigest(), locations
-
-
-def model_identity(path, file_hash: str, locations=(), bound_bytes: bytes | None = None) -> str:
-    """The SHA-256 templates are bound to (see the module's rules); ``file_hash`` and
-    ``locations`` from :func:`scan_model_file`."""
-    path = Path(path)
-    parts = []
-    root = path.resolve().parent
-    for loc in locations:
-        ext = (root / loc).resolve()
-        if os.path.isabs(loc) or root not in ext.parents:
-            raise MetadataError(f"{path.name}: external data {loc!r} lies outside the "
-                                "model's folder")
-        if not ext.is_file():
-            raise MetadataError(f"{path.name}: external data file {loc!r} is missing")
-        parts.append(f"external:{loc}:{file_sha256(ext)}")
+def identity(file_hash: str, external=(), bound_bytes: bytes | None = None) -> str:
+    """The SHA-256 templates are bound to (see the module's rules): the model file's own
+    hash, extended with ``external`` ((location, sha256) of every ONNX external-data file)
+    and the hash of sidecar-only metadata (``bound_bytes``). The hashes come from the bytes
+    the runtime runs (:class:`edgeconv.runtime.model_file.ModelFile`)."""
+    parts = [f"external:{loc}:{sha}" for loc, sha in external]
     if bound_bytes is not None:
         parts.append("sidecar:" + hashlib.sha256(bound_bytes).hexdigest())
     if not parts:

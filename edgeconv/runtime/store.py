@@ -175,6 +175,7 @@ class TemplateStore:
         self.conn: sqlite3.Connection | None = None
         self.timeout = float(timeout)
         self._loose_mode = None
+        self._file_stat = None
         try:
             st = os.lstat(self.path)
         except (FileNotFoundError, NotADirectoryError):
@@ -272,6 +273,27 @@ class TemplateStore:
         if st.st_size < 512:
             raise StoreError(f"{p}: truncated template database ({st.st_size} bytes)")
         self._loose_mode = st.st_mode if st.st_mode & 0o077 else None
+        self._file_stat = st
+
+    def check_trusted(self) -> None:
+        """Refuse (:class:`StoreError`) a database that someone else could have written: a
+        file owned by another user (root excepted) or writable by everyone, or in a folder
+        writable by everyone without the sticky bit. ``unlock`` trusts the store's templates
+        and lock-out counters, so it takes such a store on these terms only (as ssh takes
+        keys)."""
+        st = self._file_stat or os.stat(self.path)
+        me = os.geteuid()
+        if st.st_uid not in (me, 0):
+            raise StoreError(f"{self.path}: the template database belongs to another user "
+                             f"(uid {st.st_uid}); unlock refuses a store it does not own")
+        if st.st_mode & 0o002:
+            raise StoreError(f"{self.path}: the template database is writable by every user "
+                             f"(mode {stat.filemode(st.st_mode)}); chmod 600 it before unlock "
+                             "uses it")
+        parent = os.stat(self.path.parent)
+        if parent.st_mode & 0o002 and not parent.st_mode & stat.S_ISVTX:
+            raise StoreError(f"{self.path.parent}: the template database's folder is writable "
+                             "by every user (anyone could replace the store); chmod o-w it")
 
     def _sql_error(self, exc: sqlite3.Error) -> StoreError:
         """One line for an SQLite failure: read-only, busy, unopenable or unusable."""

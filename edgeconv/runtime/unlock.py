@@ -52,7 +52,9 @@ def open_embedder(model, threads: int = 1, flip: bool = False, translate=None):
     return emb
 
 
-def open_store(db, create: bool = True):
+def open_store(db, create: bool = True, trusted: bool = False):
+    """The template store; ``trusted``: refuse one others could have written
+    (:meth:`TemplateStore.check_trusted`, for unlock) before any warning is printed."""
     import warnings
 
     from edgeconv.runtime.store import TemplateStore
@@ -60,6 +62,12 @@ def open_store(db, create: bool = True):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         store = TemplateStore(db, create=create)
+    if trusted:
+        try:
+            store.check_trusted()
+        except BaseException:
+            store.close()
+            raise
     for w in caught:
         click.echo(f"edgeconv: warning: {w.message}", err=True)
     return store
@@ -330,8 +338,18 @@ def _attempt(emb, store, policy, e, user, thr):
             "lockouts": st.lockouts, "locked_for": st.remaining(policy.clock())}
 
 
-def _report_attempt(r, thr, source, ms, policy, as_json, user, emb=None):
+def _report_attempt(r, thr, source, ms, policy, as_json, user, emb=None, show_score=False):
     payload = dict(r, threshold=thr, threshold_source=source, latency_ms=ms)
+    if not (r["accepted"] or show_score):
+        # a rejection says no more than "rejected": a score next to the threshold is
+        # feedback for someone tuning an attack at the camera (--show-score to see it)
+        payload.pop("score", None)
+        payload.pop("best_user", None)
+        payload.pop("threshold", None)
+        why = ": that user is locked out" if r.get("refused_locked_user") else ""
+        text = f"REJECTED{why}; latency {ms:.1f} ms" + _attempts_left(r, policy)
+        _emit(as_json, payload, text, emb)
+        return
     if r["accepted"]:
         text = (f"UNLOCKED {r['best_user']!r}: score {r['score']:.4f} > "
                 f"{_thr_text(thr, source)}; latency {ms:.1f} ms")
@@ -343,19 +361,40 @@ def _report_attempt(r, thr, source, ms, policy, as_json, user, emb=None):
         else:
             text = (f"REJECTED {who}: score {r['score']:.4f} <= {_thr_text(thr, source)}; "
                     f"latency {ms:.1f} ms")
-        if r["locked_for"] > 0:
-            text += (f"\nlocked out for {r['locked_for']:.0f} s after {policy.max_failures} "
-                     "rejected attempts")
-        else:
-            text += (f"\n{policy.max_failures - r['failures']} attempt(s) left before a "
-                     "lock-out")
+        text += _attempts_left(r, policy)
     _emit(as_json, payload, text, emb)
+
+
+def _attempts_left(r, policy) -> str:
+    if r["locked_for"] > 0:
+        return (f"\nlocked out for {r['locked_for']:.0f} s after {policy.max_failures} "
+                "rejected attempts")
+    return f"\n{policy.max_failures - r['failures']} attempt(s) left before a lock-out"
+
+
+def _check_model_counted(store, policy, emb, user, subject) -> None:
+    """The model must be the one the templates were made with; a mismatch is refused in one
+    line AND counted as a failed attempt of ``subject`` (swapping models is an attack, not
+    a free retry)."""
+    from edgeconv.runtime.store import ModelMismatch
+
+    try:
+        if user:
+            store.get_for_model(user, emb.sha256, emb.label)
+        else:
+            _model_templates(store, emb)
+    except ModelMismatch as exc:
+        st = policy.record(subject, False)
+        left = st.remaining(policy.clock())
+        tail = (f"locked out for {left:.0f} s" if left > 0 else
+                f"{policy.max_failures - st.failures} attempt(s) left before a lock-out")
+        raise ModelMismatch(f"{exc} (counted as a failed attempt: {tail})") from None
 
 
 def unlock_command(model, user=None, images=(), camera=None, db=None, far=None,
                    threshold=None, max_failures=5, cooldown=30.0, growth=2.0, flip=False,
                    threads=1, frames=3, interval=0.5, crop=0.6, max_attempts=0,
-                   save_crop=None, as_json=False, translate=None) -> int:
+                   save_crop=None, as_json=False, translate=None, show_score=False) -> int:
     """One unlock attempt per image (or live camera attempts) through the lock-out policy."""
     from edgeconv.runtime.policy import IDENTIFY_SUBJECT, LockedOut, LockoutPolicy
 
@@ -371,30 +410,27 @@ def unlock_command(model, user=None, images=(), camera=None, db=None, far=None,
     store = None
     try:
         thr, source = emb.threshold(far=far, threshold=threshold)
-        store = open_store(db, create=False)
+        store = open_store(db, create=False, trusted=True)
         policy = LockoutPolicy(store, max_failures=max_failures, cooldown=cooldown,
                                growth=growth)
         subject = user or IDENTIFY_SUBJECT
-        if user:
-            store.get_for_model(user, emb.sha256, emb.label)  # unknown user / model: fail now
-        else:
-            _model_templates(store, emb)
         try:
             policy.check(subject)
+            _check_model_counted(store, policy, emb, user, subject)
             _warn_threshold(emb)
             if camera is None:
                 code = EXIT_REJECT
                 for img in images:
                     e, ms = _embed_timed(emb, str(img))
                     r = _attempt(emb, store, policy, e, user, thr)
-                    _report_attempt(r, thr, source, ms, policy, as_json, user, emb)
+                    _report_attempt(r, thr, source, ms, policy, as_json, user, emb, show_score)
                     if r["accepted"]:
                         return EXIT_ACCEPT
                     if r["locked_for"] > 0:
                         return EXIT_LOCKED
                 return code
             return _camera_loop(emb, store, policy, user, thr, source, camera, frames,
-                                interval, crop, max_attempts, save_crop, as_json)
+                                interval, crop, max_attempts, save_crop, as_json, show_score)
         except LockedOut as exc:
             if as_json:
                 click.echo(json.dumps({"accepted": False, "locked_out": True,
@@ -408,7 +444,7 @@ def unlock_command(model, user=None, images=(), camera=None, db=None, far=None,
 
 
 def _camera_loop(emb, store, policy, user, thr, source, index, frames, interval, crop,
-                 max_attempts, save_crop, as_json) -> int:
+                 max_attempts, save_crop, as_json, show_score=False) -> int:
     from edgeconv.runtime.camera import Camera, center_crop_resize
 
     attempts = 0
@@ -427,7 +463,7 @@ def _camera_loop(emb, store, policy, user, thr, source, index, frames, interval,
             e /= np.linalg.norm(e)
             ms = (time.perf_counter() - t0) * 1000.0
             r = _attempt(emb, store, policy, e, user, thr)
-            _report_attempt(r, thr, source, ms, policy, as_json, user, emb)
+            _report_attempt(r, thr, source, ms, policy, as_json, user, emb, show_score)
             attempts += 1
             if r["accepted"]:
                 return EXIT_ACCEPT
