@@ -27,6 +27,9 @@ from edgeconv.metadata import METADATA_FORMAT_VERSION, sidecar_path
 
 #: file-name suffix of a fused export per weight storage (never the portable file's name)
 _FUSED_SUFFIX = {"float32": "_fused", "float16": "_fused_fp16", "int8": "_fused_int8"}
+#: ... and of the default ONNX export of a TVConv model (fused nodes + function bodies):
+#: NAME.onnx; the explicit --formulation fused keeps the _fused names above
+_DEFAULT_FUSED_SUFFIX = {"float32": "", "float16": "_fp16", "int8": "_int8"}
 MEAN = [0.5, 0.5, 0.5]
 STD = [0.5, 0.5, 0.5]
 
@@ -151,7 +154,9 @@ def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batc
     formats = fmt.parse_formats(formats)
     fmt.validate_options(formats, {"opset": opset, "fp16": fp16, "simplify": simplify,
                                    "weight_dtype": weight_dtype, "formulation": formulation})
-    weight_dtype = weight_dtype or "float32"  # validated: only --formulation fused uses it
+    # validated: only fused TVConv layers use it; TFLite --fp16 stores them as float16 too
+    tfl_weight_dtype = weight_dtype or ("float16" if fp16 else "float32")
+    weight_dtype = weight_dtype or "float32"
     if simplify is not None and simplify not in ("auto", "onnxsim", "onnxslim", "none"):
         raise EdgeconvError(f"--simplify must be auto, onnxsim, onnxslim or none, got {simplify!r}")
     batch_n = fmt.parse_batch(batch)
@@ -167,9 +172,6 @@ def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batc
         if lowrank is not None:
             raise EdgeconvError("--formulation fused exports the exact folded weights; it cannot "
                                 "be combined with --lowrank")
-        from edgeconv import kernels
-
-        kernels.load()  # KernelsMissing: one line saying how to build them
     out_dir = Path(output_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise EdgeconvError(f"{out_dir}: exists and is not a directory")
@@ -216,15 +218,20 @@ def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batc
     staged: list[tuple[Path, bytes, dict]] = []
     for f in formats:
         spec = fmt.EXPORT_FORMATS[f]
+        wd = weight_dtype if f == "onnx" else tfl_weight_dtype
         form, model_f = _select_formulation(exported, info, f, formulation,
                                             int(opset or fmt.DEFAULT_OPSET) if f == "onnx" else None,
-                                            weight_dtype)
+                                            wd)
         report["formulation"][f] = form
         meta = dict(meta0, format=f, folding="lowrank" if lowrank is not None else "exact",
                     formulation=form, batch=batch_n or "dynamic")
         fused = form == "fused"
-        if fused:
+        if fused and f == "onnx":
             meta["kernels"] = _kernels_metadata(weight_dtype)
+        elif fused:
+            from edgeconv.export.litert_fused import kernels_metadata
+
+            meta["kernels"] = kernels_metadata(wd)
         if lowrank is not None:
             meta["lowrank"] = {k: info["lowrank"][k] for k in ("requested", "max_rank", "mean_rank")}
             meta["lowrank"]["ranks"] = [layer["rank"] for layer in info["lowrank"]["layers"]]
@@ -236,31 +243,56 @@ def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batc
                                        simplify or "auto")
             meta.update(opset=extra["opset"], simplifier=extra["simplifier"])
             data = proto.SerializeToString()
-            outs = _guarded(_run_onnx, data, inputs, "ONNX Runtime")
-            label = "ONNX (onnxruntime + edgeconv kernels)" if fused else "ONNX (onnxruntime)"
-            suffix = _FUSED_SUFFIX[weight_dtype] if fused else ""
+            suffix = ((_FUSED_SUFFIX if formulation == "fused" else _DEFAULT_FUSED_SUFFIX)
+                      [weight_dtype] if fused else "")
             path = out_dir / f"{stem}{suffix}{spec.suffix}"
+            if fused:  # portable: function bodies and (where built) the kernel, both gated below
+                outs, label = None, None
+            else:
+                outs = _guarded(_run_onnx, data, inputs, "ONNX Runtime")
+                label = "ONNX (onnxruntime)"
         else:
             from edgeconv.export import tflite_export as tfl
 
-            data = tfl.export_tflite(exported, size, batch_n)
+            data = tfl.export_tflite(model_f, size, batch_n)
+            if fused:
+                from edgeconv.export.litert_fused import batch_free_bodies
+
+                data, _ = batch_free_bodies(data)
             meta["precision"] = "float32"
             if fp16:
                 data, n16 = tfl.to_fp16_weights(data)
                 meta["precision"] = "float16-weights"
                 meta["fp16_tensors"] = n16
-            outs = _guarded(_run_tflite_all, data, inputs, "the LiteRT interpreter",
-                            hint=None if batch_n else "export it with --batch N")
-            label = "TFLite (LiteRT interpreter)"
-            path = out_dir / f"{stem}{'_fp16' if fp16 else ''}{spec.suffix}"
+            if fused:  # portable: both runs are gated below (edgeconv.export.litert_fused)
+                from edgeconv.export import litert_fused
+
+                outs = None
+                label = litert_fused.PORTABLE_LABEL
+            else:
+                outs = _guarded(_run_tflite_all, data, inputs, "the LiteRT interpreter",
+                                hint=None if batch_n else "export it with --batch N")
+                label = "TFLite (LiteRT interpreter)"
+            wsuffix = {"float32": "", "float16": "" if fp16 else "_fp16", "int8": "_int8"}
+            path = out_dir / (f"{stem}{'_fp16' if fp16 else ''}"
+                              f"{wsuffix[wd] if fused else ''}{spec.suffix}")
         _check_overwrite(path, ckpt_sha, force)
-        results = {k: par.compare(refs[k], outs[k]) for k in inputs}
         tol = ((par.FP16_MAX_ABS_DIFF, par.FP16_MIN_COSINE) if (f == "tflite" and fp16)
-               else par.FUSED_TOLERANCE[weight_dtype] if fused
+               else par.FUSED_TOLERANCE[wd] if fused
                else (par.MAX_ABS_DIFF, par.MIN_COSINE))
         tol = (max(tol[0], 2.0 * floor), tol[1])
         try:
-            summary = par.check(results, *tol, label=f"{path.name} [{label}]")
+            if outs is None and f == "onnx":  # fused ONNX: bodies and kernel both gated
+                from edgeconv.export import onnx_function as onf
+
+                summary, both = onf.gate_both(data, inputs, refs, tol, path.name, _guarded)
+                label = summary["runtime"]
+            elif outs is None:  # fused TFLite: with the delegate and without, both gated
+                summary, both = litert_fused.gate_both(data, inputs, refs, tol, path.name)
+            else:
+                results = {k: par.compare(refs[k], outs[k]) for k in inputs}
+                summary = par.check(results, *tol, label=f"{path.name} [{label}]")
+                both = None
         except par.ParityError as exc:
             if f == "tflite" and batch_n is None:
                 raise par.ParityError(
@@ -274,10 +306,25 @@ def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batc
                           "min_cosine": summary["min_cosine"], "inputs": summary["inputs"],
                           "reference": "eager lowrank model" if lowrank is not None
                           else "eager training-form model"}
+        if both is not None:
+            meta["parity"].update(both)
         report["parity"][f] = summary
         echo(f"parity {f:<6} {label}: max abs diff {summary['max_abs_diff']:.2e}, "
              f"min cosine {summary['min_cosine']:.8f} on {', '.join(summary['inputs'])} "
              f"(faces: {face_source})")
+        if both is not None and f == "onnx":
+            body, kern = summary["function_body"], summary["kernel"]
+            if "skipped" in kern:
+                echo(f"parity {f:<6} edgeconv kernel: not run ({kern['skipped']})")
+            else:
+                echo(f"parity {f:<6} {onf.BODY_LABEL}: max abs diff "
+                     f"{body['max_abs_diff']:.2e}, min cosine {body['min_cosine']:.8f}")
+            echo(onf.where_line(path.name, extra.get("tvconv_nodes", 0)))
+        elif both is not None:
+            d = summary["delegate"]
+            echo(f"parity {f:<6} {litert_fused.DELEGATE_LABEL}: " + (
+                f"max abs diff {d['max_abs_diff']:.2e}, min cosine {d['min_cosine']:.8f}"
+                if "skipped" not in d else f"not run ({d['skipped']})"))
         staged.append(stage_file(path, proto if f == "onnx" else data, meta))
     return write_staged(staged, report, echo, t0)
 
@@ -328,9 +375,10 @@ def _select_formulation(model, info, fmt_name, requested, opset, weight_dtype="f
         import copy
 
         from edgeconv.export.fused import fuse_model
+        from edgeconv.export.litert_fused import fuse_model_litert
 
         fused = copy.deepcopy(model)
-        fuse_model(fused, weight_dtype)
+        (fuse_model if fmt_name == "onnx" else fuse_model_litert)(fused, weight_dtype)
         return name, fused.eval()
     set_formulation(model, name)
     return name, model
@@ -341,10 +389,14 @@ def _kernels_metadata(weight_dtype: str) -> dict:
     from edgeconv import kernels
     from edgeconv.kernels.pack import LAYOUT
 
-    built = kernels.info()
+    try:  # the file runs without the library too (function bodies): its version is a note
+        built = kernels.info()["version"]
+    except kernels.KernelsMissing:
+        built = None
     return {"domain": kernels.DOMAIN, "op": kernels.OP_TYPE, "op_version": kernels.OP_VERSION,
             "layout": LAYOUT, "weight_dtype": weight_dtype,
-            "library_version": built["version"], "library": "edgeconv kernels (edgeconv/kernels)"}
+            "library_version": built, "library": "edgeconv kernels (edgeconv/kernels)",
+            "function_body": True}
 
 
 def parity_inputs_for(size, batch_n, seed):

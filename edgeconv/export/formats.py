@@ -31,10 +31,12 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
         description="ONNX (torch.onnx, onnxsim/onnxslim simplified, ONNX-checked), "
                     "checked in ONNX Runtime"),
     "tflite": ExportFormat(
-        "tflite", ".tflite", COMMON_OPTIONS + ("fp16",),
+        "tflite", ".tflite", COMMON_OPTIONS + ("fp16", "weight_dtype"),
         ("torch", "litert_torch", "ai_edge_litert"), extra="tflite",
         description="TFLite flatbuffer via litert-torch (no TensorFlow), float32 "
-                    "(--fp16: float16 weights), checked in the LiteRT interpreter"),
+                    "(--fp16: float16 weights), checked in the LiteRT interpreter; TVConv "
+                    "layers as edgeconv.tvconv composites (--formulation fused, the default: "
+                    "--weight-dtype sets their weight storage)"),
 }
 
 DEFAULT_FORMATS = ("onnx", "tflite")
@@ -113,7 +115,11 @@ def validate_options(formats: list[str], given: dict) -> None:
         if wd not in WEIGHT_DTYPES:
             raise EdgeconvError(f"--weight-dtype must be one of {', '.join(WEIGHT_DTYPES)}, "
                                 f"got {wd!r}")
-        if given.get("formulation") != "fused":
+        from edgeconv.export.formulations import FUSED, default_formulation
+
+        form = given.get("formulation")
+        if form != FUSED and not (form is None and all(default_formulation(f) == FUSED
+                                                       for f in formats)):
             raise EdgeconvError("--weight-dtype is the storage of the fused kernel's weights: "
                                 "it needs --formulation fused")
     opset = given.get("opset")

@@ -45,19 +45,23 @@ from edgeconv.ops.per_pixel import (LOWERINGS, check_lowering, col2im_weights,  
                                     onehot_kernels, per_pixel, tap_kernel)
 
 EXACT_FORMULATIONS = LOWERINGS
-#: ``fused``: each folded TVConv (with its BatchNorm and activation) becomes ONE node of the
+#: ``fused``: each folded TVConv (with its BatchNorm and activation) becomes ONE node. ONNX: the
 #: edgeconv kernel library's custom op ``edgeconv.TVConv`` (edgeconv.export.fused); the file
-#: then runs only where that library is loaded (edgeconv.kernels).
+#: then runs only where that library is loaded (edgeconv.kernels). TFLite: a
+#: ``STABLEHLO_COMPOSITE`` ``edgeconv.tvconv`` (edgeconv.export.litert_fused) whose
+#: decomposition is standard ops, so the file runs in any LiteRT and runs the native kernel
+#: where the edgeconv LiteRT delegate is loaded (docs/litert_delegate.md).
 FUSED = "fused"
 FORMULATIONS = EXACT_FORMULATIONS + (FUSED,)
-#: The default where ``col2im`` cannot be used (TFLite, ONNX opset < 18), chosen from the
+#: The default where ``col2im`` cannot be used (ONNX opset < 18), chosen from the
 #: measurements in docs/export_speed.md.
 DEFAULT_FORMULATION = "tapconv"
+#: TFLite's default: the portable composite (docs/litert_delegate.md)
+DEFAULT_TFLITE_FORMULATION = FUSED
 #: Formulations only ONNX can carry (TFLite has no Col2Im: litert-torch lowers it to a
 #: stablehlo scatter that the interpreter cannot run).
-ONNX_ONLY_FORMULATIONS = ("col2im", FUSED)
-_WHY_ONNX_ONLY = {"col2im": "has no Col2Im op",
-                  FUSED: "cannot carry the edgeconv custom op (see docs/litert_delegate.md)"}
+ONNX_ONLY_FORMULATIONS = ("col2im",)
+_WHY_ONNX_ONLY = {"col2im": "has no Col2Im op"}
 #: formulations whose TFLite graph pins the batch size (a dynamic-batch file resized to
 #: batch 3 computes one image: measured by benchmarks/export_speed.py), so TFLite needs --batch N
 TFLITE_BATCH_PINNING = ("onehot", "onehot_tap", "slices")
@@ -66,8 +70,10 @@ MIN_OPSET = {"col2im": 18}
 
 def default_formulation(fmt: str, opset: int | None = None) -> str:
     """The fastest exact formulation each format can carry (docs/export_speed.md)."""
-    if fmt == "onnx" and (opset is None or opset >= MIN_OPSET["col2im"]):
-        return "col2im"
+    if fmt == "onnx":  # edgeconv.TVConv nodes with standard-op function bodies: portable
+        return FUSED
+    if fmt == "tflite":
+        return DEFAULT_TFLITE_FORMULATION
     return DEFAULT_FORMULATION
 
 

@@ -164,15 +164,22 @@ def to_fp16_weights(data: bytes) -> tuple[bytes, int]:
         codes.append(code)
         deq = len(codes) - 1
     converted = 0
+    composite = getattr(fb.BuiltinOperator, "STABLEHLO_COMPOSITE", None)
     for sg in model_t.subgraphs:
         consumers: dict[int, list] = {}
+        # inputs of edgeconv.tvconv composites keep their storage (--weight-dtype): the
+        # delegate needs them constant, not behind a DEQUANTIZE
+        pinned = {int(t) for op in sg.operators if composite is not None
+                  and max(codes[op.opcodeIndex].builtinCode,
+                          codes[op.opcodeIndex].deprecatedBuiltinCode) == composite
+                  for t in (op.inputs if op.inputs is not None else [])}
         for op in sg.operators:
             for t in (op.inputs if op.inputs is not None else []):
                 if t >= 0:
                     consumers.setdefault(int(t), []).append(op)
         new_ops = []
         for idx, tensor in enumerate(sg.tensors):
-            if tensor.type != fb.TensorType.FLOAT32 or idx not in consumers:
+            if tensor.type != fb.TensorType.FLOAT32 or idx not in consumers or idx in pinned:
                 continue
             buf = model_t.buffers[tensor.buffer]
             if buf.data is None or len(buf.data) < 4 * FP16_MIN_ELEMENTS:

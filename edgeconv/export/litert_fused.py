@@ -1,0 +1,304 @@
+"""``--formulation fused`` for TFLite: each TVConv as ONE ``STABLEHLO_COMPOSITE`` op.
+
+Each ``FoldedTVConv`` (its BatchNorm already absorbed by the fold walker) and the ReLU/ReLU6
+that follows it in its ``nn.Sequential`` become a :class:`LiteRTFusedTVConv`, which converts
+(litert-torch 0.10, ``StableHLOCompositeBuilder``) to one ``STABLEHLO_COMPOSITE`` op named
+``edgeconv.tvconv`` with attributes ``kernel_size``, ``stride``, ``activation``, ``layout``
+(``h_w_kk_c``) and ``kernel_version`` (1), and four inputs, all NHWC::
+
+    0  X        float32 (N, H, W, C)
+    1  W        packed (h, w, k*k, C) float32 | float16 | int8 constant, border taps zero
+    2  scales   (k*k, C) float32 (ones for float weights)
+    3  bias     float32 (C,) or (h, w, C) (zeros when the layer has none)
+    -> Y        float32 (N, h, w, C)
+
+    y[n,i,j,c] = act(sum_{u,v} pad(x)[n, i*s+u, j*s+v, c] * W[i,j,u*k+v,c]*scales[u*k+v,c] + b)
+
+The composite's decomposition subgraph is that formula in standard ops (Cast, Mul, Pad,
+k*k StridedSlices of the input and of the weights, Mul, Add, Relu/Relu6), so a stock LiteRT
+interpreter with nothing of edgeconv loaded runs the file exactly; with the edgeconv LiteRT
+delegate (``edgeconv.runtime.litert_delegate``) each composite runs as one native kernel.
+
+The model keeps its NCHW interface: the layer permutes NCHW -> NHWC in front of the composite
+and back after it, and the converter (which runs NHWC internally) cancels these permutes
+against its own layout transposes, so only the model's input/output transposes remain.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+import torch
+from torch import nn
+
+from edgeconv.kernels import pack
+from edgeconv.ops.tvconv import FoldedTVConv
+
+#: the composite's name and attributes (the contract with the delegate)
+COMPOSITE_NAME = "edgeconv.tvconv"
+LAYOUT = pack.NHWC_LAYOUT
+KERNEL_VERSION = 1
+WEIGHT_DTYPES = pack.WEIGHT_DTYPES
+_ACT = {nn.ReLU: "relu", nn.ReLU6: "relu6"}
+_TORCH_DTYPE = {"float32": torch.float32, "float16": torch.float16, "int8": torch.int8}
+
+
+def decomposition(x: torch.Tensor, w: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor,
+                  kernel_size: int, stride: int, out_hw, activation: str) -> torch.Tensor:
+    """The composite's function in standard ops, NHWC (also the eager forward)."""
+    k, s, p = kernel_size, stride, kernel_size // 2
+    h, w_out = out_hw
+    wd = w.to(x.dtype) * scales.to(x.dtype)                       # dequantise (h, w, k*k, C)
+    xp = nn.functional.pad(x, (0, 0, p, p, p, p))                 # (N, H+2p, W+2p, C)
+    acc = None
+    for t in range(k * k):
+        u, v = divmod(t, k)
+        tap = xp[:, u:u + s * (h - 1) + 1:s, v:v + s * (w_out - 1) + 1:s, :] * wd[:, :, t, :]
+        acc = tap if acc is None else acc + tap
+    y = acc + bias.to(x.dtype)
+    if activation == "relu":
+        y = torch.relu(y)
+    elif activation == "relu6":
+        y = torch.clamp(y, 0.0, 6.0)
+    return y
+
+
+class LiteRTFusedTVConv(nn.Module):
+    """A folded TVConv (+ fused BatchNorm) + activation as one ``edgeconv.tvconv`` composite."""
+
+    def __init__(self, folded: FoldedTVConv, activation: str = "none",
+                 weight_dtype: str = "float32"):
+        super().__init__()
+        if activation not in pack.ACTIVATIONS:
+            raise ValueError(f"activation must be one of {pack.ACTIVATIONS}, got {activation!r}")
+        if weight_dtype not in WEIGHT_DTYPES:
+            raise ValueError(f"weight dtype must be one of {WEIGHT_DTYPES}, got {weight_dtype!r}")
+        self.kernel_size, self.stride = folded.kernel_size, folded.stride
+        self.in_hw, self.out_hw, self.channels = folded.in_hw, folded.out_hw, folded.channels
+        self.activation, self.weight_dtype = activation, weight_dtype
+        h, w = self.out_hw
+        kk, c = self.kernel_size ** 2, self.channels
+        weight = folded.weight.detach().double().numpy()[0]  # (C, k*k, h, w)
+        packed, scales = pack.pack_weights_nhwc(weight, self.in_hw, self.stride, weight_dtype)
+        if scales is None:
+            scales = torch.ones(kk, c, dtype=torch.float32).numpy()
+        bias = folded.bias.detach().double().numpy()[0] if folded.bias is not None else None
+        bias = pack.pack_bias_nhwc(bias, c, h, w) if bias is not None else None
+        self.register_buffer("packed", torch.from_numpy(packed.copy()))
+        self.register_buffer("scales", torch.from_numpy(scales.astype("float32")))
+        self.register_buffer("packed_bias", torch.from_numpy(bias.copy()) if bias is not None
+                             else torch.zeros(c, dtype=torch.float32))
+
+    def extra_repr(self) -> str:
+        return (f"{self.channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"in_hw={self.in_hw}, activation={self.activation}, weights={self.weight_dtype}")
+
+    check_input = FoldedTVConv.check_input
+
+    @property
+    def attributes(self) -> dict:
+        return {"kernel_size": int(self.kernel_size), "stride": int(self.stride),
+                "activation": self.activation, "layout": LAYOUT,
+                "kernel_version": KERNEL_VERSION}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        from litert_torch.backend.composite import StableHLOCompositeBuilder
+
+        builder = StableHLOCompositeBuilder(COMPOSITE_NAME, attr=self.attributes)
+        xh = x.permute(0, 2, 3, 1)
+        xh, w, scales, bias = builder.mark_inputs(xh, self.packed, self.scales, self.packed_bias)
+        y = decomposition(xh, w, scales, bias, self.kernel_size, self.stride, self.out_hw,
+                          self.activation)
+        y = builder.mark_outputs(y)
+        return y.permute(0, 3, 1, 2)
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.packed, self.scales,
+                                                           self.packed_bias))
+
+
+def fuse_model_litert(model: nn.Module, weight_dtype: str = "float32") -> int:
+    """Replace (in place) every FoldedTVConv [+ ReLU/ReLU6 after it in a Sequential] by a
+    LiteRTFusedTVConv; returns how many. Idempotent (fused layers are left alone)."""
+    count = 0
+    for module in list(model.modules()):
+        if isinstance(module, nn.Sequential):
+            keys = list(module._modules)
+            for i, key in enumerate(keys):
+                child = module._modules[key]
+                if not isinstance(child, FoldedTVConv):
+                    continue
+                act = "none"
+                j = i + 1  # the next layer that is not an Identity (a fused BatchNorm's place)
+                while j < len(keys) and isinstance(module._modules[keys[j]], nn.Identity):
+                    j += 1
+                if j < len(keys) and type(module._modules[keys[j]]) in _ACT:
+                    act = _ACT[type(module._modules[keys[j]])]
+                    module._modules[keys[j]] = nn.Identity()
+                module._modules[key] = LiteRTFusedTVConv(child, act, weight_dtype)
+                count += 1
+    for module in list(model.modules()):  # a FoldedTVConv outside any Sequential
+        for name, child in list(module.named_children()):
+            if isinstance(child, FoldedTVConv):
+                setattr(module, name, LiteRTFusedTVConv(child, "none", weight_dtype))
+                count += 1
+    return count
+
+
+def kernels_metadata(weight_dtype: str) -> dict:
+    """The ``kernels`` entry of a fused TFLite file's metadata."""
+    meta = {"runtime": "litert", "op": COMPOSITE_NAME, "layout": LAYOUT,
+            "kernel_version": KERNEL_VERSION, "weight_dtype": weight_dtype}
+    try:
+        from edgeconv.runtime import litert_delegate
+
+        info = litert_delegate.info()
+        if info.get("version"):
+            meta["delegate_version"] = info["version"]
+    except Exception:  # noqa: BLE001 - the file is portable: the delegate is optional
+        pass
+    return meta
+
+
+def run_both(data: bytes, inputs: dict) -> dict:
+    """Run a fused TFLite file on ``inputs`` with the delegate (when the library is available
+    and passes its self-test) and without it (the decomposition): {"delegate": outs or None,
+    "portable": outs}."""
+    from edgeconv.export import tflite_export as tfl
+    from edgeconv.runtime import litert_delegate as ld
+
+    out = {"delegate": None, "portable": None}
+    delegate = ld.load_delegate(threads=1)
+    if delegate is not None:
+        interp = ld.make_interpreter(data, num_threads=1, delegates=[delegate])
+        out["delegate"] = {k: tfl.run_tflite(interp, v) for k, v in inputs.items()}
+    interp = ld.make_interpreter(data, num_threads=1, delegates=[])
+    out["portable"] = {k: tfl.run_tflite(interp, v) for k, v in inputs.items()}
+    return out
+
+
+PORTABLE_LABEL = "TFLite (LiteRT interpreter, portable body)"
+DELEGATE_LABEL = "TFLite (LiteRT + edgeconv delegate)"
+
+
+def gate_both(data: bytes, inputs: dict, refs: dict, tol: tuple, name: str) -> tuple[dict, dict]:
+    """The parity gate of a fused TFLite file: run it with the delegate (when available) and
+    without it, each against ``refs`` (the float64 reference); both must pass.
+
+    Returns (summary of the portable run with a ``delegate`` entry, metadata ``parity``
+    fields for both runs). Raises ParityError on the first failure.
+    """
+    from edgeconv.export import parity as par
+    from edgeconv.export.exporter import _guarded
+    from edgeconv.runtime import litert_delegate as ld
+
+    both = _guarded(run_both, data, inputs, "the LiteRT interpreter")
+    runs = {}
+    for key, label in (("delegate", DELEGATE_LABEL), ("portable", PORTABLE_LABEL)):
+        outs = both[key]
+        if outs is None:
+            continue
+        results = {k: par.compare(refs[k], outs[k]) for k in inputs}
+        runs[key] = par.check(results, *tol, label=f"{name} [{label}]")
+        runs[key]["runtime"] = label
+    summary = dict(runs["portable"])
+    why = None if "delegate" in runs else (
+        "delegate library not built" if ld.delegate_path() is None
+        else "delegate dropped (failed its self-test)" if os.environ.get(ld.ENV_SELFTEST) != "0"
+        else f"disabled ({ld.ENV_SELFTEST}=0)")
+    summary["delegate"] = runs.get("delegate") or {"skipped": why}
+    meta = {}
+    for key in ("portable", "delegate"):
+        if key in runs:
+            r = runs[key]
+            meta[key] = {"runtime": r["runtime"], "max_abs_diff": r["max_abs_diff"],
+                         "min_cosine": r["min_cosine"], "passed": r["passed"]}
+        else:
+            meta[key] = {"skipped": why}
+    return summary, meta
+
+
+def _op_name(model_t, op) -> int:
+    code = model_t.operatorCodes[op.opcodeIndex]
+    return max(code.builtinCode, code.deprecatedBuiltinCode)
+
+
+def composite_ops(model_t):
+    """(subgraph index, op) of every ``edgeconv.tvconv`` composite."""
+    from edgeconv.export.tflite_export import _schema
+
+    fb = _schema()
+    out = []
+    for si, sg in enumerate(model_t.subgraphs):
+        for op in sg.operators:
+            if _op_name(model_t, op) == fb.BuiltinOperator.STABLEHLO_COMPOSITE:
+                opts = op.builtinOptions2
+                name = getattr(opts, "name", b"") or b""
+                if (name.decode() if isinstance(name, bytes) else name) == COMPOSITE_NAME:
+                    out.append((si, op))
+    return out
+
+
+def batch_free_bodies(data: bytes) -> tuple[bytes, int]:
+    """Let the composites' decomposition bodies run any batch size; returns (bytes, n ops).
+
+    litert-torch converts at batch 1 and writes every slice of the input with an explicit
+    batch extent of 1 (SLICE size[0] = 1, STRIDED_SLICE end[0] = 1), so a file resized to
+    batch N would compute one image. The slices of the input chain (X -> PAD -> SLICE /
+    STRIDED_SLICE) always take the whole batch axis: SLICE gets size[0] = -1 (a new constant:
+    size tensors are shared with RESHAPEs of the weights) and STRIDED_SLICE the begin/end mask
+    bit of axis 0.
+    """
+    from edgeconv.export import tflite_export as tfl
+
+    fb = tfl._schema()
+    model_t = tfl._load(data)
+    ops = fb.BuiltinOperator
+    patched = 0
+    for _, comp in composite_ops(model_t):
+        sg = model_t.subgraphs[comp.builtinOptions2.decompositionSubgraphIndex]
+        chain = {int(sg.inputs[0])}
+        for op in sg.operators:  # topological order: the chain grows as it is walked
+            code = _op_name(model_t, op)
+            if code not in (ops.PAD, ops.SLICE, ops.STRIDED_SLICE) or int(op.inputs[0]) not in chain:
+                continue
+            chain.add(int(op.outputs[0]))
+            if code == ops.SLICE:
+                size_t = sg.tensors[int(op.inputs[2])]
+                raw = model_t.buffers[size_t.buffer].data
+                dtype = np.int64 if size_t.type == fb.TensorType.INT64 else np.int32
+                size = np.frombuffer(np.asarray(raw, np.uint8).tobytes(), dtype).copy()
+                if size[0] == -1:
+                    continue
+                size[0] = -1
+                buf = fb.BufferT()
+                buf.data = np.frombuffer(size.tobytes(), np.uint8).copy()
+                model_t.buffers.append(buf)
+                t = fb.TensorT()
+                t.shape, t.type = [len(size)], size_t.type
+                t.buffer = len(model_t.buffers) - 1
+                t.name = "edgeconv_batch_free_size"
+                sg.tensors.append(t)
+                op.inputs[2] = len(sg.tensors) - 1
+                patched += 1
+            elif code == ops.STRIDED_SLICE:
+                o = op.builtinOptions
+                o.beginMask = int(o.beginMask or 0) | 1
+                o.endMask = int(o.endMask or 0) | 1
+                patched += 1
+        # every tensor the input reaches carries the batch: signature -1 on axis 0
+        batched = {int(sg.inputs[0])}
+        for op in sg.operators:
+            if any(int(t) in batched for t in op.inputs):
+                batched.update(int(t) for t in op.outputs)
+        for idx in batched:
+            t = sg.tensors[idx]
+            if t.shape is not None and len(t.shape) and int(t.shape[0]) == 1:
+                sig = [int(v) for v in t.shape]
+                sig[0] = -1
+                t.shapeSignature = sig
+    return tfl._save(model_t), patched
