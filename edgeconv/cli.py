@@ -14,9 +14,12 @@ import sys
 import click
 
 from edgeconv import __version__
+from edgeconv import options as _opts
 from edgeconv.errors import EdgeconvError
 
 EXIT_USER_ERROR = 2
+#: longest error message printed (the rest is cut with an ellipsis)
+MAX_ERROR_CHARS = 2000
 
 # Optional packages -> the extra that installs them (for a clean error when one is missing).
 EXTRA_OF = {"torch": "train", "fvcore": "train", "onnx": "export", "onnxslim": "export",
@@ -137,17 +140,19 @@ def list_models_cmd():
 @click.option("--backend", "backends", default="onnxruntime,tflite", show_default=True,
               help="Backend(s), comma separated; each runs the files of its format "
                    "(.onnx -> onnxruntime, .tflite -> tflite).")
-@click.option("--threads", callback=_csv_ints, default="1,2,4", show_default=True,
+@click.option("--threads", callback=_opts.click_threads_list, default="1,2,4", show_default=True,
               help="Thread counts, comma separated.")
 @click.option("--batch", "batches", callback=_csv_ints, default="1,2,4,8,16",
               show_default=True, help="Batch sizes, comma separated.")
 @click.option("--warmup-runs", default=3, show_default=True, type=click.IntRange(0),
               help="Minimum warm-up runs (after the first inference).")
-@click.option("--warmup-secs", default=0.5, show_default=True, type=click.FloatRange(0),
+@click.option("--warmup-secs", default=0.5, show_default=True, type=float,
+              callback=_opts.click_seconds,
               help="Minimum warm-up seconds.")
 @click.option("--min-runs", default=20, show_default=True, type=click.IntRange(1),
               help="Minimum timed runs.")
-@click.option("--min-secs", default=1.0, show_default=True, type=click.FloatRange(0),
+@click.option("--min-secs", default=1.0, show_default=True, type=float,
+              callback=_opts.click_seconds,
               help="Minimum timed seconds.")
 @click.option("--memory-batch", default=8, show_default=True, type=click.IntRange(0),
               help="Batch of the peak-memory measurement (fresh child process); 0 skips it.")
@@ -258,7 +263,8 @@ def _unlock_common(f):
     f = click.option("--db", type=click.Path(dir_okay=False), default=None,
                      help="Template database (default: $EDGECONV_HOME/templates.db or "
                           "~/.local/share/edgeconv/templates.db).")(f)
-    f = click.option("--threads", default=1, show_default=True, type=click.IntRange(1),
+    f = click.option("--threads", default=1, show_default=True, type=int,
+                     callback=_opts.click_threads,
                      help="Inference threads.")(f)
     f = click.option("--flip/--no-flip", default=None,
                      help="Flip-test: average the embeddings of the image and its mirror "
@@ -381,11 +387,13 @@ def users_reset(name, db):
               help="Live attempts from this camera index (needs edgeconv[camera]).")
 @click.option("--max-failures", default=5, show_default=True, type=click.IntRange(1),
               help="Consecutive rejections before a lock-out.")
-@click.option("--cooldown", default=30.0, show_default=True, type=click.FloatRange(0),
+@click.option("--cooldown", default=30.0, show_default=True, type=float,
+              callback=_opts.click_seconds,
               help="First lock-out in seconds (doubles with each further lock-out, max 1 h).")
 @click.option("--frames", default=3, show_default=True, type=click.IntRange(1),
               help="Camera: frames averaged per attempt.")
-@click.option("--interval", default=0.5, show_default=True, type=click.FloatRange(0),
+@click.option("--interval", default=0.5, show_default=True, type=float,
+              callback=_opts.click_seconds,
               help="Camera: seconds between attempts.")
 @click.option("--crop", default=0.6, show_default=True, type=click.FloatRange(0.05, 1.0),
               help="Camera: centre crop as a fraction of the frame (no face detector).")
@@ -562,7 +570,7 @@ def _set_threads(threads):
               help="Random horizontal flip augmentation.")
 @click.option("--workers", default=0, show_default=True, type=click.IntRange(0),
               help="DataLoader worker processes.")
-@click.option("--threads", default=None, type=click.IntRange(1),
+@click.option("--threads", default=None, type=int, callback=_opts.click_threads,
               help="torch CPU threads per process (default: torch's = cores; use 1 on a busy "
                    "machine: oversubscribed threads can make steps 10x slower).")
 @click.option("--seed", default=0, show_default=True, type=int,
@@ -646,7 +654,7 @@ def train(model, op, input_size, embedding_dim, tvconv_inter_channels, tvconv_in
 @click.option("--plot/--no-plot", default=True, show_default=True, help="Write the ROC PNG.")
 @click.option("--write/--no-write", "write_back", default=True, show_default=True,
               help="Store the results in the checkpoint's metrics['verification'].")
-@click.option("--threads", default=None, type=click.IntRange(1), help="torch CPU threads.")
+@click.option("--threads", default=None, type=int, callback=_opts.click_threads, help="torch CPU threads.")
 def eval_cmd(checkpoint, pairs, num_pairs, flip, target_far, batch_size, output_dir, plot,
              write_back, threads):
     """Face verification of CHECKPOINT: 10-fold accuracy, TAR@FAR, EER, ROC.
@@ -703,7 +711,7 @@ _QS = _quickstart_defaults()
               help="Balanced test pairs of unseen identities for 10-fold accuracy and EER.")
 @click.option("--seed", default=_QS.seed, show_default=True, type=int,
               help="Initialisation and data-order seed.")
-@click.option("--threads", default=None, type=click.IntRange(1),
+@click.option("--threads", default=None, type=int, callback=_opts.click_threads,
               help="torch CPU threads (default: all cores; use 1 if other jobs are running).")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Progress bars on a terminal (one line per epoch when redirected).")
@@ -725,7 +733,8 @@ def quickstart(output, model, input_size, identities, images_per_identity, diffi
                                      difficulty=difficulty, epochs=epochs,
                                      tvconv_epochs=tvconv_epochs, am_scale=am_scale,
                                      batch_size=batch_size, lr=lr, test_pairs=test_pairs,
-                                     seed=seed, progress=progress), echo=click.echo)
+                                     seed=seed, budget_min=budget_min, progress=progress),
+                   echo=click.echo)
 
 
 # --------------------------------------------------------------------------- translation
@@ -790,7 +799,11 @@ def main(argv=None):
     try:
         cli.main(args=argv, prog_name="edgeconv", standalone_mode=False)
     except EdgeconvError as exc:
-        click.echo(f"edgeconv: error: {exc}", err=True)
+        from edgeconv.metadata import escape_text
+
+        # one line, whatever a file or a runtime put in the message (escape sequences,
+        # newlines, 200k-character names)
+        click.echo(f"edgeconv: error: {escape_text(exc, MAX_ERROR_CHARS)}", err=True)
         sys.exit(EXIT_USER_ERROR)
     except ModuleNotFoundError as exc:
         root = (exc.name or "").split(".")[0]

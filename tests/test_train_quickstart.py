@@ -35,8 +35,11 @@ def test_quickstart_tiny(tmp_path):
     ctx = run_quickstart(opts, steps=STEPS + [("extra", extra_step)], echo=lines.append)
     out = tmp_path / "qs"
     assert seen == [["depthwise", "tvconv"]]
-    assert set(ctx.timings) == {"train", "evaluate", "profile", "export", "bench", "unlock",
-                                "report", "extra", "total"}
+    assert set(ctx.timings) == {"plan", "train", "evaluate", "profile", "export", "bench",
+                                "unlock", "report", "extra", "total"}
+    # a 15-minute budget holds the tiny recipe whole
+    assert ctx.extra["plan"].cut is False and ctx.extra["plan"].epochs == {"tvconv": 1,
+                                                                            "depthwise": 1}
     for op in ("tvconv", "depthwise"):
         assert (out / op / "last.ckpt").exists()
         assert (out / f"eval_{op}.json").exists()

@@ -58,6 +58,7 @@ class QuickstartOptions:
     inter_channels: int = 16
     inter_layers: int = 1
     seed: int = 0
+    budget_min: float = 15.0                     # wall-clock budget of the whole run (0: none)
     progress: bool = True
     flip_test: bool = False
     export_formats: str = "onnx,tflite"          # "" skips export, benchmark and unlock trial
@@ -82,6 +83,7 @@ class QuickstartContext:
     profile: dict = field(default_factory=dict)  # op -> {"macs", "params_train", ...}
     timings: dict = field(default_factory=dict)  # step -> seconds
     extra: dict = field(default_factory=dict)    # for later steps (export, bench)
+    t0: float = field(default_factory=time.perf_counter)  # when the run started (budget)
 
 
 #: TVConv fits more slowly than depthwise at this budget (docs/quickstart_recipe.md: its final
@@ -97,16 +99,18 @@ def op_epochs(opts: QuickstartOptions, op: str) -> int:
         TVCONV_EXTRA_EPOCHS
 
 
-def train_config(opts: QuickstartOptions, op: str, out: Path):
+def train_config(opts: QuickstartOptions, op: str, out: Path, epochs: int | None = None,
+                 images_per_identity: int | None = None):
     from edgeconv.train.config import TrainConfig
 
     return TrainConfig(model=opts.model, op=op, input_size=[opts.input_size, opts.input_size],
                        embedding_dim=opts.embedding_dim,
                        op_kwargs=({"inter_channels": opts.inter_channels,
                                    "inter_layers": opts.inter_layers} if op == "tvconv" else {}),
-                       identities=opts.identities, images_per_identity=opts.images_per_identity,
+                       identities=opts.identities,
+                       images_per_identity=images_per_identity or opts.images_per_identity,
                        difficulty=opts.difficulty, val_pairs=opts.val_pairs,
-                       epochs=op_epochs(opts, op), am_scale=opts.am_scale,
+                       epochs=epochs or op_epochs(opts, op), am_scale=opts.am_scale,
                        batch_size=opts.batch_size, lr=opts.lr, schedule=opts.schedule,
                        warmup_epochs=opts.warmup_epochs,
                        margin_warmup_epochs=opts.margin_warmup_epochs,
@@ -114,14 +118,57 @@ def train_config(opts: QuickstartOptions, op: str, out: Path):
                        output=str(out / op))
 
 
+def _plan(ctx: QuickstartContext, ops, speeds: dict):
+    """The epochs of ``ops`` that fit what is left of the budget at ``speeds``."""
+    from edgeconv.train import budget as B
+
+    o = ctx.opts
+    left = o.budget_min * 60.0 - (time.perf_counter() - ctx.t0)
+    overhead = B.overhead_estimate(speeds.get("depthwise", min(speeds.values())))
+    return B.plan_epochs({op: op_epochs(o, op) for op in ops},
+                         o.identities * o.images_per_identity, {op: speeds[op] for op in ops},
+                         left, overhead, identities=o.identities,
+                         images_per_identity=o.images_per_identity)
+
+
+def step_plan(ctx: QuickstartContext) -> None:
+    """Measure the training speed of each op here and size the epochs to the budget."""
+    o = ctx.opts
+    if not o.budget_min:
+        return
+    from edgeconv.train.budget import measure_images_per_s
+
+    speeds = {op: measure_images_per_s(train_config(o, op, ctx.out)) for op in OPS}
+    plan = _plan(ctx, OPS, speeds)
+    ctx.extra["budget"] = {"budget_min": o.budget_min, "first_plan": plan.to_dict(),
+                           "speeds_probe": speeds}
+    ctx.extra["plan"] = plan
+    verb = "cut to fit" if plan.cut else "fit"
+    ctx.echo(f"[plan] {o.budget_min:g}-minute budget: {plan.describe()}: the full recipe "
+             f"{verb}" + "".join(f"\nedgeconv: note: {n}" for n in plan.notes))
+
+
 def step_train(ctx: QuickstartContext) -> None:
     from edgeconv.train.loop import train
 
-    for op in OPS:
-        ctx.echo(f"[train] {ctx.opts.model} with {op}")
-        summary = train(train_config(ctx.opts, op, ctx.out), overwrite=True,
+    for k, op in enumerate(OPS):
+        plan = ctx.extra.get("plan")
+        epochs = ipi = None
+        if plan is not None:
+            if k:  # re-plan the rest with the speed the finished runs really had
+                speeds = dict(plan.images_per_s)
+                speeds.update({o: ctx.runs[o]["summary"]["images_per_s"] for o in ctx.runs})
+                plan = _plan(ctx, OPS[k:], speeds)
+                plan.images_per_identity = ctx.extra["plan"].images_per_identity
+                ctx.extra["plan"].epochs.update(plan.epochs)
+            epochs = plan.epochs[op]
+            ipi = ctx.extra["plan"].images_per_identity
+        ctx.echo(f"[train] {ctx.opts.model} with {op}"
+                 + (f", {epochs} epochs" if epochs else ""))
+        summary = train(train_config(ctx.opts, op, ctx.out, epochs, ipi), overwrite=True,
                         progress=ctx.opts.progress, log=ctx.echo)
-        ctx.runs[op] = {"checkpoint": summary["last"], "summary": summary}
+        ctx.runs[op] = {"checkpoint": summary["last"], "summary": summary,
+                        "epochs": summary.get("epochs_done")}
 
 
 def step_evaluate(ctx: QuickstartContext) -> None:
@@ -315,6 +362,32 @@ def table(ctx: QuickstartContext) -> str:
     return op_table(ctx) + ("\n\n" + file_table(ctx) if ctx.extra.get("exports") else "")
 
 
+def trained_epochs(ctx: QuickstartContext, op: str) -> int:
+    return int(ctx.runs.get(op, {}).get("epochs") or op_epochs(ctx.opts, op))
+
+
+def budget_lines(ctx: QuickstartContext) -> list[str]:
+    """The budget paragraph of summary.md: what was cut to fit, and what it cost."""
+    plan = ctx.extra.get("plan")
+    if plan is None:
+        return []
+    from edgeconv.train.budget import cost_lines
+
+    head = (f"Budget {ctx.opts.budget_min:g} minutes: {plan.describe()}. ")
+    if not plan.cut:
+        return [head + "Nothing was cut.", ""]
+    results = {}
+    for op in OPS:
+        e = ctx.evals.get(op) or {}
+        tar, _ = _open_set(e, "1e-3") if e else (None, None)
+        results[op] = {"accuracy": e.get("accuracy"), "tar_1e-3": tar}
+    lines = [head + "The full recipe did not fit on this machine, so epochs were cut; against "
+             "the full recipe's documented run (docs/quickstart_recipe.md, same seed, on the "
+             "machine it was tuned on) that cost:", ""]
+    lines += [f"- {line}" for line in cost_lines(plan, results)] + [""]
+    return lines
+
+
 def step_report(ctx: QuickstartContext) -> None:
     import json
 
@@ -330,8 +403,8 @@ def step_report(ctx: QuickstartContext) -> None:
             "",
             f"Synthetic faces {o.identities} identities x {o.images_per_identity} images at "
             f"{o.input_size}x{o.input_size}, difficulty {o.difficulty}; "
-            + (f"{o.epochs} epochs" if op_epochs(o, "tvconv") == o.epochs else
-               f"{op_epochs(o, 'tvconv')} epochs TVConv, {o.epochs} depthwise")
+            + (f"{trained_epochs(ctx, 'tvconv')} epochs TVConv, "
+               f"{trained_epochs(ctx, 'depthwise')} depthwise")
             + f", batch "
             f"{o.batch_size}, lr {o.lr} ({o.schedule}, {o.warmup_epochs:g} warm-up epoch(s)), "
             f"AM-Softmax scale {o.am_scale:g}, margin warm-up {o.margin_warmup_epochs:g} epochs, "
@@ -345,6 +418,7 @@ def step_report(ctx: QuickstartContext) -> None:
             f"Params: training form (generators included) and inference form (the exported "
             f"graph's constants, TVConv's cached per-pixel maps included).",
             "", op_table(ctx), ""]
+    text += budget_lines(ctx)
     if any_unresolved:
         text.append("`*` fewer than 10/FAR impostor pairs: the FAR is not resolved.")
     if ctx.extra.get("exports"):
@@ -370,7 +444,11 @@ def step_report(ctx: QuickstartContext) -> None:
                 "train_images_per_s": ctx.runs[op]["summary"]["images_per_s"],
                 "checkpoint": ctx.runs[op]["checkpoint"], **ctx.profile.get(op, {})}
 
+    plan = ctx.extra.get("plan")
     summary = {"options": asdict(o), "timings_s": ctx.timings,
+               "budget": (dict(ctx.extra.get("budget", {}), plan=plan.to_dict(),
+                               epochs={op: trained_epochs(ctx, op) for op in OPS})
+                          if plan is not None else None),
                "results": {op: result(op) for op in OPS},
                "files": {p: dict(ctx.extra.get("files", {}).get(p, {}),
                                  size_bytes=Path(p).stat().st_size,
@@ -380,11 +458,14 @@ def step_report(ctx: QuickstartContext) -> None:
     atomic_write_json(ctx.out / "summary.json", summary)
     ctx.echo("")
     ctx.echo(table(ctx))
+    for line in budget_lines(ctx):
+        if line:
+            ctx.echo(line)
     if any_unresolved:
         ctx.echo("* fewer than 10/FAR impostor pairs: FAR not resolved")
 
 
-STEPS = [("train", step_train), ("evaluate", step_evaluate), ("profile", step_profile),
+STEPS = [("plan", step_plan), ("train", step_train), ("evaluate", step_evaluate), ("profile", step_profile),
          ("export", step_export), ("bench", step_bench), ("unlock", step_unlock),
          ("report", step_report)]
 
@@ -394,7 +475,7 @@ def run_quickstart(opts: QuickstartOptions | None = None, steps=None, echo=None)
     echo = echo or (lambda msg: print(msg, flush=True))
     ctx = QuickstartContext(opts=opts, echo=echo, out=Path(opts.output))
     ctx.out.mkdir(parents=True, exist_ok=True)
-    t_all = time.perf_counter()
+    t_all = ctx.t0
     for name, fn in (steps or STEPS):
         t0 = time.perf_counter()
         fn(ctx)
