@@ -122,15 +122,62 @@ def read_regular_file(path: str | os.PathLike, kind: str = "file",
         os.close(fd)
 
 
-def read_user_file(path: str | os.PathLike, kind: str = "file") -> bytes:
-    """Bytes of a user-supplied file; a missing/unreadable one is an EdgeconvError naming it."""
+#: largest image file read (a face crop is a few hundred KB; a 64 MiB photo is already odd)
+MAX_IMAGE_BYTES = 64 << 20
+#: largest text list read (pair lists)
+MAX_TEXT_BYTES = 64 << 20
+
+
+def read_user_file(path: str | os.PathLike, kind: str = "file",
+                   max_bytes: int = 1 << 30) -> bytes:
+    """Bytes of a user-supplied file through :func:`read_regular_file` (the one place user
+    files are opened): regular files only (a FIFO, ``/dev/zero`` or a link to them is
+    refused, never read without bound), at most ``max_bytes``; one-line EdgeconvError."""
+    return read_regular_file(path, kind, max_bytes)
+
+
+def read_text_file(path: str | os.PathLike, kind: str = "text file",
+                   max_bytes: int = MAX_TEXT_BYTES) -> str:
+    """A user's text file (strict UTF-8, a leading byte-order mark removed)."""
     from edgeconv.errors import EdgeconvError
 
-    path = Path(path)
+    data = read_regular_file(path, kind, max_bytes)
     try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise EdgeconvError(_os_reason(path, exc, kind)) from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EdgeconvError(f"{path}: not a UTF-8 {kind} (byte {exc.start})") from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def walk_files(folder: str | os.PathLike, skip_hidden: bool = True):
+    """``(dirpath, filenames)`` of every folder below ``folder``, following symbolic links
+    but visiting each real folder once (tracked by ``(st_dev, st_ino)``): a link loop or
+    two links pointing at each other end the walk instead of extending it for ever."""
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        try:
+            st = os.stat(dirpath)
+        except OSError:
+            dirnames[:] = []
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            dirnames[:] = []
+            continue
+        seen.add(key)
+        if skip_hidden:
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        yield dirpath, filenames
+
+
+def is_regular_file(path: str | os.PathLike) -> bool:
+    """True for a regular file (after links); False for FIFOs, devices, folders, missing."""
+    import stat as _stat
+
+    try:
+        return _stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -52,6 +52,7 @@ In ``.tflite`` files the same JSON is the buffer of the flatbuffer ``metadata`` 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from edgeconv.errors import EdgeconvError
@@ -69,27 +70,102 @@ def sidecar_path(model_path: str | Path) -> Path:
 
 #: largest sidecar read (metadata is a few KB)
 MAX_SIDECAR_BYTES = 4 << 20
+#: largest metadata JSON parsed (sidecar, ONNX metadata_props, TFLite metadata buffer)
+MAX_METADATA_BYTES = MAX_SIDECAR_BYTES
+#: deepest nesting of arrays/objects accepted in metadata JSON (the schema needs 4)
+MAX_METADATA_DEPTH = 32
+#: longest text shown for a value taken from a file (model names, users, ...)
+MAX_DISPLAY_CHARS = 120
+
+
+def _json_depth_exceeds(text: str, limit: int) -> bool:
+    """True when ``text`` nests arrays/objects deeper than ``limit`` (strings skipped);
+    stops at the first level past the limit, so a hostile nest costs little."""
+    import re
+
+    depth = 0
+    for m in re.finditer(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', text):
+        ch = m.group()
+        if ch in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif ch in "]}":
+            depth -= 1
+    return False
+
+
+def parse_metadata_json(raw, where: str, what: str = "edgeconv metadata",
+                        max_bytes: int = MAX_METADATA_BYTES,
+                        max_depth: int = MAX_METADATA_DEPTH) -> dict:
+    """The one parser of metadata JSON from a file: bytes (strict UTF-8) or text, at most
+    ``max_bytes`` and ``max_depth`` levels deep, a JSON object; else one EdgeconvError
+    naming ``where`` (no RecursionError / UnicodeDecodeError reaches the user)."""
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        raw = bytes(raw)
+        if len(raw) > max_bytes:
+            raise EdgeconvError(f"{where}: {what} larger than {max_bytes >> 20} MiB")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise EdgeconvError(f"{where}: {what} is not UTF-8 text (byte {exc.start})") \
+                from None
+    else:
+        text = str(raw)
+        if len(text) > max_bytes:
+            raise EdgeconvError(f"{where}: {what} larger than {max_bytes >> 20} MiB")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if _json_depth_exceeds(text, max_depth):
+        raise EdgeconvError(f"{where}: {what} nested deeper than {max_depth} levels")
+    try:
+        meta = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise EdgeconvError(f"{where}: corrupt {what} "
+                            f"({escape_text(str(exc).splitlines()[0] if str(exc) else '', 80)})") \
+            from None
+    if not isinstance(meta, dict):
+        raise EdgeconvError(f"{where}: {what} must be a JSON object")
+    return meta
+
+
+def escape_text(value, max_chars: int = MAX_DISPLAY_CHARS) -> str:
+    """``value`` made safe to print on one terminal line: control characters (C0, DEL,
+    C1: escape sequences, carriage returns, bells, newlines) and bidirectional overrides
+    shown as ``\\xNN`` / ``\\uNNNN``; longer than ``max_chars``: cut, with an ellipsis
+    and the full length."""
+    import unicodedata
+
+    text = str(value)
+    total = len(text)
+    if total > max_chars:
+        text = text[:max_chars]
+    out = []
+    for ch in text:
+        o = ord(ch)
+        if o < 0x20 or 0x7F <= o <= 0x9F:
+            out.append(f"\\x{o:02x}")
+        elif unicodedata.category(ch) in ("Cf", "Cs", "Co", "Zl", "Zp") and o > 0xFF:
+            out.append(f"\\u{o:04x}")
+        else:
+            out.append(ch)
+    s = "".join(out)
+    return s + f"\u2026 ({total} characters)" if total > max_chars else s
 
 
 def read_sidecar(model_path: str | Path) -> dict | None:
     """Metadata from the sidecar JSON, or None when there is none."""
+    from edgeconv.fileio import is_regular_file, read_regular_file
+
     path = sidecar_path(model_path)
-    try:
-        if not path.is_file():
+    if not os.path.lexists(path):
+        return None
+    if not is_regular_file(path):
+        if os.path.isdir(path) or not os.path.exists(path):
             return None
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_SIDECAR_BYTES + 1)
-    except OSError as exc:
-        raise EdgeconvError(f"{path}: unreadable metadata ({exc.strerror or exc})") from None
-    if len(raw) > MAX_SIDECAR_BYTES:
-        raise EdgeconvError(f"{path}: metadata file larger than {MAX_SIDECAR_BYTES >> 20} MB")
-    try:
-        meta = json.loads(raw.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise EdgeconvError(f"{path}: unreadable metadata ({exc})") from None
-    if not isinstance(meta, dict):
-        raise EdgeconvError(f"{path}: metadata must be a JSON object")
-    return meta
+        raise EdgeconvError(f"{path}: not a regular file, not a metadata file")
+    raw = read_regular_file(path, "metadata file", MAX_SIDECAR_BYTES)
+    return parse_metadata_json(raw, str(path), "metadata")
 
 
 def read_onnx_metadata(model_path: str | Path) -> dict | None:
@@ -104,14 +180,15 @@ def read_onnx_metadata(model_path: str | Path) -> dict | None:
         sess = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types
         raise EdgeconvError(f"{model_path}: not a readable ONNX model ({_first_line(exc)})") from None
-    props = sess.get_modelmeta().custom_metadata_map or {}
+    try:
+        props = sess.get_modelmeta().custom_metadata_map or {}
+    except UnicodeDecodeError:
+        raise EdgeconvError(f"{model_path}: the ONNX file's metadata_props are not UTF-8 "
+                            "text") from None
     raw = props.get(ONNX_METADATA_KEY)
     if raw is None:
         return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise EdgeconvError(f"{model_path}: corrupt edgeconv metadata in the ONNX file") from None
+    return parse_metadata_json(raw, str(model_path), "edgeconv metadata in the ONNX file")
 
 
 def load_metadata(model_path: str | Path) -> dict | None:

@@ -118,7 +118,7 @@ def test_backend_names_and_mismatch(onnx_files):
         B.normalize_backend("tensorrt")
     with pytest.raises(EdgeconvError, match="cannot run a onnxruntime model"):
         B.open_model(onnx_files["dyn"], backend="tflite")
-    with pytest.raises(EdgeconvError, match="threads must be >= 1"):
+    with pytest.raises(EdgeconvError, match="threads 0: must be at least 1"):
         B.open_model(onnx_files["dyn"], threads=0)
 
 

@@ -27,16 +27,24 @@ from edgeconv.errors import EdgeconvError
 
 
 def _walk_images(folder: Path) -> list[Path]:
-    """Image files below ``folder``, in torchvision's order (walk entries sorted by path)."""
+    """Image files below ``folder``, in torchvision's order (walk entries sorted by path).
+
+    Symbolic links are followed but each real folder is visited once (a link loop ends the
+    walk); an image name that is not a regular file (a FIFO, a device such as /dev/zero, a
+    dangling link) is refused here, before training starts, in one line."""
+    from edgeconv.fileio import is_regular_file, walk_files
+
     found = []
-    walk = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        walk.append((dirpath, filenames))
+    walk = list(walk_files(folder))
     for dirpath, filenames in sorted(walk):
         for name in sorted(filenames):
             if not name.startswith(".") and is_image_file(name):
-                found.append(Path(dirpath) / name)
+                p = Path(dirpath) / name
+                if not is_regular_file(p):
+                    what = ("a dangling symbolic link" if not os.path.exists(p)
+                            else "not a regular file (a FIFO, device or folder)")
+                    raise EdgeconvError(f"{p}: {what}, not an image file")
+                found.append(p)
     return found
 
 

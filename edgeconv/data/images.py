@@ -165,9 +165,9 @@ def load_image(path: str | os.PathLike, size=None) -> np.ndarray:
     Raises :class:`EdgeconvError` naming the file when it is missing, unreadable,
     not an image, corrupt or truncated.
     """
-    from edgeconv.fileio import read_user_file
+    from edgeconv.fileio import MAX_IMAGE_BYTES, read_user_file
 
-    data = read_user_file(path, "image file")
+    data = read_user_file(path, "image file", MAX_IMAGE_BYTES)
     return decode_image_bytes(data, size=size, name=str(path))
 
 

@@ -252,10 +252,16 @@ def load_bin(path: str | os.PathLike, size=(96, 96), max_pairs: int | None = Non
     """
     from edgeconv.data.images import decode_image_bytes
 
+    from edgeconv.data.pairs import check_pair_count
+
     bins, same = read_bin(path)
     if max_pairs is not None:
         n = max(1, int(max_pairs))
         bins, same = bins[: 2 * n], same[:n]
+    # a small pickle can hold millions of references to one image: bound what decoding it
+    # would allocate before anything is decoded
+    check_pair_count(len(same), size if size is not None else _first_size(bins[0]),
+                     "pairs", str(path))
     first = decode_image_bytes(bins[0], size=size, name=f"{path} [image 0]")
     n = len(same)
     left = np.empty((n, *first.shape), dtype=np.uint8)
@@ -267,6 +273,19 @@ def load_bin(path: str | os.PathLike, size=(96, 96), max_pairs: int | None = Non
                                 f"{first.shape[:2]}; pass a size to resize")
         (left if k % 2 == 0 else right)[k // 2] = img
     return PairSet(left, right, same)
+
+
+def _first_size(data: bytes) -> tuple[int, int]:
+    """(height, width) the first image declares (header only, nothing decoded)."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(bytes(data))) as img:
+            return img.height, img.width
+    except Exception:
+        return (112, 112)
 
 
 def write_bin(path: str | os.PathLike, pairs, image_format: str = "PNG", quality: int = 95,

@@ -71,6 +71,16 @@ class PairSet:
         return self
 
 
+def check_pair_count(n: int, size, option: str = "pairs", where: str = "") -> int:
+    """Refuse, before anything is decoded or allocated, a pair count whose images (two uint8
+    RGB images per pair at ``size``) would not fit the memory limit."""
+    from edgeconv.options import check_size
+
+    h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    return check_size(n, f"{where + ': ' if where else ''}{option}", 2 * h * w * 3,
+                      f"decoded {h}x{w} images")
+
+
 class PairEntry(NamedTuple):
     """One parsed line of a pair list."""
 
@@ -90,21 +100,22 @@ def read_pair_list(path: str | os.PathLike, root: str | os.PathLike | None = Non
     Raises :class:`EdgeconvError` with ``file:line`` for malformed lines, and (when
     ``check_files``) for image paths that do not exist.
     """
+    from edgeconv.fileio import read_regular_file
+
     path = Path(path)
+    data = read_regular_file(path, "pair list")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise EdgeconvError(f"{path}: pair list not found") from None
-    except IsADirectoryError:
-        raise EdgeconvError(f"{path}: is a directory, expected a pair-list file") from None
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise EdgeconvError(f"{path}: not a text pair list (not UTF-8); "
                             f"a .bin file needs the insightface loader") from None
-    except OSError as exc:
-        raise EdgeconvError(f"{path}: cannot read pair list ({exc.strerror or exc})") from None
+    if text.startswith("\ufeff"):  # a byte-order mark is not part of the first file name
+        text = text[1:]
     base = Path(root) if root is not None else path.parent
     if root is not None and not base.is_dir():
         raise EdgeconvError(f"{base}: image root folder not found")
+    from edgeconv.fileio import is_regular_file
+
     entries: list[PairEntry] = []
     missing: list[str] = []
     for lineno, raw in enumerate(text.splitlines(), start=1):
@@ -123,8 +134,10 @@ def read_pair_list(path: str | os.PathLike, root: str | os.PathLike | None = Non
         left, right = base / fields[0], base / fields[1]
         if check_files:
             for p in (left, right):
-                if not p.is_file() and len(missing) < 5:
-                    missing.append(f"{path}:{lineno}: image not found: {p}")
+                if len(missing) < 5 and not is_regular_file(p):
+                    why = ("not a regular file (a FIFO, device or folder)" if os.path.exists(p)
+                           else "image not found")
+                    missing.append(f"{path}:{lineno}: {why}: {p}")
         entries.append(PairEntry(left, right, _FLAGS[flag], lineno))
     if missing:
         more = "" if len(missing) < 5 else " (showing the first 5)"
@@ -142,6 +155,7 @@ def load_pair_list(path: str | os.PathLike, size=(96, 96),
     entries = read_pair_list(path, root=root)
     if max_pairs is not None:
         entries = entries[: int(max_pairs)]
+    check_pair_count(len(entries), size, "pairs", str(path))
     cache: dict[Path, np.ndarray] = {}
 
     def get(p: Path) -> np.ndarray:

@@ -111,7 +111,7 @@ def timed_runs(run, x, min_runs: int, min_secs: float) -> tuple[list, float, flo
 
 
 def classify_failure(exc: BaseException) -> str:
-    if isinstance(exc, B.UnsupportedConfig):
+    if isinstance(exc, (B.UnsupportedConfig, B.RunError)):
         return exc.kind
     if isinstance(exc, MemoryError) or mem._looks_oom(f"{type(exc).__name__} {exc}"):
         return "out_of_memory"
@@ -463,7 +463,8 @@ def bench_command(models, backends="onnxruntime,tflite", threads=(1, 2, 4),
                   plot_path=None, seed=0, progress=True) -> int:
     """Run ``edgeconv bench`` and write the reports; returns the exit status.
 
-    0: every model measured; 2: at least one model file was missing/corrupt or needs the
+    0: every model measured; 2: at least one model file was missing/corrupt, every
+    configuration of a model failed (one line on stderr), or a model needs the
     edgeconv kernel library where it is not built (the others are still measured);
     130: interrupted (partial reports written).
     """
@@ -503,5 +504,14 @@ def bench_command(models, backends="onnxruntime,tflite", threads=(1, 2, 4),
               "(partial: true)", file=sys.stderr)
         return 130
     if any(m["status"] == "error" for m in report["models"]):
+        return 2
+    failed = [m for m in report["models"] if m["status"] == "failed"]
+    if failed:  # nothing was measured for these: not a success
+        from edgeconv.metadata import escape_text
+
+        names = ", ".join(escape_text(Path(m["path"]).name, 60) for m in failed[:3])
+        print(f"edgeconv: error: every configuration failed for {names}"
+              + (f" and {len(failed) - 3} more" if len(failed) > 3 else "")
+              + " (reasons in the table)", file=sys.stderr)
         return 2
     return 0

@@ -73,21 +73,16 @@ def read_tflite_metadata(path: str | os.PathLike, name: str | None = None) -> di
 
 def tflite_metadata_from_bytes(buf: bytes, path, name: str | None = None) -> dict | None:
     """:func:`read_tflite_metadata` of a .tflite file's bytes (``path`` names it in errors)."""
-    import json
-
-    from edgeconv.metadata import TFLITE_METADATA_NAME
+    from edgeconv.metadata import TFLITE_METADATA_NAME, parse_metadata_json
 
     try:
         raw = _tflite_metadata_bytes(buf, name or TFLITE_METADATA_NAME)
-    except (struct.error, IndexError, ValueError, UnicodeDecodeError):
+    except (struct.error, IndexError, ValueError, UnicodeDecodeError, OverflowError):
         return None
     if raw is None:
         return None
-    try:
-        meta = json.loads(raw.rstrip(b"\0").decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        raise EdgeconvError(f"{path}: corrupt edgeconv metadata in the TFLite file") from None
-    return meta if isinstance(meta, dict) else None
+    return parse_metadata_json(raw.rstrip(b"\0"), str(path),
+                               "edgeconv metadata in the TFLite file")
 
 
 def _tflite_metadata_bytes(buf: bytes, name: str) -> bytes | None:
@@ -206,21 +201,18 @@ class Embedder:
                                 "face model")
 
     def _embedded_metadata(self) -> dict | None:
-        import json
-
-        from edgeconv.metadata import ONNX_METADATA_KEY
+        from edgeconv.metadata import ONNX_METADATA_KEY, parse_metadata_json
 
         if self.model.backend == "onnxruntime":
-            props = self.model.session.get_modelmeta().custom_metadata_map or {}
+            try:
+                props = self.model.session.get_modelmeta().custom_metadata_map or {}
+            except UnicodeDecodeError:  # ONNX Runtime hands the bytes over as str
+                raise EdgeconvError(f"{self.path}: the ONNX file's metadata_props are not "
+                                    "UTF-8 text") from None
             raw = props.get(ONNX_METADATA_KEY)
             if raw is None:
                 return None
-            try:
-                meta = json.loads(raw)
-            except ValueError:
-                raise EdgeconvError(f"{self.path}: corrupt edgeconv metadata in the ONNX file") \
-                    from None
-            return meta if isinstance(meta, dict) else None
+            return parse_metadata_json(raw, str(self.path), "edgeconv metadata in the ONNX file")
         return tflite_metadata_from_bytes(self.model.model_file.data, self.path)
 
     def _check_declared_shapes(self, declared, model_hw) -> None:

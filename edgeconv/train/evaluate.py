@@ -53,6 +53,9 @@ def load_pairs(spec, size=(96, 96), num_pairs: int = 1000, identities: int = 1,
 
         if split not in ("val", "test"):
             raise EdgeconvError(f"split must be val or test, got {split!r}")
+        from edgeconv.data.pairs import check_pair_count
+
+        check_pair_count(int(num_pairs), size, "--num-pairs")
         ds = SyntheticFaces(max(1, int(identities)), 1, size=tuple(size), seed=data_seed,
                             difficulty=difficulty, cache=False)
         shift = TEST_IDENTITY_SHIFT if split == "test" else 0
