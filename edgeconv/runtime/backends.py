@@ -95,26 +95,50 @@ def register_kernels_if_used(session_options, path: str | os.PathLike, data: byt
                              ) -> bool:
     """Register the edgeconv kernel library on ``session_options`` if the model needs it.
 
-    Returns whether it was registered. A model that uses the ``edgeconv`` domain where the
-    library is not built (or cannot be loaded) raises
-    :class:`~edgeconv.kernels.KernelsMissing` with one line naming the model; models that do
-    not use it never load the library.
+    Returns whether it was registered (the backend's ``uses_kernels``: the kernel runs the
+    ``edgeconv.TVConv`` nodes). Where the library is not built, cannot be loaded or reads
+    another layout version, a model whose nodes carry standard-op function bodies (the default
+    export) runs those, said once on stderr, and this returns False; a model without bodies
+    raises :class:`~edgeconv.kernels.KernelsMissing` with one line naming the model. Models
+    that do not use the ``edgeconv`` domain never load the library
+    (:func:`edgeconv.kernels.register_for_model`).
     """
     from edgeconv import kernels
 
-    if not kernels.model_uses_kernels(path if data is None else data):
-        return False
+    return kernels.register_for_model(session_options, path if data is None else data,
+                                      Path(path).name)
 
-    try:
-        kernels.register(session_options)
-    except kernels.KernelsMissing:
-        raise kernels.KernelsMissing(kernels.missing_message(Path(path).name)) from None
-    return True
+
+_ANSI = None
 
 
 def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    """The first line of a runtime's message, without terminal colour codes."""
+    global _ANSI
+    if _ANSI is None:
+        import re
+
+        _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")
+    text = _ANSI.sub("", str(exc))
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     return lines[0][:240] if lines else type(exc).__name__
+
+
+class RunError(EdgeconvError):
+    """The runtime raised while running the model on an input (one line, colour codes
+    stripped); ``kind`` is ``out_of_memory`` or ``error``."""
+
+    def __init__(self, message: str, kind: str = "error"):
+        super().__init__(message)
+        self.kind = kind
+
+
+def _run_error(path: Path, exc: BaseException) -> RunError:
+    first = _first_line(exc)
+    oom = isinstance(exc, MemoryError) or any(
+        s in first.lower() for s in ("out of memory", "bad_alloc", "failed to allocate"))
+    return RunError(f"{path.name}: the runtime failed running the model "
+                    f"({type(exc).__name__}: {first})", "out_of_memory" if oom else "error")
 
 
 def runtime_version(backend: str) -> tuple[str, str | None]:
@@ -171,10 +195,10 @@ class ModelBackend:
 
     def __init__(self, path: str | os.PathLike, threads: int = 1,
                  model_file: ModelFile | None = None):
-        if int(threads) < 1:
-            raise EdgeconvError(f"threads must be >= 1, got {threads}")
+        from edgeconv.options import check_threads
+
         self.path = Path(path)
-        self.threads = int(threads)
+        self.threads = check_threads(threads, "threads")  # bounded before a runtime sees it
         # the bytes this backend runs, read once (edgeconv.runtime.model_file)
         self.model_file: ModelFile = model_file or read_model_file(self.path)
         self.input_name: str = ""
@@ -307,7 +331,12 @@ class OnnxRuntimeBackend(ModelBackend):
             self.close()
             raise UnsupportedConfig(f"{self.path.name}: {len(inputs)} inputs; only single-input "
                                     "models are supported", "unsupported_input")
-        inp, out = inputs[0], self._sess.get_outputs()[0]
+        outputs = self._sess.get_outputs()
+        if not outputs:
+            self.close()
+            raise UnsupportedConfig(f"{self.path.name}: the model has no outputs",
+                                    "unsupported_output")
+        inp, out = inputs[0], outputs[0]
         self.input_name, self.output_name = inp.name, out.name
         if inp.type not in _ORT_DTYPES:
             self.close()
@@ -335,7 +364,12 @@ class OnnxRuntimeBackend(ModelBackend):
                     f"cannot run {want}", kind)
 
     def run(self, x):
-        return self._run(None, {self.input_name: x})[0]
+        try:
+            return self._run(None, {self.input_name: x})[0]
+        except (KeyboardInterrupt, SystemExit, EdgeconvError):
+            raise
+        except Exception as exc:  # onnxruntime's own types: one line, never a traceback
+            raise _run_error(self.path, exc) from None
 
     def close(self):
         self._sess = None
@@ -368,6 +402,10 @@ class TFLiteBackend(ModelBackend):
             raise ModelFileError(f"{self.path}: not a readable TFLite model ({_first_line(exc)})") \
                 from None
         ins, outs = self._it.get_input_details(), self._it.get_output_details()
+        if not outs:
+            self.close()
+            raise UnsupportedConfig(f"{self.path.name}: the model has no outputs",
+                                    "unsupported_output")
         if len(ins) != 1:
             self.close()
             raise UnsupportedConfig(f"{self.path.name}: {len(ins)} inputs; only single-input "
@@ -406,9 +444,14 @@ class TFLiteBackend(ModelBackend):
         self._current = tuple(shape)
 
     def run(self, x):
-        self._it.set_tensor(self._in_index, x)
-        self._it.invoke()
-        return self._it.get_tensor(self._out_index)
+        try:
+            self._it.set_tensor(self._in_index, x)
+            self._it.invoke()
+            return self._it.get_tensor(self._out_index)
+        except (KeyboardInterrupt, SystemExit, EdgeconvError):
+            raise
+        except Exception as exc:  # LiteRT's RuntimeError/ValueError: one line
+            raise _run_error(self.path, exc) from None
 
     def close(self):
         self._it = None
