@@ -107,6 +107,9 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         a = np.asarray(img, dtype=np.float64)
         a = np.clip(np.round(a * (255.0 if a.max(initial=0) <= 1.0 else 1.0)), 0, 255)
         return Image.fromarray(a.astype(np.uint8), "L").convert("RGB")
+    if img.mode in ("P", "PA") or "transparency" in img.info:
+        # through RGBA: Pillow warns when a palette's transparency goes straight to RGB
+        img = img.convert("RGBA")
     return img.convert("RGB")
 
 

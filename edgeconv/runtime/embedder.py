@@ -201,19 +201,14 @@ class Embedder:
                                 "face model")
 
     def _embedded_metadata(self) -> dict | None:
-        from edgeconv.metadata import ONNX_METADATA_KEY, parse_metadata_json
+        """The metadata embedded in the bytes the runtime runs (one parser per format, in
+        edgeconv.metadata; no second read of the file)."""
+        from edgeconv.metadata import onnx_metadata_from_bytes
 
+        data = self.model.model_file.data
         if self.model.backend == "onnxruntime":
-            try:
-                props = self.model.session.get_modelmeta().custom_metadata_map or {}
-            except UnicodeDecodeError:  # ONNX Runtime hands the bytes over as str
-                raise EdgeconvError(f"{self.path}: the ONNX file's metadata_props are not "
-                                    "UTF-8 text") from None
-            raw = props.get(ONNX_METADATA_KEY)
-            if raw is None:
-                return None
-            return parse_metadata_json(raw, str(self.path), "edgeconv metadata in the ONNX file")
-        return tflite_metadata_from_bytes(self.model.model_file.data, self.path)
+            return onnx_metadata_from_bytes(data, str(self.path))
+        return tflite_metadata_from_bytes(data, self.path)
 
     def _check_declared_shapes(self, declared, model_hw) -> None:
         """Refuse, before anything is allocated, inputs that would need absurd memory and
@@ -297,7 +292,10 @@ class Embedder:
         self._default_norm = (layout == "NCHW" and color == "RGB"
                               and math.isclose(self.scale, DEFAULT_SCALE, rel_tol=1e-6)
                               and np.allclose(self.mean, 0.5) and np.allclose(self.std, 0.5))
-        self.name = str(meta.get("model") or self.path.stem)
+        from edgeconv.metadata import escape_text
+
+        # shown and stored with templates: never raw (escape sequences, 200k characters)
+        self.name = escape_text(meta.get("model") or self.path.stem, 80)
         # batch strategy: dynamic -> chunks of MAX_BATCH; fixed B -> chunks of B (padded)
         self.fixed_batch = None if model.dynamic_batch else int(declared[0] or 1)
         if model.backend == "tflite":

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeconv.errors import EdgeconvError
+from edgeconv.metadata import protobuf_fields
 
 #: keys the exporter adds to the sidecar only (not part of the embedded metadata)
 SIDECAR_ONLY_KEYS = ("file", "sha256", "bytes", "metadata_embedded")
@@ -170,6 +171,10 @@ def validate_metadata(meta: dict, name: str) -> None:
 TRANSLATOR_DIRECTIONS = {"nir2rgb": ("nir", "rgb"), "rgb2nir": ("rgb", "nir")}
 
 
+#: largest magnitude of a translator's output_range (the exporter writes [-1, 1])
+MAX_OUTPUT_RANGE = 1e6
+
+
 def _validate_translator(meta: dict, bad) -> None:
     kind = meta.get("kind")
     if kind is None:
@@ -190,48 +195,14 @@ def _validate_translator(meta: dict, bad) -> None:
             bad(key, f"must be 3 (the translator file interface), got {meta.get(key)!r}")
     rng = meta.get("output_range", [-1.0, 1.0])
     if not (isinstance(rng, list) and len(rng) == 2 and all(_num(v) for v in rng)
-            and rng[0] < rng[1]):
-        bad("output_range", f"must be [low, high] with low < high, got {rng!r}")
+            and all(abs(float(v)) <= MAX_OUTPUT_RANGE for v in rng) and rng[0] < rng[1]):
+        bad("output_range", f"must be [low, high] with low < high, within "
+                            f"+-{MAX_OUTPUT_RANGE:g}, got {rng!r}")
     if meta.get("input_size") is None:
         bad("input_size", "is required for a translator")
 
 
 # ----------------------------------------------------------------------------- identity
-def _varint(buf: bytes, i: int) -> tuple[int, int]:
-    shift = result = 0
-    while True:
-        if i >= len(buf) or shift > 63:
-            raise ValueError("bad varint")
-        b = buf[i]
-        i += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, i
-        shift += 7
-
-
-def _fields(buf: bytes):
-    """(field number, wire type, value) of one protobuf message (value: int or bytes)."""
-    i, n = 0, len(buf)
-    while i < n:
-        key, i = _varint(buf, i)
-        num, wt = key >> 3, key & 7
-        if wt == 0:
-            v, i = _varint(buf, i)
-        elif wt == 1:
-            v, i = buf[i:i + 8], i + 8
-        elif wt == 2:
-            ln, i = _varint(buf, i)
-            if i + ln > n:
-                raise ValueError("truncated field")
-            v, i = buf[i:i + ln], i + ln
-        elif wt == 5:
-            v, i = buf[i:i + 4], i + 4
-        else:
-            raise ValueError(f"wire type {wt}")
-        yield num, wt, v
-
-
 # message -> {field: child message kind} (ONNX's onnx.proto3 field numbers)
 _CHILDREN = {
     "model": {7: "graph", 25: "function"},
@@ -252,14 +223,14 @@ def onnx_external_locations(data: bytes) -> list[str]:
         if depth > 64:
             raise ValueError("nesting too deep")
         if kind == "tensor":
-            for num, wt, v in _fields(buf):
+            for num, wt, v in protobuf_fields(buf):
                 if num == 13 and wt == 2:              # external_data: StringStringEntryProto
-                    entry = {k: bytes(x) for k, w, x in _fields(v) if w == 2}
+                    entry = {k: bytes(x) for k, w, x in protobuf_fields(v) if w == 2}
                     if entry.get(1) == b"location" and 2 in entry:
                         out.append(entry[2].decode("utf-8", "replace"))
             return
         kids = _CHILDREN[kind]
-        for num, wt, v in _fields(buf):
+        for num, wt, v in protobuf_fields(buf):
             if wt == 2 and num in kids:
                 walk(v, kids[num], depth + 1)
 

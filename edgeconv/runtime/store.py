@@ -187,6 +187,9 @@ class TemplateStore:
         if st is not None and stat.S_ISLNK(st.st_mode):
             raise StoreError(f"{self.path}: is a symbolic link; give the template database's "
                              "real path (a link could point the store anywhere)")
+        if st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+            raise StoreError(f"{self.path}: not a regular file (a FIFO, socket or device), "
+                             "not a template database")
         if st is not None:
             self._check_existing_file()
         elif not create:

@@ -43,6 +43,13 @@ class Translator(Embedder):
         self.source, self.target = domains.get("input"), domains.get("output")
         lo, hi = self.meta.get("output_range", [-1.0, 1.0])
         self._out_lo, self._out_hi = float(lo), float(hi)
+        out = tuple(self.model.declared_output_shape)
+        if out and (len(out) != 4 or out[1] not in (None, 3)):
+            name = self.path.name
+            self.close()
+            raise EdgeconvError(f"{name}: labelled a translator, but its output has shape "
+                                f"{list(out)}, not an image [batch, 3, height, width] (a face "
+                                "model?)")
 
     @property
     def label(self) -> str:
@@ -52,11 +59,16 @@ class Translator(Embedder):
         """uint8 (N, H, W, 3) (or one (H, W, 3)) -> uint8 translations at the input size."""
         images, single = self._image_batch(images)
         h, w = self.input_size
-        y = self._run(self.preprocess(images)).reshape(len(images), 3, h, w)
+        y = np.asarray(self._run(self.preprocess(images)))
+        if y.size != len(images) * 3 * h * w:
+            raise EdgeconvError(f"{self.path.name}: the translator output {list(y.shape)} is "
+                                f"not {len(images)} image(s) of 3x{h}x{w}")
+        y = y.reshape(len(images), 3, h, w)
         if not np.isfinite(y).all():
             raise EdgeconvError(f"{self.path.name}: the translator produced non-finite pixels")
-        y = (y - self._out_lo) * (255.0 / (self._out_hi - self._out_lo))
-        out = np.clip(np.round(y), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+        with np.errstate(over="ignore", invalid="ignore"):  # clipped to 0..255 below
+            y = (y.astype(np.float64) - self._out_lo) * (255.0 / (self._out_hi - self._out_lo))
+            out = np.clip(np.round(y), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
         out = np.ascontiguousarray(out)
         return out[0] if single else out
 

@@ -190,7 +190,9 @@ def _model_templates(store, emb):
     if not ts:
         others = store.users()
         if others:
-            names = sorted({u["model_name"] for u in others})
+            from edgeconv.metadata import escape_text
+
+            names = sorted({escape_text(u["model_name"], 80) for u in others})
             raise ModelMismatch(
                 f"no user is enrolled with this model ({emb.label}, sha256 {emb.sha256[:12]}); "
                 f"the {len(others)} enrolled user(s) were enrolled with model(s) "
@@ -273,6 +275,10 @@ def users_list_command(db=None, as_json=False) -> int:
             click.echo(f"no users enrolled in {store.path}")
             return 0
         click.echo(f"{len(users)} user(s) in {store.path}")
+        from edgeconv.metadata import escape_text
+
+        for u in users:  # a database written by an older version may hold raw names
+            u["model_name"] = escape_text(u["model_name"], 80)
         mw = max([20] + [len(u["model_name"]) for u in users])
         click.echo(f"{'user':<24} {'model':<{mw}} {'sha256':<12} {'images':>6}  "
                    f"{'enrolled':<19} state")
