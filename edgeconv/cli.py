@@ -189,18 +189,30 @@ def bench(models, backends, threads, batches, warmup_runs, warmup_secs, min_runs
 @click.option("--path", "path_only", is_flag=True,
               help="Print only the library path (for SessionOptions.register_custom_ops_library "
                    "in your own ONNX Runtime code).")
+@click.option("--delegate-path", "delegate_only", is_flag=True,
+              help="Print only the LiteRT delegate's path (for ai_edge_litert.interpreter."
+                   "load_delegate in your own LiteRT code).")
 @click.option("--json", "as_json", is_flag=True, help="Print the build information as JSON.")
-def kernels(path_only, as_json):
+def kernels(path_only, delegate_only, as_json):
     """Build of the fused TVConv kernel library: path, SIMD path, ORT headers.
 
     Models exported with --formulation fused use its ONNX Runtime custom op edgeconv.TVConv;
-    edgeconv loads it by itself, --path is for your own ONNX Runtime code. Exit 2 with one
-    line when the library is not built or cannot be loaded.
+    edgeconv loads it by itself, --path is for your own ONNX Runtime code. TFLite files hold
+    edgeconv.tvconv composites that the LiteRT delegate runs (--delegate-path for your own
+    LiteRT code). Exit 2 with one line when the library is not built or cannot be loaded.
     """
     from edgeconv import kernels as K
+    from edgeconv.runtime import litert_delegate as LD
 
-    if path_only and as_json:
-        raise click.UsageError("--path and --json are exclusive")
+    if sum(map(bool, (path_only, delegate_only, as_json))) > 1:
+        raise click.UsageError("--path, --delegate-path and --json are exclusive")
+    if delegate_only:
+        try:
+            click.echo(str(LD.delegate_path(required=True)))
+        except K.KernelsMissing as exc:
+            click.echo(f"edgeconv kernels: {exc}", err=True)
+            sys.exit(EXIT_USER_ERROR)
+        return
     if path_only:
         path = K.library_path()
         K.load()  # a file that cannot be loaded is not a path to hand to ONNX Runtime
@@ -209,7 +221,8 @@ def kernels(path_only, as_json):
     if as_json:
         import json
 
-        click.echo(json.dumps(dict(K.info(), onnxruntime_version=_ort_version()), indent=2))
+        click.echo(json.dumps(dict(K.info(), onnxruntime_version=_ort_version(),
+                                   litert_delegate=LD.info(selftest=True)), indent=2))
         return
     try:
         info = K.info()
@@ -243,6 +256,11 @@ def kernels(path_only, as_json):
         ("ort headers", f"ORT_API_VERSION {api} (runs on onnxruntime >= 1.{api})"),
         ("onnxruntime", f"{ort_version or 'not installed'}{ort_note}"),
     ]
+    d = LD.info(selftest=True)
+    rows.append(("delegate", (f"LiteRT {d['library']} (version {d['version']}, isa {d['isa']}, "
+                                     f"self-test {d['selftest']})") if d["available"]
+                 else f"not built ({d['library']} missing): fused TFLite files run their "
+                      "portable body"))
     for key, value in rows:
         click.echo(f"{key + ':':<15}{value}")
 
@@ -468,6 +486,7 @@ def export_cmd(checkpoint, formats, output_dir, opset, batch, input_size, fp16, 
     CHECKPOINT is a UNIT translator and one direction of it is exported the same way.
     """
     echo = (lambda *a, **k: None) if as_json else click.echo
+    _check_export_options(name, batch, input_size)
     if direction is not None:
         from edgeconv.export.translator import export_translator
 
@@ -496,6 +515,31 @@ def export_cmd(checkpoint, formats, output_dir, opset, batch, input_size, fp16, 
         import json
 
         click.echo(json.dumps(report, default=str))
+
+
+#: bytes one image of an export's parity batch may take (input plus the eager model's
+#: activations, a generous estimate), per pixel
+_EXPORT_BYTES_PER_PIXEL = 3 * 4 * 32
+
+
+def _check_export_options(name, batch, input_size) -> None:
+    """Refuse, before torch is imported, a --name that would write outside -o and a fixed
+    --batch whose parity run would not fit in memory."""
+    if name is not None:
+        text = str(name)
+        seps = {"/", os.sep} | ({os.altsep} if os.altsep else set())
+        if (text.strip() in ("", ".") or ".." in text or "\0" in text
+                or any(sep in text for sep in seps) or os.path.isabs(text)):
+            raise EdgeconvError(f"--name {text!r}: a file stem, not a path (no '/', no '..'); "
+                                "the folder is -o/--output-dir")
+    if batch is not None and str(batch).strip().lower() != "dynamic":
+        try:
+            n = int(str(batch).strip())
+        except ValueError:
+            return  # the exporter's own message
+        h, w = input_size or (112, 112)
+        _opts.check_size(n, "--batch", h * w * _EXPORT_BYTES_PER_PIXEL,
+                         "parity inputs and activations")
 
 
 # --------------------------------------------------------------------------- train / eval / quickstart
@@ -786,7 +830,7 @@ def translate_cmd(checkpoint, images, direction, output_dir):
     """Translate IMAGES with a trained UNIT checkpoint (torch)."""
     from edgeconv.translate.train import translate_files
 
-    for p in translate_files(checkpoint, list(images), output_dir, direction):
+    for p in translate_files(checkpoint, list(images), output_dir, direction, log=click.echo):
         click.echo(f"wrote {p}")
 
 

@@ -204,8 +204,26 @@ def translate_train(cfg: TranslateConfig | None = None, resume=None, log=print,
 
 
 
-def translate_files(checkpoint, images, output_dir, direction: str = "nir2rgb") -> list[Path]:
-    """Translate image files with a trained UNIT checkpoint; writes ``<stem>_<direction>.png``."""
+def output_names(images, direction: str) -> list[str]:
+    """``<stem>_<direction>.png`` per input, unique: inputs sharing a stem (``a/x.png``,
+    ``b/x.png``) get ``x_<direction>.png``, ``x-1_<direction>.png``, ... in input order."""
+    used: set[str] = set()
+    out = []
+    for p in images:
+        stem, k = Path(p).stem, 0
+        name = f"{stem}_{direction}.png"
+        while name in used:
+            k += 1
+            name = f"{stem}-{k}_{direction}.png"
+        used.add(name)
+        out.append(name)
+    return out
+
+
+def translate_files(checkpoint, images, output_dir, direction: str = "nir2rgb",
+                    log=None) -> list[Path]:
+    """Translate image files with a trained UNIT checkpoint; writes ``<stem>_<direction>.png``
+    (numbered ``<stem>-1_<direction>.png`` ... when inputs share a name; ``log`` says so)."""
     from edgeconv.data.images import load_image, save_image
 
     if direction not in DIRECTIONS:
@@ -217,9 +235,15 @@ def translate_files(checkpoint, images, output_dir, direction: str = "nir2rgb") 
     size = int(ckpt["config"]["size"])
     arrs = [load_image(p, size=(size, size)) for p in images]  # every input checked first
     out_dir = Path(output_dir)
+    names = output_names(images, direction)
+    renamed = [(p, n) for p, n in zip(images, names) if n != f"{Path(p).stem}_{direction}.png"]
+    if renamed and log is not None:
+        log(f"note: {len(renamed)} input(s) share a file name with an earlier one; their "
+            f"outputs are numbered: " + ", ".join(f"{p} -> {n}" for p, n in renamed[:5])
+            + (" ..." if len(renamed) > 5 else ""))
     written = []
     with torch.no_grad():
-        for p, arr in zip(images, arrs):
+        for p, arr, out_name in zip(images, arrs, names):
             x = torch.from_numpy(arr.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
             if direction == "nir2rgb":
                 y = model.translate_ba(x.mean(1, keepdim=True))
@@ -228,7 +252,7 @@ def translate_files(checkpoint, images, output_dir, direction: str = "nir2rgb") 
             img = ((y[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
             if img.shape[2] == 1:
                 img = np.repeat(img, 3, axis=2)
-            written.append(save_image(out_dir / f"{Path(p).stem}_{direction}.png", img))
+            written.append(save_image(out_dir / out_name, img))
     return written
 
 
