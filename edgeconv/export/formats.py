@@ -35,8 +35,8 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
         ("torch", "litert_torch", "ai_edge_litert"), extra="tflite",
         description="TFLite flatbuffer via litert-torch (no TensorFlow), float32 "
                     "(--fp16: float16 weights), checked in the LiteRT interpreter; TVConv "
-                    "layers as edgeconv.tvconv composites (--formulation fused, the default: "
-                    "--weight-dtype sets their weight storage)"),
+                    "layers as edgeconv.tvconv composites with --formulation fused "
+                    "(--weight-dtype sets their weight storage)"),
 }
 
 DEFAULT_FORMATS = ("onnx", "tflite")

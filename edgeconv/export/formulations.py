@@ -56,8 +56,10 @@ FORMULATIONS = EXACT_FORMULATIONS + (FUSED,)
 #: The default where ``col2im`` cannot be used (ONNX opset < 18), chosen from the
 #: measurements in docs/export_speed.md.
 DEFAULT_FORMULATION = "tapconv"
-#: TFLite's default: the portable composite (docs/litert_delegate.md)
-DEFAULT_TFLITE_FORMULATION = FUSED
+#: TFLite's default stays ``tapconv``: the fused file is portable, but a stock LiteRT runs its
+#: composite bodies outside XNNPACK (MB x0.5 96x96, 1 thread: 356 ms vs tapconv's, see
+#: docs/litert_delegate.md); ``--formulation fused`` is the choice where the delegate is built
+DEFAULT_TFLITE_FORMULATION = DEFAULT_FORMULATION
 #: Formulations only ONNX can carry (TFLite has no Col2Im: litert-torch lowers it to a
 #: stablehlo scatter that the interpreter cannot run).
 ONNX_ONLY_FORMULATIONS = ("col2im",)
