@@ -357,6 +357,14 @@ def _bench_model(entry: dict, settings: BenchSettings, bar: _Progress, log) -> N
 
                 built = kernels.info()
                 entry["kernels"] = {k: built[k] for k in ("version", "isa", "layout")}
+            if getattr(probe, "execution_path", None):  # edgeconv.tvconv composites (TFLite)
+                from edgeconv.runtime import litert_delegate as ld
+
+                entry["kernels"] = ld.bench_entry(probe.execution_path)
+                log(f"edgeconv: {Path(path).name}: edgeconv.tvconv layers run on the "
+                    f"{probe.execution_path}" + (f" (LiteRT delegate {entry['kernels']['version']}"
+                                                 f", {entry['kernels']['isa']})"
+                                                 if probe.uses_kernels else ""))
     except B.ModelFileError as exc:
         entry["status"], entry["error"] = "error", str(exc)
         log(f"edgeconv: error: {exc}")

@@ -192,6 +192,9 @@ class ModelBackend:
     runtime: str = ""
     runtime_version: str | None = None
     uses_kernels: bool = False  # the edgeconv kernel library was registered for this model
+    #: TFLite files with edgeconv.tvconv composites: "kernel" (the LiteRT delegate runs them)
+    #: or "portable body" (their standard-op decomposition); None for other files
+    execution_path: str | None = None
 
     def __init__(self, path: str | os.PathLike, threads: int = 1,
                  model_file: ModelFile | None = None):
@@ -392,11 +395,16 @@ class TFLiteBackend(ModelBackend):
         mod, self.runtime = import_runtime(TFLITE)
         self.runtime_version = _dist_version(self.runtime)
         from edgeconv.quiet import third_party_output
+        from edgeconv.runtime.litert_delegate import delegates_for
 
+        # edgeconv.tvconv composites: the LiteRT delegate ("kernel") or their "portable body"
+        delegates, self.execution_path = delegates_for(self.model_file.data, self.threads, mod)
+        self.uses_kernels = bool(delegates)
         try:
             with third_party_output():  # "INFO: Created TensorFlow Lite XNNPACK delegate ..."
                 self._it = mod.Interpreter(model_content=self.model_file.data,
-                                           num_threads=self.threads)
+                                           num_threads=self.threads,
+                                           experimental_delegates=delegates or None)
                 self._it.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelFileError(f"{self.path}: not a readable TFLite model ({_first_line(exc)})") \

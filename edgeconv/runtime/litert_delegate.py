@@ -217,3 +217,14 @@ def reference(x: np.ndarray, packed: np.ndarray, scales: np.ndarray, bias: np.nd
     elif activation == "relu6":
         y = np.clip(y, 0.0, 6.0)
     return y
+
+
+def bench_entry(execution_path: str) -> dict:
+    """What ``edgeconv bench`` records for a file with composites (delegate build or not)."""
+    out = {"runtime": "litert", "op": COMPOSITE_NAME, "path": execution_path,
+           "layout": "h_w_kk_c"}
+    if execution_path == KERNEL:
+        built = info()
+        out.update(library=built.get("library"), version=built.get("version"),
+                   isa=built.get("isa"))
+    return out
