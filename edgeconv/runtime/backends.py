@@ -304,7 +304,11 @@ class OnnxRuntimeBackend(ModelBackend):
             "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
             "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
         }[optimization]
-        so.log_severity_level = 3
+        from edgeconv.quiet import verbose
+
+        # errors come back as exceptions (one line, RunError); ORT's own coloured log line
+        # of the same error on stderr only with --verbose
+        so.log_severity_level = 3 if verbose() else 4
         flag = "1" if self.allow_spinning else "0"
         so.add_session_config_entry("session.intra_op.allow_spinning", flag)
         so.add_session_config_entry("session.inter_op.allow_spinning", flag)
