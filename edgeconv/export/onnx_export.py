@@ -93,6 +93,10 @@ def export_onnx(model: torch.nn.Module, input_size, batch: int | None, opset: in
     onnx = require("onnx", "export")
     proto = torch_to_onnx(model, input_size, batch, opset, channels, output_name)
     proto, tool = simplify(proto, simplify_with)
+    from edgeconv.export.onnx_function import add_function_bodies
+
+    # after the simplifier (it never sees them): each edgeconv.TVConv node's standard-op body
+    n_tvconv = add_function_bodies(proto)
     try:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as exc:
@@ -100,7 +104,7 @@ def export_onnx(model: torch.nn.Module, input_size, batch: int | None, opset: in
     ops: dict[str, int] = {}
     for node in proto.graph.node:
         ops[node.op_type] = ops.get(node.op_type, 0) + 1
-    return proto, {"opset": opset, "simplifier": tool, "ops": ops}
+    return proto, {"opset": opset, "simplifier": tool, "ops": ops, "tvconv_nodes": n_tvconv}
 
 
 def finalize_onnx(proto, meta: dict) -> bytes:

@@ -122,6 +122,71 @@ def model_uses_kernels(model) -> bool:
     return imports_domain(model, DOMAIN)
 
 
+def op_versions() -> tuple[int, int]:
+    """The ``edgeconv`` opset versions (= packed-layout versions) the built library reads."""
+    lib = load()
+    try:
+        lo, hi = lib.edgeconv_kernels_op_version_min, lib.edgeconv_kernels_op_version_max
+    except AttributeError:  # a library built before the range was exported: version 1 only
+        return OP_VERSION, OP_VERSION
+    lo.restype = hi.restype = ctypes.c_int
+    return int(lo()), int(hi())
+
+
+_BODY_NOTES: set = set()
+
+
+def register_for_model(session_options, model, model_name: str | None = None,
+                       quiet: bool = False) -> bool:
+    """Register the library on ``session_options`` if ``model`` (path or bytes) has
+    ``edgeconv.TVConv`` nodes and the library can run them; returns whether it registered.
+
+    The ``edgeconv`` opset version in the file's ``opset_import`` is its weight-layout version;
+    the library reads the versions in :func:`op_versions` (ONNX Runtime itself matches custom
+    kernels by name, whatever the version, so the check is made here). A file whose nodes carry
+    model-local function bodies (``edgeconv.export.onnx_function``) then runs them where the
+    library is missing, cannot be loaded or reads another layout version, and this says so once
+    on stderr (unless ``quiet``); a file without bodies raises :class:`KernelsMissing` (one line).
+    """
+    from edgeconv.kernels.onnx_domains import scan
+
+    info = scan(model)
+    version = info["opsets"].get(DOMAIN)
+    if version is None:
+        return False
+    name = model_name or (str(model) if isinstance(model, (str, os.PathLike)) else "the model")
+    bodies = any(d == DOMAIN and n == OP_TYPE for d, n, _ in info["functions"])
+    try:
+        load()
+        lo, hi = op_versions()
+        if not lo <= int(version) <= hi:
+            raise KernelsMissing(
+                f"{name} has edgeconv layout version {version}, the edgeconv kernels "
+                f"{lib_version()} read {lo if lo == hi else f'{lo}..{hi}'}: the kernel refuses it")
+        register(session_options)
+        return True
+    except KernelsMissing as exc:
+        if not bodies:
+            if "layout version" in str(exc):
+                raise KernelsMissing(f"{exc}; re-export the model with this edgeconv") from None
+            raise KernelsMissing(missing_message(name)) from None
+        why = str(exc) if "layout version" in str(exc) else \
+            f"{name}: the edgeconv kernels are not available here"
+        note = (f"edgeconv: {why}; its TVConv layers run their portable standard-op body "
+                f"(slower; {BUILD_HINT})" if "layout version" not in why else
+                f"edgeconv: {why}; its TVConv layers run their portable standard-op body")
+        if not quiet and note not in _BODY_NOTES:
+            import sys
+
+            _BODY_NOTES.add(note)
+            print(note, file=sys.stderr)
+        return False
+
+
+def lib_version() -> str:
+    return load().edgeconv_kernels_version().decode()
+
+
 def missing_message(model_name: str) -> str:
     return (f"{model_name} uses the fused edgeconv.TVConv kernel, but the edgeconv kernels are "
             f"not available here: {BUILD_HINT}; or re-export the model without "

@@ -42,6 +42,38 @@ def imports_domain(model, domain_name: str) -> bool:
     return False
 
 
+def scan(model) -> dict:
+    """The ``opset_import`` versions of a model (``{domain: version}``, "" = ONNX) and the
+    ``(domain, name, overload)`` of its model-local functions; empty when unreadable."""
+    out: dict = {"opsets": {}, "functions": set()}
+    try:
+        opened = (io.BytesIO(bytes(model)) if isinstance(model, (bytes, bytearray, memoryview))
+                  else open(model, "rb"))
+        with opened as fh:
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(0)
+            while fh.tell() < size:
+                field, wire = _split_tag(_read_varint(fh))
+                if wire != 2:
+                    _skip_scalar(fh, wire)
+                    continue
+                length = _read_varint(fh)
+                if field == 8:  # ModelProto.opset_import: domain = 1, version = 2
+                    fields = list(_fields(fh.read(length)))
+                    dom = next((v for f, w, v in fields if f == 1 and w == 2), b"").decode()
+                    out["opsets"][dom] = next((v for f, w, v in fields if f == 2 and w == 0), 0)
+                elif field == 25:  # FunctionProto: name = 1, domain = 10, overload = 13
+                    fields = list(_fields(fh.read(length)))
+                    text = {f: v.decode(errors="replace") for f, w, v in fields
+                            if w == 2 and f in (1, 10, 13)}
+                    out["functions"].add((text.get(10, ""), text.get(1, ""), text.get(13, "")))
+                else:
+                    fh.seek(length, os.SEEK_CUR)
+    except (OSError, ValueError):
+        pass
+    return out
+
+
 def _read_varint(fh) -> int:
     result = shift = 0
     while True:

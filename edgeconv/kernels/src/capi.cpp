@@ -32,6 +32,9 @@ __attribute__((visibility("default"))) const char* edgeconv_kernels_version() {
 }
 __attribute__((visibility("default"))) const char* edgeconv_kernels_layout() { return EDGECONV_LAYOUT; }
 __attribute__((visibility("default"))) int edgeconv_kernels_ort_api_version() { return ORT_API_VERSION; }
+// The `edgeconv` opset versions (= weight-layout versions) this library's TVConv reads.
+__attribute__((visibility("default"))) int edgeconv_kernels_op_version_min() { return EDGECONV_OP_VERSION; }
+__attribute__((visibility("default"))) int edgeconv_kernels_op_version_max() { return EDGECONV_OP_VERSION; }
 __attribute__((visibility("default"))) const char* edgeconv_kernels_available_isas() {
   return edgeconv::available_isas();
 }

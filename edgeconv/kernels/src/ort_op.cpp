@@ -124,6 +124,15 @@ struct TVConvKernel {
 };
 
 struct TVConvOp : Ort::CustomOpBase<TVConvOp, TVConvKernel, true> {
+  // The op version is the packed layout's version; the kernel declares the range it reads.
+  // ONNX Runtime (checked through 1.32) builds ONE schema per custom-op name, whose since-version
+  // is the start version, and matches kernels against that, so it does not stop this kernel
+  // claiming nodes of another `edgeconv` opset: edgeconv.kernels.register_for_model compares the
+  // file's version with edgeconv_kernels_op_version_min/max (capi.cpp) before registering.
+  TVConvOp() {
+    start_ver_ = EDGECONV_OP_VERSION;
+    end_ver_ = EDGECONV_OP_VERSION;
+  }
   OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const {
     try {
       Ort::ConstKernelInfo ki(info);

@@ -1,0 +1,230 @@
+"""Portable ``edgeconv.TVConv`` nodes: a model-local ONNX function (FunctionProto) per variant.
+
+A fused ONNX file (``edgeconv.export.fused``) holds one ``edgeconv.TVConv`` node per folded
+TVConv layer. ONNX Runtime runs such a node with the edgeconv kernel library when it is
+registered (a registered custom-op kernel is preferred over a model-local function of the same
+domain and name) and otherwise inlines the node's *function body*, which this module writes:
+the exact standard-op form of the same computation from the node's inputs
+
+    X (N, C, H, W) float32, W (C, h, k*k, wpad) float32|float16|int8 (``edgeconv.kernels.pack``),
+    scales (C, k*k) float32 (int8 only), B (C) or (C, h, wpad) float32 (optional)
+
+    Wf = Cast(W) [* scales]                           # dequantise
+    Wt = Transpose(Wf, (2, 0, 1, 3))                  # (k*k, C, h, wpad): one plane per tap
+    Xp = Pad(X, p, p + s*7 on the right)              # room for wpad output columns
+    Y  = sum_t Slice(Xp, tap t, stride s, h x wpad) * Wt[t]   (+ B)
+    Y  = Clip/Relu(Y)[..., :w],  w = (W + 2p - k) // s + 1
+
+Every weight op depends on initializers only, so ONNX Runtime folds the unpacking into
+constants at session start; the per-run work is Pad, k*k strided Slices, Mul and Add (the
+``slices`` lowering of ``edgeconv.export.formulations``). Columns ``>= w`` of the packed weights
+and the weights of taps outside the image are zero, so the product over the padded width is the
+same sum the kernel computes.
+
+The structure depends on kernel size, stride, activation, whether there are scales and the bias
+kind, so there is one function per variant, all named ``edgeconv.TVConv`` and told apart by the
+ONNX IR 10 ``overload`` field (``k3s1_relu6_int8_channel``): ONNX Runtime resolves the body by
+(domain, name, overload) and the kernel by (domain, name) only. Spatial sizes are not baked in:
+one body serves every layer of its variant.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgeconv.kernels import DOMAIN, OP_TYPE
+from edgeconv.kernels.pack import WIDTH_ALIGN
+
+#: ONNX IR version that carries FunctionProto.overload / NodeProto.overload
+MIN_IR_VERSION = 10
+ATTRIBUTES = ("kernel_size", "stride", "activation", "layout")
+_DTYPES = {1: "float32", 10: "float16", 3: "int8"}  # TensorProto element types of W
+
+
+def overload_name(k: int, s: int, act: str, weight_dtype: str, bias: str) -> str:
+    return f"k{k}s{s}_{act}_{weight_dtype}_{bias}"
+
+
+def make_function(k: int, s: int, act: str, weight_dtype: str, bias: str, opset: int):
+    """The FunctionProto of one variant (``bias``: none | channel | pixel)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    p = k // 2
+    nodes = []
+
+    def const(name, value):
+        nodes.append(helper.make_node("Constant", [], [name],
+                                      value=numpy_helper.from_array(np.asarray(value), name)))
+        return name
+
+    def op(op_type, inputs, output, **attrs):
+        nodes.append(helper.make_node(op_type, inputs, [output], **attrs))
+        return output
+
+    w = op("Cast", ["W"], "w_f32", to=TensorProto.FLOAT)
+    if weight_dtype == "int8":  # one scale per (channel, tap): (C, k*k) -> (C, 1, k*k, 1)
+        sc = op("Unsqueeze", ["S", const("c_scale_axes", np.array([1, 3], np.int64))], "s_4d")
+        w = op("Mul", [w, sc], "w_deq")
+    wt = op("Transpose", [w], "w_taps", perm=[2, 0, 1, 3])               # (k*k, C, h, wpad)
+    # output grid (h, wpad) from the weights' shape: constant once W is an initializer
+    hw = op("Gather", [op("Shape", ["W"], "w_shape"),
+                       const("c_hw_idx", np.array([1, 3], np.int64))], "out_hw_pad")
+    ends_base = op("Mul", [hw, const("c_stride2", np.array([s, s], np.int64))], "ends_base")
+    pads = [0, 0, p, p, 0, 0, p, p + s * (WIDTH_ALIGN - 1)]
+    xp = op("Pad", ["X", const("c_pads", np.array(pads, np.int64))], "x_pad")
+    axes, steps = const("c_axes", np.array([2, 3], np.int64)), "c_stride2"
+    acc = None
+    for t in range(k * k):
+        u, v = divmod(t, k)
+        # rows u, u+s, ..., u+s*(h-1): end = h*s + u - s + 1 (likewise columns, wpad of them)
+        ends = op("Add", [ends_base, const(f"c_end_{t}", np.array([u - s + 1, v - s + 1],
+                                                                   np.int64))], f"ends_{t}")
+        xs = op("Slice", [xp, const(f"c_start_{t}", np.array([u, v], np.int64)), ends, axes,
+                          steps], f"x_tap_{t}")
+        wt_t = op("Gather", [wt, const(f"c_tap_{t}", np.array(t, np.int64))], f"w_tap_{t}", axis=0)
+        prod = op("Mul", [xs, wt_t], f"prod_{t}")
+        acc = prod if acc is None else op("Add", [acc, prod], f"sum_{t}")
+    if bias == "channel":
+        b = op("Reshape", ["B", const("c_bias_shape", np.array([-1, 1, 1], np.int64))], "b_3d")
+        acc = op("Add", [acc, b], "y_bias")
+    elif bias == "pixel":  # (C, h, wpad): the padded grid the sum is on
+        acc = op("Add", [acc, "B"], "y_bias")
+    if act == "relu":
+        acc = op("Relu", [acc], "y_act")
+    elif act == "relu6":
+        acc = op("Clip", [acc, const("c_zero", np.array(0.0, np.float32)),
+                          const("c_six", np.array(6.0, np.float32))], "y_act")
+    # the output width w = (W + 2p - k) // s + 1, from X's width
+    if opset >= 15:
+        width = op("Shape", ["X"], "x_width", start=3, end=4)
+    else:
+        width = op("Slice", [op("Shape", ["X"], "x_shape"), const("c_three", np.array([3], np.int64)),
+                             const("c_four", np.array([4], np.int64))], "x_width")
+    w_out = op("Add", [op("Div", [op("Add", [width, const("c_wpad", np.array([2 * p - k], np.int64))],
+                                     "w_num"), const("c_s1", np.array([s], np.int64))], "w_div"),
+                       const("c_one", np.array([1], np.int64))], "w_out")
+    op("Slice", [acc, const("c_zero_i", np.array([0], np.int64)), w_out,
+                 const("c_axis3", np.array([3], np.int64))], "Y")
+    fn = helper.make_function(DOMAIN, OP_TYPE, ["X", "W", "S", "B"], ["Y"], nodes,
+                              [helper.make_opsetid("", int(opset))], attributes=list(ATTRIBUTES),
+                              doc_string="edgeconv.TVConv in standard ops (edgeconv.export."
+                                         "onnx_function): runs where the edgeconv kernel library "
+                                         "is not registered")
+    fn.overload = overload_name(k, s, act, weight_dtype, bias)
+    return fn
+
+
+def tvconv_nodes(proto) -> list:
+    return [n for n in proto.graph.node if n.domain == DOMAIN and n.op_type == OP_TYPE]
+
+
+def _variant(node, inits: dict) -> tuple:
+    attrs = {a.name: a for a in node.attribute}
+    k, s = int(attrs["kernel_size"].i), int(attrs["stride"].i)
+    act = attrs["activation"].s.decode() if "activation" in attrs else "none"
+    w = inits.get(node.input[1])
+    if w is None:
+        raise ValueError(f"edgeconv.TVConv node {node.name!r}: W is not an initializer")
+    dtype = _DTYPES.get(w.data_type)
+    if dtype is None:
+        raise ValueError(f"edgeconv.TVConv node {node.name!r}: W element type {w.data_type}")
+    bias = "none"
+    if len(node.input) > 3 and node.input[3]:
+        b = inits.get(node.input[3])
+        bias = "channel" if b is not None and len(b.dims) == 1 else "pixel"
+    return k, s, act, dtype, bias
+
+
+def onnx_opset(proto) -> int:
+    return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def add_function_bodies(proto) -> int:
+    """Give every ``edgeconv.TVConv`` node of ``proto`` (in place) its variant's function body;
+    returns the number of nodes. Idempotent; raises the IR version to 10 where needed."""
+    nodes = tvconv_nodes(proto)
+    if not nodes:
+        return 0
+    inits = {i.name: i for i in proto.graph.initializer}
+    have = {(f.domain, f.name, f.overload) for f in proto.functions}
+    opset = onnx_opset(proto)
+    for node in nodes:
+        variant = _variant(node, inits)
+        while len(node.input) < 4:  # a call names every formal input ("" = absent)
+            node.input.append("")
+        node.overload = overload_name(*variant)
+        if (DOMAIN, OP_TYPE, node.overload) not in have:
+            proto.functions.append(make_function(*variant, opset))
+            have.add((DOMAIN, OP_TYPE, node.overload))
+    proto.ir_version = max(int(proto.ir_version), MIN_IR_VERSION)
+    return len(nodes)
+
+
+def has_function_bodies(proto) -> bool:
+    """Whether every ``edgeconv.TVConv`` node of ``proto`` has a model-local function body."""
+    have = {(f.domain, f.name, f.overload) for f in proto.functions}
+    return all((n.domain, n.op_type, n.overload) in have for n in tvconv_nodes(proto))
+
+
+# --- the exporter's parity gate for a fused file: the body in stock ONNX Runtime, and the
+# --- kernel where the library is built ------------------------------------------------------
+
+BODY_LABEL = "ONNX (stock onnxruntime: standard-op function bodies)"
+KERNEL_LABEL = "ONNX (onnxruntime + edgeconv kernels)"
+
+
+def run_onnx(data: bytes, inputs: dict, with_kernels: bool) -> dict:
+    """Run ``data`` on every input set, with the kernel library registered or without it."""
+    import onnxruntime as ort
+
+    from edgeconv import kernels
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if with_kernels:
+        kernels.register(so)
+    sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return {k: sess.run(None, {name: v})[0] for k, v in inputs.items()}
+
+
+def kernel_unusable_reason() -> str | None:
+    """None if the built library can run this exporter's nodes, else one line why not."""
+    from edgeconv import kernels
+
+    try:
+        kernels.load()
+        lo, hi = kernels.op_versions()
+    except kernels.KernelsMissing as exc:
+        return str(exc)
+    if not lo <= kernels.OP_VERSION <= hi:
+        return (f"the edgeconv kernels {kernels.lib_version()} read layout versions {lo}..{hi}, "
+                f"this exporter writes {kernels.OP_VERSION}")
+    return None
+
+
+def gate_both(data: bytes, inputs: dict, refs: dict, tol, file_name: str, guarded):
+    """Parity of the function bodies (stock ONNX Runtime, no library) and of the kernel (where
+    the library is built) against ``refs``; both must pass. Returns (summary, parity metadata);
+    the summary is the kernel's where it ran, else the bodies'."""
+    from edgeconv.export import parity as par
+
+    def gate(with_kernels: bool, label: str) -> dict:
+        outs = guarded(lambda d, i: run_onnx(d, i, with_kernels), data, inputs, label)
+        return par.check({k: par.compare(refs[k], outs[k]) for k in inputs}, *tol,
+                         label=f"{file_name} [{label}]")
+
+    body = gate(False, BODY_LABEL)
+    why_not = kernel_unusable_reason()
+    kernel = gate(True, KERNEL_LABEL) if why_not is None else None
+    summary = dict(kernel if kernel is not None else body)
+    summary["runtime"] = KERNEL_LABEL if kernel is not None else BODY_LABEL
+    summary["function_body"] = {k: body[k] for k in ("max_abs_diff", "min_cosine")}
+    summary["kernel"] = ({k: kernel[k] for k in ("max_abs_diff", "min_cosine")}
+                         if kernel is not None else {"skipped": why_not})
+    return summary, {"function_body": summary["function_body"], "kernel": summary["kernel"]}
+
+
+def where_line(file_name: str, n_layers: int) -> str:
+    return (f"{file_name}: {n_layers} TVConv layers as {DOMAIN}.{OP_TYPE} (edgeconv kernel where "
+            f"loaded, standard-op body elsewhere)")
