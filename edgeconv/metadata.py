@@ -168,27 +168,65 @@ def read_sidecar(model_path: str | Path) -> dict | None:
     return parse_metadata_json(raw, str(path), "metadata")
 
 
-def read_onnx_metadata(model_path: str | Path) -> dict | None:
-    """Metadata from an ONNX file's metadata_props via onnxruntime (no onnx package needed)."""
-    import onnxruntime as ort
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    shift = result = 0
+    while True:
+        if i >= len(buf) or shift > 63:
+            raise ValueError("bad varint")
+        b = buf[i]
+        i += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, i
+        shift += 7
 
-    from edgeconv.runtime.backends import register_kernels_if_used
 
-    so = ort.SessionOptions()
-    register_kernels_if_used(so, model_path)  # a fused model: KernelsMissing when not built
+def protobuf_fields(buf: bytes):
+    """(field number, wire type, value) of one protobuf message (value: int or bytes); a
+    minimal bounded reader, enough for ONNX's ModelProto (no onnx package needed)."""
+    i, n = 0, len(buf)
+    while i < n:
+        key, i = _varint(buf, i)
+        num, wt = key >> 3, key & 7
+        if wt == 0:
+            v, i = _varint(buf, i)
+        elif wt == 1:
+            v, i = buf[i:i + 8], i + 8
+        elif wt == 2:
+            ln, i = _varint(buf, i)
+            if i + ln > n:
+                raise ValueError("truncated field")
+            v, i = buf[i:i + ln], i + ln
+        elif wt == 5:
+            v, i = buf[i:i + 4], i + 4
+        else:
+            raise ValueError(f"wire type {wt}")
+        yield num, wt, v
+
+
+def onnx_metadata_from_bytes(data: bytes, where: str) -> dict | None:
+    """The edgeconv metadata in a serialized ONNX model's ``metadata_props`` (ModelProto
+    field 14), read from the bytes: no inference session, no kernel library needed."""
+    raw = None
     try:
-        sess = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own exception types
-        raise EdgeconvError(f"{model_path}: not a readable ONNX model ({_first_line(exc)})") from None
-    try:
-        props = sess.get_modelmeta().custom_metadata_map or {}
-    except UnicodeDecodeError:
-        raise EdgeconvError(f"{model_path}: the ONNX file's metadata_props are not UTF-8 "
-                            "text") from None
-    raw = props.get(ONNX_METADATA_KEY)
+        for num, wt, v in protobuf_fields(data):
+            if num == 14 and wt == 2:
+                entry = {k: bytes(x) for k, w, x in protobuf_fields(v) if w == 2}
+                if entry.get(1) == ONNX_METADATA_KEY.encode():
+                    raw = entry.get(2, b"")
+    except ValueError:
+        raise EdgeconvError(f"{where}: not a readable ONNX model (malformed protobuf)") from None
     if raw is None:
         return None
-    return parse_metadata_json(raw, str(model_path), "edgeconv metadata in the ONNX file")
+    return parse_metadata_json(raw, where, "edgeconv metadata in the ONNX file")
+
+
+def read_onnx_metadata(model_path: str | Path) -> dict | None:
+    """Metadata from an ONNX file's metadata_props (:func:`onnx_metadata_from_bytes`)."""
+    from edgeconv.fileio import read_regular_file
+
+    data = read_regular_file(model_path, "model file", 1 << 30)
+    return onnx_metadata_from_bytes(data, str(model_path))
 
 
 def load_metadata(model_path: str | Path) -> dict | None:
@@ -198,7 +236,3 @@ def load_metadata(model_path: str | Path) -> dict | None:
         meta = read_onnx_metadata(model_path)
     return meta
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__

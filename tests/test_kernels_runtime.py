@@ -130,12 +130,11 @@ def test_embedded_metadata_of_a_fused_model_without_sidecar(exported, tmp_path, 
 
     bare = tmp_path / "bare_fused.onnx"
     shutil.copyfile(exported["fused"], bare)
-    meta = load_metadata(bare)  # no sidecar: an InferenceSession with the library registered
+    meta = load_metadata(bare)  # no sidecar: read from the file's bytes
     assert meta["kernels"]["domain"] == "edgeconv" and meta["formulation"] == "fused"
+    # reading metadata needs no runtime and no kernel library
     monkeypatch.setenv("EDGECONV_KERNELS_LIB", "/nonexistent")
-    with pytest.raises(kernels.KernelsMissing) as info:
-        read_onnx_metadata(bare)
-    assert str(info.value) == kernels.missing_message("bare_fused.onnx")
+    assert read_onnx_metadata(bare) == meta
 
 
 def test_missing_library_in_process(exported, faces, monkeypatch):

@@ -3,7 +3,7 @@
 The quickstart's proof that a model it exported works as a phone-unlock verifier. Everything
 goes through the code ``edgeconv enroll`` / ``edgeconv unlock`` run: the :class:`Embedder`
 (preprocessing, runtime), the calibrated threshold of the model's metadata, the SQLite
-:class:`TemplateStore` (one averaged template per user) and ``unlock._attempt`` (the score,
+:class:`TemplateStore` (one averaged template per user) and ``decide.attempt`` (the score,
 the decision and the lock-out policy's durable record). Only the images come from memory
 instead of files, and the policy's clock is simulated (an hour passes between attempts, so no
 attempt is refused by a cool-down and every decision is counted).
@@ -25,11 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def average_template(embeddings: np.ndarray) -> np.ndarray:
-    """One unit-norm template from a user's enrolment embeddings (what ``enroll`` stores)."""
-    t = np.asarray(embeddings, dtype=np.float64).mean(axis=0)
-    return (t / np.linalg.norm(t)).astype(np.float32)
+from edgeconv.runtime.decide import attempt, average_template
 
 
 class _SimClock:
@@ -52,7 +48,6 @@ def unlock_trial(model_path, enrol: dict, genuine: dict, impostors: np.ndarray,
     from edgeconv.runtime.embedder import Embedder
     from edgeconv.runtime.policy import LockoutPolicy
     from edgeconv.runtime.store import TemplateStore
-    from edgeconv.runtime.unlock import _attempt
 
     users = sorted(enrol)
     rng = np.random.default_rng(seed)
@@ -72,7 +67,7 @@ def unlock_trial(model_path, enrol: dict, genuine: dict, impostors: np.ndarray,
                 e = emb.embed_images(genuine[u])
                 got = 0
                 for row in e:
-                    r = _attempt(emb, store, policy, row, u, thr)
+                    r = attempt(store, policy, row, u, thr, emb.sha256, emb.label)
                     got += r["accepted"]
                     scores_g.append(r["score"])
                 gen["attempts"] += len(e)
@@ -84,10 +79,10 @@ def unlock_trial(model_path, enrol: dict, genuine: dict, impostors: np.ndarray,
             k = min(int(claims), len(users))
             for row in e_imp:
                 for u in rng.choice(users, size=k, replace=False):
-                    r = _attempt(emb, store, policy, row, str(u), thr)
+                    r = attempt(store, policy, row, str(u), thr, emb.sha256, emb.label)
                     imp["attempts"] += 1
                     imp["accepted"] += r["accepted"]
-                r = _attempt(emb, store, policy, row, None, thr)
+                r = attempt(store, policy, row, None, thr, emb.sha256, emb.label)
                 one_n["attempts"] += 1
                 one_n["accepted"] += r["accepted"]
         finally:

@@ -3,8 +3,8 @@
 Torch-free: an exported model (:class:`~edgeconv.runtime.embedder.Embedder`), the
 SQLite template store (:mod:`edgeconv.runtime.store`) and the lock-out policy
 (:mod:`edgeconv.runtime.policy`).  Scores are cosine similarities of L2-normalised
-embeddings; a probe is accepted when ``score > threshold`` (the rule the thresholds
-were calibrated with, :mod:`edgeconv.train.verification`).
+embeddings; the decision (template averaging, best match, ``score > threshold``, the
+attempt and its lock-out record) is :mod:`edgeconv.runtime.decide`; this module presents.
 
 Exit status of the commands: 0 accepted / matched / done, 1 rejected / no match,
 2 user error (one line on stderr), 3 locked out.
@@ -20,6 +20,8 @@ import click
 import numpy as np
 
 from edgeconv.errors import EdgeconvError
+from edgeconv.runtime.decide import (accepts, attempt, average_template,  # noqa: F401
+                                     best_match, model_templates)
 
 EXIT_ACCEPT = 0
 EXIT_REJECT = 1
@@ -113,8 +115,6 @@ def enroll_command(model, user, images, db=None, replace=False, flip=False, thre
     store = None
     try:
         e, ms = _embed_timed(emb, [str(p) for p in images])  # bad images fail before the db
-        from edgeconv.runtime.trial import average_template
-
         template = average_template(e)
         # each image against the others: median pairwise score (one stray image of
         # someone else is flagged without dragging the good ones down)
@@ -166,7 +166,7 @@ def verify_command(model, user, image, db=None, far=None, threshold=None, flip=F
             t = store.get_for_model(user, emb.sha256, emb.label)
         e, ms = _embed_timed(emb, str(image))
         score = float(e @ t.embedding)
-        accepted = score > thr
+        accepted = accepts(score, thr)
         payload = {"user": user, "image": str(image), "score": score, "threshold": thr,
                    "threshold_source": source, "accepted": accepted, "latency_ms": ms,
                    "model_load_ms": emb.load_seconds * 1000.0}
@@ -183,30 +183,7 @@ def verify_command(model, user, image, db=None, far=None, threshold=None, flip=F
 
 # ----------------------------------------------------------------------------- identify
 def _model_templates(store, emb):
-    """Templates made by this model; a clear error when there are none."""
-    from edgeconv.runtime.store import ModelMismatch
-
-    ts = store.templates(model_hash=emb.sha256)
-    if not ts:
-        others = store.users()
-        if others:
-            from edgeconv.metadata import escape_text
-
-            names = sorted({escape_text(u["model_name"], 80) for u in others})
-            raise ModelMismatch(
-                f"no user is enrolled with this model ({emb.label}, sha256 {emb.sha256[:12]}); "
-                f"the {len(others)} enrolled user(s) were enrolled with model(s) "
-                f"{', '.join(names)} and cannot be compared with it")
-        raise EdgeconvError(f"no users are enrolled in {store.path}")
-    return ts
-
-
-def best_match(e: np.ndarray, templates) -> list[tuple[str, float]]:
-    """(user, score) of every template, best first."""
-    mat = np.stack([t.embedding for t in templates])
-    scores = mat @ e
-    order = np.argsort(-scores, kind="stable")
-    return [(templates[i].user, float(scores[i])) for i in order]
+    return model_templates(store, emb.sha256, emb.label)
 
 
 def identify_command(model, image, db=None, far=None, threshold=None, top=3, flip=False,
@@ -221,7 +198,7 @@ def identify_command(model, image, db=None, far=None, threshold=None, top=3, fli
         e, ms = _embed_timed(emb, str(image))
         ranked = best_match(e, templates)
         user, score = ranked[0]
-        matched = score > thr
+        matched = accepts(score, thr)
         payload = {"image": str(image), "match": user if matched else None,
                    "best_user": user, "best_score": score, "threshold": thr,
                    "threshold_source": source, "candidates": len(templates),
@@ -324,24 +301,7 @@ def users_reset_command(user, db=None) -> int:
 
 # ----------------------------------------------------------------------------- unlock
 def _attempt(emb, store, policy, e, user, thr):
-    """Score ``e`` (user given: 1:1, else 1:N) and record the attempt; returns a dict.
-
-    Identify mode: a match to a locked-out user is refused (``refused_locked_user``) and
-    counted against identify mode (:meth:`LockoutPolicy.record_identify`).
-    """
-    refused = False
-    if user:
-        t = store.get_for_model(user, emb.sha256, emb.label)
-        who, score = user, float(e @ t.embedding)
-        accepted = score > thr
-        st = policy.record(user, accepted)                  # durable before any output
-    else:
-        who, score = best_match(e, _model_templates(store, emb))[0]
-        st, accepted = policy.record_identify(who, score > thr)
-        refused = score > thr and not accepted
-    return {"user": who if (accepted or user) else None, "best_user": who, "score": score,
-            "accepted": accepted, "refused_locked_user": refused, "failures": st.failures,
-            "lockouts": st.lockouts, "locked_for": st.remaining(policy.clock())}
+    return attempt(store, policy, e, user, thr, emb.sha256, emb.label)
 
 
 def _report_attempt(r, thr, source, ms, policy, as_json, user, emb=None, show_score=False):
