@@ -1,4 +1,9 @@
-"""Build the fused-kernel library (``libedgeconv_kernels.so``) from ``src/``: stdlib only.
+"""Build the fused-kernel libraries (``libedgeconv_kernels.so``, ``libedgeconv_litert.so``) from ``src/``: stdlib only.
+
+Two libraries: ``libedgeconv_kernels.so`` (the ONNX Runtime custom op, needs ORT headers) and
+``libedgeconv_litert.so`` (the LiteRT/TFLite external delegate, ``build_litert``: the math TUs,
+the delegate and the NHWC C entry; no runtime headers at all, its TFLite declarations are our
+own ``src/tflite_c.h``).
 
 Used by ``setup.py`` at install (a failed build never fails the install: edgeconv then runs
 without the kernels and says so), by ``python -m edgeconv.kernels.build`` to rebuild in place,
@@ -28,6 +33,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SRC = HERE / "src"
 LIB_NAME = "libedgeconv_kernels.so"
+LITERT_LIB_NAME = "libedgeconv_litert.so"
+# sources only the LiteRT delegate library compiles (never the ORT one) ...
+LITERT_ONLY = ("litert_delegate.cpp",)
+# ... and the sources of the delegate library: math TUs, dispatch, NHWC C entry, delegate
+LITERT_SOURCES = ("tvconv_scalar.cpp", "tvconv_avx2.cpp", "tvconv_avx512.cpp", "tvconv_neon.cpp",
+                  "tvconv_dispatch.cpp", "capi_nhwc.cpp", "litert_delegate.cpp")
 HEADER = "onnxruntime_c_api.h"
 SYSTEM_INCLUDE = Path("/usr/include/onnxruntime")
 CXXFLAGS = ["-O3", "-std=c++17", "-fPIC", "-shared", "-fvisibility=hidden",
@@ -77,49 +88,106 @@ def ort_api_version(include: Path) -> int | None:
     return None
 
 
-def build(out: Path, include: Path | None = None, cxx: str | None = None,
-          extra_flags: list[str] | None = None, quiet: bool = True) -> Path:
-    """Compile every ``src/*.cpp`` into the shared library ``out`` (atomically replaced)."""
-    include = Path(include) if include else find_ort_include()
+def _compile(out: Path, lib_name: str, sources: list[str], includes: list[Path], cxx: str | None,
+             extra_flags: list[str] | None, quiet: bool) -> Path:
+    """Compile ``sources`` (each in its own compiler process, in parallel) and link ``out``
+    (atomically replaced)."""
     cxx = cxx or os.environ.get("CXX") or "g++"
     if shutil.which(cxx) is None:
         raise BuildError(f"no C++ compiler '{cxx}' on PATH (install g++ or set CXX)")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    sources = sorted(str(p) for p in SRC.glob("*.cpp"))
+    flags = [*CXXFLAGS, *(extra_flags or []), *(f"-I{i}" for i in includes), f"-I{SRC}"]
+    compile_flags = [f for f in flags if f != "-shared"]
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".build-") as tmp:
-        target = Path(tmp) / LIB_NAME
-        cmd = [cxx, *CXXFLAGS, *(extra_flags or []), f"-I{include}", f"-I{SRC}", *sources,
-               "-o", str(target), "-lpthread"]
+        target = Path(tmp) / lib_name
+        jobs = max(1, min(len(sources), os.cpu_count() or 1))
+        objs = [str(Path(tmp) / (Path(src).stem + ".o")) for src in sources]
+        cmds = [[cxx, *compile_flags, "-c", src, "-o", obj] for src, obj in zip(sources, objs)]
+        cmds_link = [cxx, *flags, *objs, "-o", str(target), "-lpthread"]
+        stderr = []
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+            pending = list(cmds)
+            running = []
+            while pending or running:
+                while pending and len(running) < jobs:
+                    cmd = pending.pop(0)
+                    running.append(subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                                                    stderr=subprocess.PIPE, text=True))
+                proc = running.pop(0)
+                _, err = proc.communicate(timeout=900)
+                stderr.append(err)
+                if proc.returncode != 0:
+                    for other in running:
+                        other.kill()
+                        other.wait()
+                    _raise_compile_error(cxx, err)
+            proc = subprocess.run(cmds_link, capture_output=True, text=True, timeout=900)
         except subprocess.TimeoutExpired:
             raise BuildError("the C++ build timed out") from None
         if proc.returncode != 0:
-            first = next((ln for ln in proc.stderr.splitlines() if "error" in ln),
-                         proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "")
-            raise BuildError(f"{cxx} failed: {first.strip()[:300]}")
-        if not quiet and proc.stderr.strip():
-            print(proc.stderr, file=sys.stderr)
+            _raise_compile_error(cxx, proc.stderr)
+        stderr.append(proc.stderr)
+        text = "".join(stderr).strip()
+        if not quiet and text:
+            print(text, file=sys.stderr)
         os.replace(target, out)
     return out
+
+
+def _raise_compile_error(cxx: str, stderr: str):
+    first = next((ln for ln in stderr.splitlines() if "error" in ln),
+                 stderr.strip().splitlines()[-1] if stderr.strip() else "")
+    raise BuildError(f"{cxx} failed: {first.strip()[:300]}")
+
+
+def build(out: Path, include: Path | None = None, cxx: str | None = None,
+          extra_flags: list[str] | None = None, quiet: bool = True) -> Path:
+    """Compile the ONNX Runtime library (every ``src/*.cpp`` but the delegate's) into ``out``."""
+    include = Path(include) if include else find_ort_include()
+    cxx = cxx or os.environ.get("CXX") or "g++"
+    if shutil.which(cxx) is None:
+        raise BuildError(f"no C++ compiler '{cxx}' on PATH (install g++ or set CXX)")
+    sources = sorted(str(p) for p in SRC.glob("*.cpp") if p.name not in LITERT_ONLY)
+    return _compile(out, LIB_NAME, sources, [include], cxx, extra_flags, quiet)
+
+
+def build_litert(out: Path, cxx: str | None = None, extra_flags: list[str] | None = None,
+                 quiet: bool = True) -> Path:
+    """Compile the LiteRT delegate library (no runtime headers needed) into ``out``."""
+    sources = [str(SRC / name) for name in LITERT_SOURCES]
+    return _compile(out, LITERT_LIB_NAME, sources, [], cxx, extra_flags, quiet)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-o", "--output", type=Path, default=HERE / LIB_NAME)
+    ap.add_argument("--litert-output", type=Path, default=None,
+                    help=f"delegate library (default: {LITERT_LIB_NAME} next to --output)")
     ap.add_argument("--cxx", default=None, help="C++ compiler (default: $CXX or g++)")
     ap.add_argument("--include", type=Path, default=None, help="ONNX Runtime include dir")
     ap.add_argument("--no-fetch", action="store_true", help="never fetch headers")
+    ap.add_argument("--only", choices=("ort", "litert"), default=None,
+                    help="build only one of the two libraries")
     args = ap.parse_args(argv)
-    try:
-        inc = args.include or find_ort_include(fetch=not args.no_fetch)
-        path = build(args.output, inc, args.cxx, quiet=False)
-    except BuildError as exc:
-        print(f"edgeconv kernels: not built: {exc}", file=sys.stderr)
-        return 1
-    print(f"built {path} (ONNX Runtime headers {inc}, ORT_API_VERSION {ort_api_version(inc)})")
-    return 0
+    rc = 0
+    if args.only != "litert":
+        try:
+            inc = args.include or find_ort_include(fetch=not args.no_fetch)
+            path = build(args.output, inc, args.cxx, quiet=False)
+            print(f"built {path} (ONNX Runtime headers {inc}, ORT_API_VERSION {ort_api_version(inc)})")
+        except BuildError as exc:
+            print(f"edgeconv kernels: not built: {exc}", file=sys.stderr)
+            rc = 1
+    if args.only != "ort":
+        out = args.litert_output or Path(args.output).with_name(LITERT_LIB_NAME)
+        try:
+            path = build_litert(out, args.cxx, quiet=False)
+            print(f"built {path} (LiteRT delegate)")
+        except BuildError as exc:
+            print(f"edgeconv litert delegate: not built: {exc}", file=sys.stderr)
+            rc = 1
+    return rc
 
 
 if __name__ == "__main__":

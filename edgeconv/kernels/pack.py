@@ -84,3 +84,53 @@ def pack_bias(bias: np.ndarray | None, channels: int, h: int, w: int) -> np.ndar
     out = np.zeros((channels, h, padded_width(w)), np.float32)
     out[..., :w] = b
     return out
+
+
+# --- NHWC layout (the LiteRT delegate's kernel) -------------------------------------------
+
+#: Packed NHWC weight layout: (h, w, k*k, C), C contiguous; taps outside the input zeroed.
+NHWC_LAYOUT = "h_w_kk_c"
+
+
+def pack_weights_nhwc(weight: np.ndarray, in_hw, stride: int, dtype: str = "float32"):
+    """(C, k*k, h, w) float -> (packed (h, w, k*k, C), scales (k*k, C) float32 or None).
+
+    int8: symmetric, one scale per (tap, channel) = max-abs over the output grid / 127.
+    """
+    if dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"weight dtype must be one of {WEIGHT_DTYPES}, got {dtype!r}")
+    weight = np.asarray(weight, dtype=np.float64)
+    if weight.ndim != 4:
+        raise ValueError(f"weight must be (C, k*k, h, w), got shape {weight.shape}")
+    c, kk, h, w = weight.shape
+    k = int(round(kk ** 0.5))
+    if k * k != kk or out_hw(in_hw, k, stride) != (h, w):
+        raise ValueError(f"weight {weight.shape} does not fit input {tuple(in_hw)}, stride {stride}")
+    weight = np.where(outside_taps(in_hw, k, stride)[None], 0.0, weight)
+    packed = np.ascontiguousarray(weight.transpose(2, 3, 1, 0))  # (h, w, kk, C)
+    if dtype == "float32":
+        return packed.astype(np.float32), None
+    if dtype == "float16":
+        return packed.astype(np.float16), None
+    amax = np.abs(packed).max(axis=(0, 1))  # (kk, C)
+    scales = np.where(amax > 0, amax / 127.0, 1.0)
+    q = np.clip(np.rint(packed / scales[None, None]), -127, 127).astype(np.int8)
+    return q, scales.astype(np.float32)
+
+
+def unpack_weights_nhwc(packed: np.ndarray, scales: np.ndarray | None) -> np.ndarray:
+    """The float32 (C, k*k, h, w) weights an NHWC-packed tensor stands for (dequantised)."""
+    vals = np.asarray(packed).astype(np.float32)
+    if scales is not None:
+        vals = vals * np.asarray(scales, np.float32)[None, None]
+    return np.ascontiguousarray(vals.transpose(3, 2, 0, 1))
+
+
+def pack_bias_nhwc(bias: np.ndarray | None, channels: int, h: int, w: int) -> np.ndarray | None:
+    """None, (C,) / (C,1,1) per channel, or (C, h, w) per pixel -> (C,) or (h, w, C) float32."""
+    if bias is None:
+        return None
+    b = np.asarray(bias, np.float32).reshape(channels, -1)
+    if b.shape[1] == 1:
+        return np.ascontiguousarray(b[:, 0])
+    return np.ascontiguousarray(b.reshape(channels, h, w).transpose(1, 2, 0))

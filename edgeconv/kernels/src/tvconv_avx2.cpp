@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #include "tvconv_impl.h"
+#include "tvconv_nhwc_impl.h"
 #define EDGECONV_TRAIN_NS train_avx2_ns
 #include "tvconv_train_impl.h"
 #include "vec_avx2.h"
@@ -12,6 +13,10 @@ namespace edgeconv {
 
 void run_avx2(const TVConvArgs& a, int64_t c0, int64_t c1, float* scratch) {
   run_any<Avx2x8, Avx2x8>(a, c0, c1, scratch);
+}
+
+void run_nhwc_avx2(const NhwcArgs& a, int64_t i0, int64_t i1) {
+  run_nhwc_any<Avx2x8, Avx2x8>(a, i0, i1);
 }
 
 void train_avx2(int mode, const TrainGeo& g, const float* a, const float* b, float* out,

@@ -104,6 +104,47 @@ void run_avx512(const TVConvArgs&, int64_t, int64_t, float*);
 void run_neon(const TVConvArgs&, int64_t, int64_t, float*);
 #endif
 
+// --- NHWC variant (tvconv_nhwc_impl.h; the LiteRT delegate's kernel) ----------------------
+//
+//   y[n,i,j,c] = act( sum_{u,v} pad(x)[n, i*s+u, j*s+v, c] * W[i, j, u*k+v, c] + b )
+//
+// x: NHWC float32 (N, H, W, C); y: NHWC float32 (N, h, w, C). W: layout "h_w_kk_c",
+// (h, w, k*k, C), C contiguous, float32 / float16 / int8, times float32 scales (k*k, C)
+// (dequantised = q * scales[t*C + c], computed in float32) where given: required for int8,
+// optional for float weights (the LiteRT composite always passes them, ones there). b: none, per channel (C) or per pixel (h, w, C).
+// Taps that fall outside the input are skipped (zero padding): the packed weights of those
+// taps are zero anyway, but they are never read.
+struct NhwcArgs {
+  const float* x = nullptr;
+  float* y = nullptr;
+  const void* w = nullptr;
+  const float* scales = nullptr;    // (k*k, C); required for int8, optional otherwise
+  const float* bias = nullptr;
+  int wtype = kF32;
+  int bias_mode = kNoBias;
+  int act = kActNone;
+  int64_t N = 0, C = 0, H = 0, W = 0;  // input
+  int64_t h = 0, w_out = 0;            // output
+  int k = 3, s = 1;
+};
+
+// Fills a.h, a.w_out from the input size, k and s; checks everything (sizes, overflow of the
+// element counts, pointers). Returns nullptr if the call is valid, else a static message.
+const char* prepare_nhwc_args(NhwcArgs& a);
+
+// Computes output rows [i0, i1) of every image. Every output element is computed the same
+// way whatever the row range, so splitting rows over threads gives identical results.
+using NhwcFn = void (*)(const NhwcArgs&, int64_t i0, int64_t i1);
+void run_nhwc_scalar(const NhwcArgs&, int64_t, int64_t);
+#if defined(__x86_64__) || defined(_M_X64)
+void run_nhwc_avx2(const NhwcArgs&, int64_t, int64_t);
+void run_nhwc_avx512(const NhwcArgs&, int64_t, int64_t);
+#endif
+#if defined(__aarch64__)
+void run_nhwc_neon(const NhwcArgs&, int64_t, int64_t);
+#endif
+NhwcFn nhwc_fn(int isa);
+
 // Run-time dispatch. ``requested``: "auto" (or nullptr) = best the CPU supports; or one of
 // "scalar", "avx2", "avx512", "neon". Returns the ISA chosen, or -1 when the requested one
 // is unavailable on this CPU / build.

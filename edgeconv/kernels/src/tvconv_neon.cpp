@@ -3,6 +3,7 @@
 #include <arm_neon.h>
 
 #include "tvconv_impl.h"
+#include "tvconv_nhwc_impl.h"
 #define EDGECONV_TRAIN_NS train_neon_ns
 #include "tvconv_train_impl.h"
 
@@ -48,6 +49,10 @@ namespace edgeconv {
 
 void run_neon(const TVConvArgs& a, int64_t c0, int64_t c1, float* scratch) {
   run_any<Neon8, Neon8>(a, c0, c1, scratch);
+}
+
+void run_nhwc_neon(const NhwcArgs& a, int64_t i0, int64_t i1) {
+  run_nhwc_any<Neon8, Neon8>(a, i0, i1);
 }
 
 void train_neon(int mode, const TrainGeo& g, const float* a, const float* b, float* out,

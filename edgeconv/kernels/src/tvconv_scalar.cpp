@@ -3,6 +3,7 @@
 // the reference rounds every product and sum on its own, independently of the SIMD paths.
 #pragma GCC optimize("fp-contract=off")
 #include "tvconv_impl.h"
+#include "tvconv_nhwc_impl.h"
 #define EDGECONV_TRAIN_NS train_scalar_ns
 #include "tvconv_train_impl.h"
 
@@ -64,6 +65,10 @@ namespace edgeconv {
 
 void run_scalar(const TVConvArgs& a, int64_t c0, int64_t c1, float* scratch) {
   run_any<Scalar8, Scalar8>(a, c0, c1, scratch);
+}
+
+void run_nhwc_scalar(const NhwcArgs& a, int64_t i0, int64_t i1) {
+  run_nhwc_any<Scalar8, Scalar8>(a, i0, i1);
 }
 
 void train_scalar(int mode, const TrainGeo& g, const float* a, const float* b, float* out,

@@ -6,3 +6,6 @@
 #define EDGECONV_OP_NAME "TVConv"
 #define EDGECONV_OP_VERSION 1
 #define EDGECONV_LAYOUT "c_h_kk_w8"
+// The NHWC kernel's packed weight layout (LiteRT delegate, composite edgeconv.tvconv).
+#define EDGECONV_NHWC_LAYOUT "h_w_kk_c"
+#define EDGECONV_NHWC_KERNEL_VERSION 1
