@@ -646,11 +646,16 @@ def train(model, op, input_size, embedding_dim, tvconv_inter_channels, tvconv_in
     from edgeconv.train.loop import train as run_train
 
     if resume is not None:
-        given = click.get_current_context().get_parameter_source("output")
-        explicit = given is not None and given.name != "DEFAULT"
+        ctx = click.get_current_context()
+
+        def explicit(name):
+            given = ctx.get_parameter_source(name)
+            return given is not None and given.name != "DEFAULT"
+
         summary = run_train(resume=resume, progress=progress, overwrite=overwrite,
                             workers=workers if workers else None,
-                            output=output if explicit else None)
+                            output=output if explicit("output") else None,
+                            epochs=epochs if explicit("epochs") else None)
     else:
         op_kwargs = {k: v for k, v in (("inter_channels", tvconv_inter_channels),
                                        ("inter_layers", tvconv_inter_layers),
@@ -677,9 +682,14 @@ def train(model, op, input_size, embedding_dim, tvconv_inter_channels, tvconv_in
         summary = run_train(config, progress=progress, overwrite=overwrite)
     if summary.get("is_main", True):
         best = summary.get("best_accuracy")
+        if not os.path.exists(summary["last"]):  # never report a file that was not written
+            raise EdgeconvError(f"no epoch was trained: {summary['last']} was not written")
+        best_file = summary["best"] if os.path.exists(summary["best"]) else (
+            f"{summary['best']} not written in this folder: the best epoch is in the run "
+            "resumed from")
         click.echo(f"done: {summary['epochs_done']} epoch(s) -> {summary['last']}"
                    + (f" (best val accuracy {100 * best:.2f}% at epoch {summary['best_epoch']}"
-                      f": {summary['best']})" if best is not None else ""))
+                      f": {best_file})" if best is not None else ""))
 
 
 @cli.command("eval")

@@ -29,7 +29,9 @@ def refused(res, pattern: str | None = None, code: int = 2):
     err = res.stderr
     assert res.returncode == code, (res.returncode, err[-2000:])
     assert "Traceback" not in err, err[-2000:]
-    lines = [ln for ln in err.splitlines() if ln.strip()]
+    # the bench's note about a busy machine depends on the machine, not on the input
+    lines = [ln for ln in err.splitlines() if ln.strip()
+             and not ln.startswith("edgeconv: warning: load average")]
     assert len(lines) == 1, err[-2000:]
     assert res.elapsed < TIME_LIMIT
     if pattern is not None:

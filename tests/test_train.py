@@ -267,10 +267,11 @@ def test_cli_train_then_eval(tmp_path):
     assert ver["target_far"] == 0.05 and ver["pairs"]["count"] == 60
     assert "test split" in ver["pairs"]["source"]
     assert ver["threshold"] == pytest.approx(report["threshold"])
-    # resuming a finished run trains nothing more and keeps the weights
+    # resuming a finished run is refused in one line (it used to print "done" having
+    # written nothing) and keeps the weights
     before = load_checkpoint(out / "last.ckpt")["state_dict"]
     res = run_in_process("train", "--resume", out / "last.ckpt", "--no-progress")
-    assert res.returncode == 0, res.stderr
+    assert res.returncode == 2 and "the run is complete" in res.stderr, res.stderr
     assert _tensors_equal(before, load_checkpoint(out / "last.ckpt")["state_dict"])
 
 

@@ -438,8 +438,12 @@ def clean_stale_temps(folder: Path, log=None) -> list[Path]:
 
 def train(config: TrainConfig | None = None, resume=None, progress: bool = True,
           workers: int | None = None, overwrite: bool = False, stop_after: int | None = None,
-          log=None, step_hook=None, output=None) -> dict:
+          log=None, step_hook=None, output=None, epochs: int | None = None) -> dict:
     """Train (or resume) a run; returns a summary dict (rank 0's view).
+
+    ``epochs`` (resume only): the --epochs the user gave; a value other than the run's own is
+    refused, as is resuming a run that is already complete (it would print "done" having
+    written nothing).
 
     Resuming writes into ``output`` (default: the checkpoint's run folder) and never moves a
     run backwards: resuming from an older checkpoint (``best.ckpt``) into a folder whose
@@ -456,6 +460,18 @@ def train(config: TrainConfig | None = None, resume=None, progress: bool = True,
             raise EdgeconvError(f"{path}: has no training state (not written by `edgeconv train`)"
                                 f"; cannot resume from it")
         config = TrainConfig.from_dict(dict(t["config"]))
+        done = int(t.get("epoch", 0))
+        if epochs is not None and int(epochs) != int(config.epochs):
+            raise EdgeconvError(
+                f"--epochs {epochs} with --resume: a resumed run keeps its own schedule "
+                f"({config.epochs} epochs; its learning-rate schedule was laid out for that "
+                "total), so it cannot be extended; start a new run (e.g. `edgeconv train "
+                f"--epochs {epochs} ...`) instead")
+        if done >= int(config.epochs):
+            raise EdgeconvError(
+                f"{path}: the run is complete (epoch {done} of {config.epochs}); there is "
+                "nothing to resume and nothing was written (a finished run cannot be extended:"
+                " its learning-rate schedule ended; start a new run)")
         target = Path(output) if output is not None else path.parent
         config.output = str(target)
         last = target / LAST
