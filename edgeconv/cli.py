@@ -511,6 +511,10 @@ def export_cmd(checkpoint, formats, output_dir, opset, batch, input_size, fp16, 
                                formulation=formulation, weight_dtype=weight_dtype,
                                lowrank=lowrank, simplify=simplify,
                                name=name, echo=echo, force=force)
+    if not report.get("files"):  # never a success that wrote nothing
+        raise EdgeconvError(f"{checkpoint}: nothing was exported (no file written for "
+                            f"--format {formats}"
+                            + (f", --formulation {formulation}" if formulation else "") + ")")
     if as_json:
         import json
 
