@@ -163,7 +163,8 @@ def list_models_cmd():
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write JSON here.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write CSV here.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
-              help="Write PNG plots (FILE.png, FILE_accuracy.png); needs edgeconv[plot].")
+              help="Write the throughput plot FILE.png (and FILE_accuracy.png when two or more "
+                   "models carry a verification accuracy and MACs); needs edgeconv[plot].")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Progress bar on stderr.")
 def bench(models, backends, threads, batches, warmup_runs, warmup_secs, min_runs, min_secs,

@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 
 from edgeconv.errors import require
-from edgeconv.fileio import atomic_path
+from edgeconv.fileio import REPORT_MODE, atomic_path
 
 
 def _figure(width, height):
@@ -29,7 +29,7 @@ def _figure(width, height):
 
 
 def _save(fig, path: Path) -> Path:
-    with atomic_path(path) as tmp:
+    with atomic_path(path, REPORT_MODE) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight")
     return path
 

@@ -39,7 +39,7 @@ import csv
 import io
 from pathlib import Path
 
-from edgeconv.fileio import atomic_write_json, atomic_write_text
+from edgeconv.fileio import REPORT_MODE, atomic_write_json, atomic_write_text
 
 CSV_COLUMNS = [
     "model", "path", "format", "backend", "runtime", "threads", "batch", "status",
@@ -59,7 +59,18 @@ def _f(v, nd=2):
     return str(v)
 
 
+#: widest cell of a console table (an error message is cut, in full in the JSON/CSV)
+MAX_CELL = 60
+
+
+def _cell(value) -> str:
+    from edgeconv.metadata import escape_text
+
+    return escape_text(value, MAX_CELL)
+
+
 def _table(headers, rows) -> str:
+    rows = [[_cell(c) for c in r] for r in rows]
     widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(str(h))
               for i, h in enumerate(headers)]
     line = "  ".join(str(h).rjust(w) if i else str(h).ljust(w)
@@ -231,9 +242,9 @@ def write_outputs(report: dict, json_path=None, csv_path=None, plot_path=None) -
     """Write the requested files atomically; returns the paths written."""
     written = []
     if json_path:
-        written.append(atomic_write_json(json_path, report))
+        written.append(atomic_write_json(json_path, report, REPORT_MODE))
     if csv_path:
-        written.append(atomic_write_text(csv_path, to_csv(report)))
+        written.append(atomic_write_text(csv_path, to_csv(report), REPORT_MODE))
     if plot_path:
         from edgeconv.profiling.bench_plot import write_plots
 
