@@ -127,10 +127,10 @@ def info(checkpoint, as_json):
 @cli.command("models")
 def list_models_cmd():
     """List registered model names and operators."""
-    from edgeconv.models.registry import list_models
+    from edgeconv.models.registry import model_names  # torch-free: no model is built
     from edgeconv.ops import list_ops
 
-    click.echo("models: " + " ".join(list_models()))
+    click.echo("models: " + " ".join(model_names()))
     click.echo("ops:    " + " ".join(list_ops()))
 
 
@@ -197,7 +197,8 @@ def bench(models, backends, threads, batches, warmup_runs, warmup_secs, min_runs
 def kernels(path_only, delegate_only, as_json):
     """Build of the fused TVConv kernel library: path, SIMD path, ORT headers.
 
-    Models exported with --formulation fused use its ONNX Runtime custom op edgeconv.TVConv;
+    TVConv models exported to ONNX (by default) hold its ONNX Runtime custom op edgeconv.TVConv,
+    each node with a standard-op function body that runs where the library is not loaded;
     edgeconv loads it by itself, --path is for your own ONNX Runtime code. TFLite files hold
     edgeconv.tvconv composites that the LiteRT delegate runs (--delegate-path for your own
     LiteRT code). Exit 2 with one line when the library is not built or cannot be loaded.
@@ -457,13 +458,15 @@ def unlock(model, images, user, camera, max_failures, cooldown, frames, interval
               help="N or HxW; must equal the size a TVConv model was built for.")
 @click.option("--fp16", is_flag=True, help="TFLite: store float16 weights (tflite only).")
 @click.option("--formulation", default=None,
-              help="Graph form of the folded per-pixel product, all exact: col2im (ONNX "
-                   "default, opset >= 18), tapconv (TFLite default), slices, onehot, "
-                   "onehot_tap; fused (ONNX: one edgeconv.TVConv kernel node per layer with "
-                   "its BatchNorm and activation; runs only where the edgeconv kernels are "
-                   "loaded, see `edgeconv kernels`).")
+              help="Graph form of the folded per-pixel product, all exact: fused (ONNX "
+                   "default: one edgeconv.TVConv node per layer with its BatchNorm and "
+                   "activation, run by the edgeconv kernel where it is loaded and by the "
+                   "node's standard-op function body elsewhere; written as NAME.onnx by "
+                   "default, NAME_fused.onnx when asked for by name), col2im (opset >= 18), "
+                   "tapconv, slices, onehot, onehot_tap.")
 @click.option("--weight-dtype", default=None,
-              help="--formulation fused: storage of the per-pixel weights, float32 (default), "
+              help="Fused TVConv layers (the default): storage of the per-pixel weights, "
+                   "float32 (default), "
                    "float16 or int8 (per channel-tap scales); computed in float32.")
 @click.option("--lowrank", default=None,
               help="APPROXIMATE: per-layer SVD of the folded weights; an integer rank r or a "
@@ -646,6 +649,12 @@ def train(model, op, input_size, embedding_dim, tvconv_inter_channels, tvconv_in
     Writes config.json, history.json, last.ckpt and best.ckpt (atomically, every epoch) to
     the run folder. Distributed: torchrun --nproc_per_node N -m edgeconv.cli train ...
     """
+    if resume is None:  # before torch is imported (seconds): an unknown name fails at once
+        from edgeconv.models.registry import check_model_name
+        from edgeconv.ops import check_op
+
+        check_model_name(model)
+        check_op(op)
     _set_threads(threads)
     from edgeconv.train.config import TrainConfig
     from edgeconv.train.loop import train as run_train
@@ -783,6 +792,9 @@ def quickstart(output, model, input_size, identities, images_per_identity, diffi
     About 14.5 min on 2 CPU cores with the defaults (the quickstart recipe, see
     docs/quickstart_recipe.md; `edgeconv train` keeps the paper's recipe for real data).
     """
+    from edgeconv.models.registry import check_model_name
+
+    check_model_name(model)  # before torch is imported
     _set_threads(threads)
     from edgeconv.train.quickstart import QuickstartOptions, run_quickstart
 

@@ -25,6 +25,13 @@ def test_registry_names():
     assert list_models() == MODELS
 
 
+def test_static_names_match_the_registry():
+    """`edgeconv models` and the CLI's name checks use a torch-free static list."""
+    from edgeconv.models.registry import MODEL_NAMES
+
+    assert list(MODEL_NAMES) == list_models()
+
+
 def test_duplicate_registration_fails():
     def mbv2_x0_1(**kw):  # same name as a registered model
         return None

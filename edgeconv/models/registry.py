@@ -13,6 +13,10 @@ from edgeconv.config import parse_input_size
 from edgeconv.errors import EdgeconvError
 
 _MODEL_MODULES = ("edgeconv.models.mobilenetv2", "edgeconv.models.shufflenetv2")
+#: The registered names, known without importing torch (``edgeconv models``, name checks
+#: before a command imports torch); tests/test_models.py checks it against the registry.
+MODEL_NAMES: tuple[str, ...] = ("mbv2_x0_1", "mbv2_x0_2", "mbv2_x0_3", "mbv2_x0_5",
+                                "mbv2_x1_0", "sfv2_x0_5", "sfv2_x1_0", "sfv2_x1_5")
 _REGISTRY: dict[str, Callable] = {}
 _loaded = False
 
@@ -37,6 +41,18 @@ def _load() -> None:
 def list_models() -> list[str]:
     _load()
     return list(_REGISTRY)
+
+
+def model_names() -> list[str]:
+    """:data:`MODEL_NAMES` (torch-free)."""
+    return list(MODEL_NAMES)
+
+
+def check_model_name(name: str) -> str:
+    """``name`` if it is a registered model; else one line listing them (torch-free)."""
+    if name not in MODEL_NAMES:
+        raise EdgeconvError(f"unknown model '{name}' (choose from: {', '.join(MODEL_NAMES)})")
+    return name
 
 
 def is_model(name: str) -> bool:

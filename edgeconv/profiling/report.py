@@ -40,6 +40,7 @@ def profile_model(name: str, op: str, input_size=DEFAULT_INPUT_SIZE, generator: 
         "macs": macs, **param_counts(model),
         "tvconv_map_bytes": sum(m.map_bytes for m in folded.modules() if isinstance(m, FoldedTVConv)),
     }
+    record = _with_params_alias(record)
     if op == "tvconv":
         macs_gen, gen_analysis = count_macs(model, input_size)
         record["generator_macs"] = macs_gen - macs
@@ -53,6 +54,16 @@ def profile_model(name: str, op: str, input_size=DEFAULT_INPUT_SIZE, generator: 
     if paper and tuple(input_size) == (96, 96):
         record["paper_macs_m"], record["paper_params_m"] = paper
     return record
+
+
+def _with_params_alias(record: dict) -> dict:
+    """``params`` (documented, the training-form count) placed right before ``params_train``."""
+    out = {}
+    for k, v in record.items():
+        if k == "params_train":
+            out["params"] = v
+        out[k] = v
+    return out
 
 
 def _table(records: list[dict]) -> str:
