@@ -292,3 +292,26 @@ def test_console_report_lists_failures_and_warnings(models):
     assert "failed configurations:" in text and "unsupported_batch" in text
     assert any(f"threads {over} exceed" in w for w in report["warnings"])
     assert f"warning: threads {over} exceed" in text
+
+
+def test_every_file_says_what_ran_and_pairs_get_a_verdict(models):
+    report = BN.run_bench([models["dyn"]], _settings(threads=[1], batches=[1]), progress=False)
+    assert report["models"][0]["execution"] == "standard ops"
+    from edgeconv.profiling.bench_report import format_report, verdicts
+
+    def m(name, op, fps, backend="onnxruntime", execution="kernel"):
+        return {"name": name, "status": "ok", "results": [], "execution": execution,
+                "metadata": {"model": name.split(".")[0], "op": op},
+                "best": {"backend": backend, "threads": 1, "batch": 8, "fps": fps}}
+
+    rep = {"models": [m("tv.onnx", "tvconv", 300.0), m("dw.onnx", "depthwise", 200.0),
+                      m("dw2.onnx", "depthwise", 100.0),
+                      m("tv.tflite", "tvconv", 50.0, "tflite", "portable body")]}
+    lines = verdicts(rep)
+    # two tvconv-vs-depthwise pairs in ORT; same-op pairs and cross-backend pairs get none
+    assert len(lines) == 2
+    assert lines[0].startswith("onnxruntime: tv tvconv [kernel] (tv.onnx) is 1.50x the max "
+                               "FPS of dw depthwise [kernel] (dw.onnx)")
+    assert "3.00x" in lines[1]
+    rep["models"][1]["best"]["fps"] = 600.0
+    assert verdicts(rep)[0].startswith("onnxruntime: dw depthwise [kernel] (dw.onnx) is 2.00x")

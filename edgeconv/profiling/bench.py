@@ -183,6 +183,24 @@ def best_result(results: list) -> dict | None:
                                   "peak_rss_mb", "uss_mb")}
 
 
+def execution_path(model) -> str:
+    """What runs a file's TVConv layers: "kernel" (edgeconv's, registered in ONNX Runtime or
+    the LiteRT delegate), "portable body" (the file's standard-op fallback: an ONNX function
+    body or a TFLite composite's decomposition) or "standard ops" (no edgeconv node)."""
+    path = getattr(model, "execution_path", None)
+    if path:
+        return path
+    if model.uses_kernels:
+        return "kernel"
+    data = getattr(getattr(model, "model_file", None), "data", None)
+    if data is not None and model.backend == B.ONNXRUNTIME:
+        from edgeconv.kernels import model_uses_kernels
+
+        if model_uses_kernels(data):
+            return "portable body"
+    return "standard ops"
+
+
 # --------------------------------------------------------------------------- models
 def _model_summary(meta: dict | None) -> dict | None:
     if not meta:
@@ -352,6 +370,7 @@ def _bench_model(entry: dict, settings: BenchSettings, bar: _Progress, log) -> N
             entry["input"] = {k: v for k, v in probe.describe().items()
                               if k.startswith("input") or k.startswith("output")
                               or k == "dynamic_batch"}
+            entry["execution"] = execution_path(probe)
             if probe.uses_kernels:  # fused TVConv: which build and SIMD path did the timing
                 from edgeconv import kernels
 

@@ -166,6 +166,9 @@ def format_report(report: dict, already_printed=()) -> str:
             best_rows.append([m["name"], "-", "-", "-", "-", m.get("error") or m["status"]])
     parts += ["", "best configuration per model (max throughput):",
               _table(["model", "backend", "thr", "batch", "fps", "mean ms"], best_rows)]
+    lines = verdicts(report)
+    if lines:
+        parts += ["", "verdict (max FPS, same backend):"] + [f"  {v}" for v in lines]
     spin = [m for m in report["models"] if m.get("spinning")]
     for m in spin:
         s = m["spinning"]
@@ -188,6 +191,38 @@ def format_report(report: dict, already_printed=()) -> str:
     if report.get("partial"):
         parts.append("PARTIAL: interrupted before the sweep finished")
     return "\n".join(parts)
+
+
+def _label(m: dict) -> str:
+    meta = m.get("metadata") or {}
+    bits = [str(meta.get("model") or m["name"])]
+    if meta.get("op"):
+        bits.append(str(meta["op"]))
+    if m.get("execution") and m["execution"] != "standard ops":
+        bits.append(f"[{m['execution']}]")
+    return _cell(" ".join(bits)) + f" ({m['name']})"
+
+
+def verdicts(report: dict) -> list[str]:
+    """One line per pair of files of different ops run by the same backend: which is faster
+    at its best configuration, and by how much (the files' own max FPS)."""
+    out = []
+    models = [m for m in report["models"] if m.get("best")]
+    for i, a in enumerate(models):
+        for b in models[i + 1:]:
+            ba, bb = a["best"], b["best"]
+            if ba["backend"] != bb["backend"]:
+                continue
+            oa = (a.get("metadata") or {}).get("op")
+            ob = (b.get("metadata") or {}).get("op")
+            if oa == ob and oa is not None:
+                continue
+            fast, slow = (a, b) if ba["fps"] >= bb["fps"] else (b, a)
+            ratio = fast["best"]["fps"] / max(slow["best"]["fps"], 1e-9)
+            out.append(f"{ba['backend']}: {_label(fast)} is {ratio:.2f}x the max FPS of "
+                       f"{_label(slow)} ({fast['best']['fps']:.0f} vs "
+                       f"{slow['best']['fps']:.0f})")
+    return out
 
 
 def csv_rows(report: dict) -> list[dict]:
