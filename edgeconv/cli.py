@@ -408,7 +408,7 @@ def users_reset(name, db):
 @click.option("--max-failures", default=5, show_default=True, type=click.IntRange(1),
               help="Consecutive rejections before a lock-out.")
 @click.option("--cooldown", default=30.0, show_default=True, type=float,
-              callback=_opts.click_seconds,
+              callback=_opts.click_cooldown,
               help="First lock-out in seconds (doubles with each further lock-out, max 1 h).")
 @click.option("--frames", default=3, show_default=True, type=click.IntRange(1),
               help="Camera: frames averaged per attempt.")
@@ -816,8 +816,8 @@ def quickstart(output, model, input_size, identities, images_per_identity, diffi
               help="Identities per domain (RGB and NIR identities are disjoint: unpaired).")
 @click.option("--images-per-identity", default=10, show_default=True, type=click.IntRange(1),
               help="Images rendered per identity and domain.")
-@click.option("--size", default=32, show_default=True, type=click.IntRange(8, 512),
-              help="Square image size (a multiple of 4).")
+@click.option("--size", default=32, show_default=True, type=int,
+              help="Square image size: 16..512 and a multiple of 4.")
 @click.option("--epochs", default=10, show_default=True, type=click.IntRange(1),
               help="Training epochs.")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1),

@@ -76,8 +76,11 @@ class LockoutPolicy:
                  max_cooldown: float = DEFAULT_MAX_COOLDOWN, clock=time.time):
         if int(max_failures) < 1:
             raise EdgeconvError(f"max_failures must be >= 1, got {max_failures}")
-        if float(cooldown) < 0 or float(growth) < 1 or float(max_cooldown) < float(cooldown):
-            raise EdgeconvError("cool-down must be >= 0 s, growth >= 1 and max >= cool-down")
+        if not 0 <= float(cooldown) <= float(max_cooldown):
+            raise EdgeconvError(f"--cooldown {float(cooldown):g}: must be between 0 and "
+                                f"{float(max_cooldown):g} seconds (the longest lock-out)")
+        if float(growth) < 1:
+            raise EdgeconvError(f"lock-out growth must be >= 1, got {growth}")
         self.store = store
         self.max_failures = int(max_failures)
         self.cooldown = float(cooldown)

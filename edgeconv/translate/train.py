@@ -26,6 +26,10 @@ FORMAT_VERSION = 1
 LAST = "last.ckpt"
 
 
+#: --size range: the synthetic renderer's smallest face is 16 px (edgeconv.config)
+MIN_SIZE, MAX_SIZE = 16, 512
+
+
 @dataclass
 class TranslateConfig:
     unit: dict = field(default_factory=dict)      # UNITConfig fields (defaults: the paper's)
@@ -45,8 +49,10 @@ class TranslateConfig:
         for name in ("identities", "images_per_identity", "size", "epochs", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise EdgeconvError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.size % (2 ** self.unit_config().n_down):
-            raise EdgeconvError(f"size {self.size} must be a multiple of 2^n_down")
+        step = 2 ** self.unit_config().n_down
+        if not (MIN_SIZE <= int(self.size) <= MAX_SIZE) or self.size % step:
+            raise EdgeconvError(f"--size {self.size}: must be {MIN_SIZE}..{MAX_SIZE} and a "
+                                f"multiple of {step}")
         return self
 
 
