@@ -77,7 +77,7 @@ def test_files_and_parity_report(exported):
         p = report["parity"][f]
         assert p["passed"] and p["max_abs_diff"] <= 1e-4 and p["min_cosine"] >= 0.99999
         assert {"faces_b1", "faces_b3", "random_b1", "random_b3"} == set(p["inputs"])
-    assert report["formulation"] == {"onnx": "col2im", "tflite": "tapconv"}
+    assert report["formulation"]["onnx"] == "fused"  # edgeconv.TVConv + function bodies
     assert report["faces"] == "edgeconv.data.synthetic.SyntheticFaces"
 
 
@@ -87,13 +87,12 @@ def test_onnx_graph_has_no_generator_ops(exported):
     onnx.checker.check_model(proto)
     ops = [n.op_type for n in proto.graph.node]
     assert not GENERATOR_ONNX_OPS & set(ops), set(ops)
-    n_conv, n_tv, model = expected_convs(ckpt, "col2im")
+    n_conv, n_tv, model = expected_convs(ckpt, "slices")  # the model's own convs only
     assert n_tv == 17
     assert ops.count("Conv") == n_conv
-    strided = sum(1 for m in model.modules() if getattr(m, "stride", None) == 2
-                  and type(m).__name__ == "TVConv")
-    # one Col2Im per stride-1 TVConv; strided ones use tapconv
-    assert strided and ops.count("Col2Im") == n_tv - strided
+    # the default: one edgeconv.TVConv node per TVConv layer, each with its function body
+    assert ops.count("TVConv") == n_tv and "Col2Im" not in ops
+    assert {(f.domain, f.name) for f in proto.functions} == {("edgeconv", "TVConv")}
     # no affinity map (1, cA, h, w) and no generator weight survives as a constant
     shapes = {tuple(i.dims) for i in proto.graph.initializer}
     gen_shapes = {tuple(p.shape) for n, p in model.named_parameters()
@@ -377,17 +376,19 @@ def test_cli_option_validation(small_ckpt, tmp_path):
                            "--formulation", "col2im")
 
 
-def test_opset17_onnx_default_is_tapconv(small_ckpt, tmp_path):
-    """--opset 17 is honoured; the ONNX default formulation is then the best one it can carry."""
+def test_opset17_onnx_default_is_fused_with_opset17_bodies(small_ckpt, tmp_path):
+    """--opset 17 is honoured: the default fused nodes' function bodies use opset 17 ops."""
     from edgeconv.export.exporter import export_checkpoint
 
     rep = export_checkpoint(small_ckpt, formats="onnx", output_dir=tmp_path, opset=17,
                             echo=lambda *a: None)
-    assert rep["formulation"] == {"onnx": "tapconv"}
+    assert rep["formulation"] == {"onnx": "fused"}
+    assert rep["parity"]["onnx"]["function_body"]["max_abs_diff"] <= 1e-4
     proto = onnx.load(str(tmp_path / "s.onnx"))
     assert proto.opset_import[0].version == 17
+    assert {o.version for f in proto.functions for o in f.opset_import} == {17}
     assert "Col2Im" not in {n.op_type for n in proto.graph.node}
-    assert json.loads((tmp_path / "s.onnx.json").read_text())["formulation"] == "tapconv"
+    assert json.loads((tmp_path / "s.onnx.json").read_text())["formulation"] == "fused"
 
 
 def test_depthwise_model_exports_and_lowrank_refused(tmp_path):

@@ -45,7 +45,16 @@ def exported(tmp_path_factory):
                       echo=quiet)
     fused = next((d / "fused").glob("*.onnx"))
     col2im = next((d / "col2im").glob("*.onnx"))
-    return {"dir": d, "fused": fused, "col2im": col2im}
+    # a fused file as exported before nodes carried function bodies: needs the library
+    import onnx
+
+    legacy = d / "legacy" / fused.name
+    legacy.parent.mkdir()
+    proto = onnx.load(str(fused))
+    del proto.functions[:]
+    legacy.write_bytes(proto.SerializeToString())
+    shutil.copyfile(fused.with_name(fused.name + ".json"), legacy.with_name(legacy.name + ".json"))
+    return {"dir": d, "fused": fused, "col2im": col2im, "legacy": legacy}
 
 
 @pytest.fixture(scope="module")
@@ -142,9 +151,12 @@ def test_missing_library_in_process(exported, faces, monkeypatch):
 
     monkeypatch.setenv("EDGECONV_KERNELS_LIB", "/nonexistent")
     with pytest.raises(kernels.KernelsMissing) as info:
-        Embedder(exported["fused"])
-    assert str(info.value) == kernels.missing_message(exported["fused"].name)
+        Embedder(exported["legacy"])  # no function bodies: the library is needed
+    assert str(info.value) == kernels.missing_message(exported["legacy"].name)
     assert "\n" not in str(info.value)
+    with Embedder(exported["fused"]) as ef:  # function bodies: runs them, no kernel
+        assert not ef.model.uses_kernels
+        assert ef.embed(faces["arrays"][:2]).shape == (2, 512)
     with Embedder(exported["col2im"]) as ec:  # a model that does not use it is unaffected
         assert ec.embed(faces["arrays"][:2]).shape == (2, 512)
 
@@ -174,11 +186,11 @@ def test_bench_missing_library_fails_once_per_model(exported, monkeypatch):
     logged = []
     s = BN.BenchSettings(threads=[1, 2], batches=[1, 2], memory_batch=1, measure_spinning=True,
                          **FAST)
-    report = BN.run_bench([exported["fused"], exported["col2im"]], s, progress=False,
+    report = BN.run_bench([exported["legacy"], exported["col2im"]], s, progress=False,
                           log=logged.append)
     fused, col2im = report["models"]
     assert fused["status"] == "error"
-    assert fused["error"] == kernels.missing_message(exported["fused"].name)
+    assert fused["error"] == kernels.missing_message(exported["legacy"].name)
     assert fused["results"] == [] and fused["memory"] == [] and fused["spinning"] is None
     assert logged == [f"edgeconv: error: {fused['error']}"]
     assert col2im["status"] == "ok" and all(r["status"] == "ok" for r in col2im["results"])
@@ -187,10 +199,10 @@ def test_bench_missing_library_fails_once_per_model(exported, monkeypatch):
 
 def test_bench_cli_missing_library_one_line_exit_2(exported, tmp_path):
     out = tmp_path / "r.json"
-    res = cli("bench", exported["fused"], exported["col2im"], "--threads", "1", "--batch", "1",
+    res = cli("bench", exported["legacy"], exported["col2im"], "--threads", "1", "--batch", "1",
               "--min-runs", "2", "--min-secs", "0", "--warmup-secs", "0", "--memory-batch", "0",
               "--no-progress", "--json", out, env_extra=MISSING)
-    assert_one_line_kernels_error(res, exported["fused"].name)
+    assert_one_line_kernels_error(res, exported["legacy"].name)
     rep = json.loads(out.read_text())
     assert [m["status"] for m in rep["models"]] == ["error", "ok"]
 
@@ -205,10 +217,10 @@ def test_unlock_commands_fused_and_missing_library(exported, faces, tmp_path):
               "--threshold", "0.5")
     assert res.returncode == 0 and "ACCEPT" in res.stdout, (res.stdout, res.stderr)
 
-    for args in (("verify", exported["fused"], face, "--user", "alice", "--threshold", "0.5"),
-                 ("enroll", exported["fused"], face, "--user", "bob")):
+    for args in (("verify", exported["legacy"], face, "--user", "alice", "--threshold", "0.5"),
+                 ("enroll", exported["legacy"], face, "--user", "bob")):
         res = cli(*args, "--db", db, env_extra=MISSING)
-        assert_one_line_kernels_error(res, exported["fused"].name)
+        assert_one_line_kernels_error(res, exported["legacy"].name)
         assert res.stdout == ""
     res = cli("enroll", exported["col2im"], face, "--user", "carol", "--db", db,
               env_extra=MISSING)

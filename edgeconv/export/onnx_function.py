@@ -98,11 +98,12 @@ def make_function(k: int, s: int, act: str, weight_dtype: str, bias: str, opset:
     if opset >= 15:
         width = op("Shape", ["X"], "x_width", start=3, end=4)
     else:
-        width = op("Slice", [op("Shape", ["X"], "x_shape"), const("c_three", np.array([3], np.int64)),
+        shape = op("Shape", ["X"], "x_shape")
+        width = op("Slice", [shape, const("c_three", np.array([3], np.int64)),
                              const("c_four", np.array([4], np.int64))], "x_width")
-    w_out = op("Add", [op("Div", [op("Add", [width, const("c_wpad", np.array([2 * p - k], np.int64))],
-                                     "w_num"), const("c_s1", np.array([s], np.int64))], "w_div"),
-                       const("c_one", np.array([1], np.int64))], "w_out")
+    num = op("Add", [width, const("c_wpad", np.array([2 * p - k], np.int64))], "w_num")
+    div = op("Div", [num, const("c_s1", np.array([s], np.int64))], "w_div")
+    w_out = op("Add", [div, const("c_one", np.array([1], np.int64))], "w_out")
     op("Slice", [acc, const("c_zero_i", np.array([0], np.int64)), w_out,
                  const("c_axis3", np.array([3], np.int64))], "Y")
     fn = helper.make_function(DOMAIN, OP_TYPE, ["X", "W", "S", "B"], ["Y"], nodes,

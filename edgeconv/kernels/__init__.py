@@ -2,8 +2,10 @@
 
 ``libedgeconv_kernels.so`` (built from ``src/`` at install, see ``build.py``) holds the ONNX
 Runtime custom op ``edgeconv.TVConv`` (version 1) and a small C ABI for build information and
-direct tests. Models exported with ``--formulation fused`` need it; everything else runs
-without it. From your own ONNX Runtime code::
+direct tests. TVConv models exported to ONNX (by default) hold ``edgeconv.TVConv`` nodes that
+run this kernel where the library is registered and their model-local standard-op function body
+(``edgeconv.export.onnx_function``) elsewhere; fused files from before the bodies need it.
+From your own ONNX Runtime code::
 
     so = onnxruntime.SessionOptions()
     so.register_custom_ops_library(edgeconv.kernels.library_path())   # or `edgeconv kernels --path`
@@ -188,6 +190,7 @@ def lib_version() -> str:
 
 
 def missing_message(model_name: str) -> str:
-    return (f"{model_name} uses the fused edgeconv.TVConv kernel, but the edgeconv kernels are "
-            f"not available here: {BUILD_HINT}; or re-export the model without "
-            f"--formulation fused")
+    return (f"{model_name} uses the fused edgeconv.TVConv kernel and carries no portable "
+            f"function body, but the edgeconv kernels are not available here: {BUILD_HINT}; or "
+            f"re-export the model with this edgeconv (its TVConv nodes then carry standard-op "
+            f"bodies)")
