@@ -208,6 +208,10 @@ def kernels(path_only, delegate_only, as_json):
 
     if sum(map(bool, (path_only, delegate_only, as_json))) > 1:
         raise click.UsageError("--path, --delegate-path and --json are exclusive")
+    lib_env = os.environ.get("EDGECONV_KERNELS_LIB")
+    if lib_env and not os.path.isfile(lib_env):  # not "not built": the variable is wrong
+        raise EdgeconvError(f"EDGECONV_KERNELS_LIB={lib_env}: no such file (point it at a "
+                            "built libedgeconv_kernels.so, or unset it)")
     if delegate_only:
         try:
             click.echo(str(LD.delegate_path(required=True)))
@@ -236,9 +240,10 @@ def kernels(path_only, delegate_only, as_json):
                 break
         click.echo(f"edgeconv kernels: {msg}", err=True)
         sys.exit(EXIT_USER_ERROR)
-    import os
-
     forced = os.environ.get("EDGECONV_KERNEL_ISA")
+    if forced and (info["isa"] == "unavailable" or info["isa"] not in info["available_isas"]):
+        raise EdgeconvError(f"EDGECONV_KERNEL_ISA={forced}: not available on this machine "
+                            f"(available: {', '.join(info['available_isas'])})")
     api = info["ort_api_version"]
     ort_version = _ort_version()
     ort_note = ""

@@ -192,8 +192,16 @@ def compact(result: dict, source: str) -> dict:
                                   "eer_threshold", "auc", "flip_test") if k in result}
     out["far_thresholds"] = dict(result["far_thresholds"])
     out["tar_at_far"] = {far_key(t["far_target"]): t["tar"] for t in result["tar_at_far"]}
-    out["far_resolvable"] = {far_key(t["far_target"]): t["resolvable"]
+    # one definition of "resolvable" (>= 10 / FAR impostor pairs, runtime.thresholds), about
+    # the pairs the stored threshold came from: the calibration split's when there is one
+    # (it used to be ">= 1 / FAR" on the test pairs, disagreeing with calibration.resolvable)
+    from edgeconv.runtime.thresholds import resolvable
+
+    cal_res = (result.get("calibration") or {}).get("resolvable") or {}
+    out["far_resolvable"] = {far_key(t["far_target"]): resolvable(t["far_target"],
+                                                                  t["num_negatives"])
                              for t in result["tar_at_far"]}
+    out["far_resolvable"].update({k: v for k, v in cal_res.items()})
     if "target_far" in result:
         out["target_far"] = result["target_far"]
         out["target_threshold"] = result["target_threshold"]
