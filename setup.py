@@ -1,4 +1,7 @@
-"""Builds the optional fused-kernel library at install (metadata lives in pyproject.toml).
+"""Builds the optional fused-kernel libraries at install (metadata lives in pyproject.toml).
+
+Two libraries: the ONNX Runtime custom op and the LiteRT delegate (``libedgeconv_litert.so``,
+needs no runtime headers; ``EDGECONV_BUILD_LITERT=0`` skips it). Neither build is ever fatal.
 
 The library (``edgeconv/kernels/libedgeconv_kernels.so``) is built from ``edgeconv/kernels/src``
 against ONNX Runtime's C/C++ API headers (see ``edgeconv/kernels/build.py`` for where they come
@@ -46,6 +49,7 @@ class BuildKernels(build_ext):
             print("edgeconv kernels: skipped (EDGECONV_BUILD_KERNELS=0)", file=sys.stderr)
             return
         kb = _kernel_build()
+        self._build_litert_delegate(kb, out.with_name(kb.LITERT_LIB_NAME))
         try:
             inc = kb.find_ort_include()
             kb.build(out, inc)
@@ -62,11 +66,30 @@ class BuildKernels(build_ext):
             print(f"edgeconv kernels: NOT built ({exc}); edgeconv works without them, "
                   f"`edgeconv kernels` says how to build them", file=sys.stderr)
 
+    def _build_litert_delegate(self, kb, out: Path):
+        """The LiteRT delegate library (no runtime headers needed), next to the ORT one."""
+        if os.environ.get("EDGECONV_BUILD_LITERT", "1") == "0":
+            print("edgeconv litert delegate: skipped (EDGECONV_BUILD_LITERT=0)", file=sys.stderr)
+            return
+        try:
+            kb.build_litert(out)
+            print(f"edgeconv litert delegate: built {out}", file=sys.stderr)
+            if getattr(self, "editable_mode", False) and not self.inplace:
+                src = ROOT / "edgeconv" / "kernels" / kb.LITERT_LIB_NAME
+                tmp = src.with_name(src.name + ".tmp")
+                shutil.copy2(out, tmp)
+                os.replace(tmp, src)
+        except Exception as exc:  # noqa: BLE001 - never fatal to the install
+            print(f"edgeconv litert delegate: NOT built ({exc}); fused .tflite files then run "
+                  f"their portable body", file=sys.stderr)
+
     def copy_extensions_to_source(self):  # done in build_extension, only if really built
         pass
 
     def get_outputs(self):
-        return [p for p in super().get_outputs() if Path(p).exists()]
+        outs = [p for p in super().get_outputs() if Path(p).exists()]
+        delegate = Path(self.get_ext_fullpath(KERNEL_EXT)).with_name(_kernel_build().LITERT_LIB_NAME)
+        return outs + ([str(delegate)] if delegate.exists() else [])
 
 
 KERNEL_EXT = "edgeconv.kernels._native"

@@ -14,13 +14,26 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_build_without_headers_does_not_fail_the_install(tmp_path):
-    env = dict(os.environ, ORT_INCLUDE_DIR=str(tmp_path / "no-headers-here"))
+    env = dict(os.environ, ORT_INCLUDE_DIR=str(tmp_path / "no-headers-here"),
+               EDGECONV_BUILD_LITERT="0")  # (the delegate needs no headers: a slow build here)
     proc = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--build-lib",
                            str(tmp_path / "lib"), "--build-temp", str(tmp_path / "tmp")],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "edgeconv kernels: NOT built" in proc.stderr and "has no onnxruntime_c_api.h" in proc.stderr
     assert not list((tmp_path / "lib").rglob("libedgeconv_kernels.so"))
+
+
+def test_failed_delegate_build_does_not_fail_the_install(tmp_path):
+    env = dict(os.environ, ORT_INCLUDE_DIR=str(tmp_path / "no-headers-here"),
+               CXX="no-such-compiler-g++")
+    proc = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--build-lib",
+                           str(tmp_path / "lib"), "--build-temp", str(tmp_path / "tmp")],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "edgeconv litert delegate: NOT built" in proc.stderr
+    assert "no C++ compiler 'no-such-compiler-g++'" in proc.stderr
+    assert not list((tmp_path / "lib").rglob("libedgeconv_litert.so"))
 
 
 def test_build_without_a_compiler_says_so(tmp_path, monkeypatch):

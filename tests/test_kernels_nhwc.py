@@ -340,3 +340,153 @@ def test_load_delegate_with_stock_litert_and_bad_options_fail_cleanly():
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
     assert proc.stdout.count("rejected") == 4 and "OK" in proc.stdout
+
+
+# ---------------------------------------------------------------- a converted composite
+
+def _composite_tflite(c, hw, k, s, dtype, bias, act, n):
+    """A .tflite with one edgeconv.tvconv composite (litert-torch), and its packed tensors."""
+    torch = pytest.importorskip("torch")
+    litert_torch = pytest.importorskip("litert_torch")
+    from litert_torch.backend.composite.stablehlo_composite_builder import (
+        StableHLOCompositeBuilder)
+
+    rng = np.random.default_rng(3)
+    h, w = pack.out_hw(hw, k, s)
+    packed, scales = pack.pack_weights_nhwc(rng.standard_normal((c, k * k, h, w)), hw, s, dtype)
+    scales = np.ones((k * k, c), np.float32) if scales is None else scales
+    b = {"channel": rng.standard_normal(c), "pixel": rng.standard_normal((h, w, c))}[bias]
+    b = b.astype(np.float32)
+
+    class TV(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("W", torch.from_numpy(packed.copy()))
+            self.register_buffer("S", torch.from_numpy(scales))
+            self.register_buffer("B", torch.from_numpy(b))
+
+        def forward(self, x):
+            comp = StableHLOCompositeBuilder("edgeconv.tvconv", attr=dict(
+                kernel_size=k, stride=s, activation=act, layout="h_w_kk_c", kernel_version=1))
+            x, W, S, B = comp.mark_inputs(x, self.W, self.S, self.B)
+            p = k // 2
+            xp = torch.nn.functional.pad(x, (0, 0, p, p, p, p))
+            wf = W.to(torch.float32) * S
+            y = B + torch.zeros(x.shape[0], h, w, x.shape[3])
+            for u in range(k):
+                for v in range(k):
+                    y = y + xp[:, u:u + s * (h - 1) + 1:s, v:v + s * (w - 1) + 1:s] * wf[:, :, u * k + v]
+            y = torch.relu(y) if act == "relu" else torch.clamp(y, 0, 6) if act == "relu6" else y
+            return comp.mark_outputs(y)
+
+    em = litert_torch.convert(TV().eval(), (torch.zeros(n, *hw, c),))
+    data = em.tflite_model() if hasattr(em, "tflite_model") else None
+    if data is None:
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp:
+            em.export(f"{tmp}/m.tflite")
+            data = Path(f"{tmp}/m.tflite").read_bytes()
+    deq = pack.unpack_weights_nhwc(packed, scales if dtype == "int8" else None).astype(np.float64)
+    if dtype != "int8":
+        deq = deq * scales.T[:, :, None, None]
+    bref = b if b.ndim == 1 else b.transpose(2, 0, 1)
+    return bytes(data), deq, bref
+
+
+_RUN_COMPOSITE = r"""
+import ctypes, sys, numpy as np
+from ai_edge_litert.interpreter import Interpreter, load_delegate
+lib_path, model, xfile, threads, out = sys.argv[1:6]
+lib = ctypes.CDLL(lib_path)
+lib.edgeconv_litert_claimed_nodes.argtypes = [ctypes.c_void_p]
+d = load_delegate(lib_path, options={"num_threads": threads})
+it = Interpreter(model_path=model, experimental_delegates=[d], num_threads=int(threads))
+x = np.load(xfile)
+inp = it.get_input_details()[0]
+if list(inp["shape"]) != list(x.shape):
+    it.resize_tensor_input(inp["index"], list(x.shape))
+try:
+    it.allocate_tensors()
+    it.set_tensor(inp["index"], x)
+    it.invoke()
+except Exception as exc:
+    print("ERROR", str(exc).splitlines()[0]); print("claimed", lib.edgeconv_litert_claimed_nodes(d._delegate_ptr)); raise SystemExit(0)
+np.save(out, it.get_tensor(it.get_output_details()[0]["index"]))
+print("claimed", lib.edgeconv_litert_claimed_nodes(d._delegate_ptr))
+"""
+
+
+def _run_composite(tmp_path, data, x, threads=1):
+    """Runs in a subprocess (a delegate bug must not take pytest down): (y or error, claimed)."""
+    model, xf, out = tmp_path / "m.tflite", tmp_path / "x.npy", tmp_path / "y.npy"
+    model.write_bytes(data)
+    np.save(xf, x)
+    proc = subprocess.run([sys.executable, "-c", _RUN_COMPOSITE, str(LIB), str(model), str(xf),
+                           str(threads), str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    claimed = int(proc.stdout.split("claimed")[-1].split()[0])
+    if "ERROR" in proc.stdout:
+        return proc.stdout.split("ERROR", 1)[1].splitlines()[0], claimed
+    return np.load(out), claimed
+
+
+@pytest.mark.parametrize("c,hw,k,s,dtype,bias,act", [
+    (8, (6, 6), 3, 1, "float32", "channel", "relu"),
+    (37, (9, 7), 5, 2, "float16", "pixel", "relu6"),
+    (16, (12, 12), 3, 2, "int8", "channel", "none"),
+])
+def test_delegate_runs_a_converted_composite(tmp_path, c, hw, k, s, dtype, bias, act):
+    pytest.importorskip("ai_edge_litert.interpreter")
+    data, deq, b = _composite_tflite(c, hw, k, s, dtype, bias, act, n=2)
+    rng = np.random.default_rng(0)
+    for n in (2, 5, 1):  # the converted batch, then resized ones
+        x = rng.standard_normal((n, *hw, c)).astype(np.float32)
+        y1, claimed = _run_composite(tmp_path, data, x, threads=1)
+        assert claimed == 1 and not isinstance(y1, str), y1
+        ref = reference(x.astype(np.float64), deq, b, k, s, act)
+        assert np.abs(y1 - ref).max() <= 1e-4 * max(1.0, float(np.abs(ref).max()))
+        y2, _ = _run_composite(tmp_path, data, x, threads=2)
+        assert np.array_equal(y1, y2)
+
+
+def test_delegate_hostile_composites(tmp_path):
+    """Bad attributes: not claimed, the decomposition runs; bad tensors: a clean error."""
+    pytest.importorskip("ai_edge_litert.interpreter")
+    flatbuffers = pytest.importorskip("flatbuffers")
+    from ai_edge_litert import schema_py_generated as schema
+    from flatbuffers import flexbuffers
+
+    data, deq, b = _composite_tflite(8, (6, 6), 3, 1, "float32", "channel", "relu", n=2)
+    x = np.random.default_rng(1).standard_normal((2, 6, 6, 8)).astype(np.float32)
+    ref = reference(x.astype(np.float64), deq, b, 3, 1, "relu")
+    good = dict(kernel_size=3, stride=1, activation="relu", layout="h_w_kk_c", kernel_version=1)
+
+    def variant(attrs=None, raw=None, wshape=None, wtype=None):
+        m = schema.ModelT.InitFromPackedBuf(data, 0)
+        g = m.subgraphs[0]
+        op = next(o for o in g.operators if o.builtinOptions2 is not None)
+        if attrs is not None:
+            op.builtinOptions2.compositeAttributes = list(flexbuffers.Dumps(attrs))
+        if raw is not None:
+            op.builtinOptions2.compositeAttributes = list(raw)
+        if wshape is not None:
+            g.tensors[op.inputs[1]].shape = wshape
+        if wtype is not None:
+            g.tensors[op.inputs[1]].type = wtype
+        fb = flatbuffers.Builder(0)
+        fb.Finish(m.Pack(fb), file_identifier=b"TFL3")
+        return bytes(fb.Output())
+
+    unclaimed = [variant(attrs={**good, "layout": "c_h_kk_w8"}),
+                 variant(attrs={**good, "kernel_size": 7}),
+                 variant(attrs={k: v for k, v in good.items() if k != "stride"}),
+                 variant(raw=b"\xff" * 40), variant(raw=bytes(flexbuffers.Dumps(good))[:-7]),
+                 variant(raw=b"")]
+    for i, d in enumerate(unclaimed):
+        y, claimed = _run_composite(tmp_path, d, x)
+        assert claimed == 0 and not isinstance(y, str), (i, y)
+        assert np.abs(y - ref).max() <= 1e-4 * max(1.0, float(np.abs(ref).max()))  # the body
+    for d in [variant(wshape=[6, 6, 9, 4]), variant(wtype=2),
+              variant(attrs={**good, "kernel_size": 5})]:
+        err, claimed = _run_composite(tmp_path, d, x)
+        assert claimed == 1 and isinstance(err, str) and "edgeconv.tvconv delegate" in err, err

@@ -426,7 +426,7 @@ TfLiteStatus fail(TfLiteContext* context, const char* fmt, ...) {
   va_start(ap, fmt);
   std::vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  context->ReportError(context, "edgeconv.tvconv delegate: %s", msg);
+  context->ReportError(context, "edgeconv.tvconv delegate: %s\n", msg);
   return kTfLiteError;
 }
 
