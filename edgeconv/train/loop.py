@@ -467,11 +467,6 @@ def train(config: TrainConfig | None = None, resume=None, progress: bool = True,
                 f"({config.epochs} epochs; its learning-rate schedule was laid out for that "
                 "total), so it cannot be extended; start a new run (e.g. `edgeconv train "
                 f"--epochs {epochs} ...`) instead")
-        if done >= int(config.epochs):
-            raise EdgeconvError(
-                f"{path}: the run is complete (epoch {done} of {config.epochs}); there is "
-                "nothing to resume and nothing was written (a finished run cannot be extended:"
-                " its learning-rate schedule ended; start a new run)")
         target = Path(output) if output is not None else path.parent
         config.output = str(target)
         last = target / LAST
@@ -485,6 +480,11 @@ def train(config: TrainConfig | None = None, resume=None, progress: bool = True,
                     f"{last} is at epoch {there}, further than {path} (epoch {here}): resuming "
                     f"would move the run back; resume from {last}, or write the new branch "
                     "elsewhere with -o")
+        if done >= int(config.epochs):
+            raise EdgeconvError(
+                f"{path}: the run is complete (epoch {done} of {config.epochs}); there is "
+                "nothing to resume and nothing was written (a finished run cannot be extended:"
+                " its learning-rate schedule ended; start a new run)")
         if workers is not None:
             config.workers = workers
     else:
