@@ -107,13 +107,12 @@ def test_fused_options_are_checked_up_front(tmp_path):
     from edgeconv.export.exporter import export_checkpoint
 
     ckpt = tmp_path / "never-read.ckpt"
-    with pytest.raises(EdgeconvError, match="fused is ONNX only"):
-        export_checkpoint(ckpt, formats="onnx,tflite", formulation="fused", **QUIET)
     with pytest.raises(EdgeconvError, match="needs --formulation fused"):
-        export_checkpoint(ckpt, formats="onnx", weight_dtype="float16", **QUIET)
+        export_checkpoint(ckpt, formats="onnx", formulation="col2im", weight_dtype="float16",
+                          **QUIET)
     with pytest.raises(EdgeconvError, match="--weight-dtype must be one of"):
         export_checkpoint(ckpt, formats="onnx", formulation="fused", weight_dtype="bf16", **QUIET)
-    with pytest.raises(EdgeconvError, match="applies to format"):
+    with pytest.raises(EdgeconvError, match="needs --formulation fused"):  # TFLite: tapconv
         export_checkpoint(ckpt, formats="tflite", weight_dtype="int8", **QUIET)
     with pytest.raises(EdgeconvError, match="cannot be combined with --lowrank"):
         export_checkpoint(ckpt, formats="onnx", formulation="fused", lowrank=2, **QUIET)

@@ -306,3 +306,18 @@ def test_every_registered_model_exports_fused_with_bodies_by_default(tmp_path, n
     proto = onnx.load(str(tmp_path / "m.onnx"))
     assert has_function_bodies(proto)
     assert any(n.domain == "edgeconv" for n in proto.graph.node)
+
+
+def test_depthwise_export_is_unchanged_and_weight_dtype_refused(tmp_path):
+    """A depthwise model has no TVConv layer: its default ONNX file has no edgeconv domain and
+    no function, and --weight-dtype (the fused layers' storage) is refused in one line."""
+    from edgeconv.errors import EdgeconvError
+    from edgeconv.export.exporter import export_checkpoint
+
+    ckpt = make_ckpt(tmp_path / "d.ckpt", op="depthwise", size=SIZE)
+    with pytest.raises(EdgeconvError, match=r"--weight-dtype .* \(op 'depthwise'\) has none"):
+        export_checkpoint(ckpt, formats="onnx", output_dir=tmp_path, weight_dtype="int8", **QUIET)
+    rep = export_checkpoint(ckpt, formats="onnx", output_dir=tmp_path, **QUIET)
+    assert rep["formulation"] == {"onnx": None}
+    proto = onnx.load(str(tmp_path / "d.onnx"))
+    assert not proto.functions and "edgeconv" not in {o.domain for o in proto.opset_import}

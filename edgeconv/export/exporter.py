@@ -156,7 +156,7 @@ def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batc
                                    "weight_dtype": weight_dtype, "formulation": formulation})
     # validated: only fused TVConv layers use it; TFLite --fp16 stores them as float16 too
     tfl_weight_dtype = weight_dtype or ("float16" if fp16 else "float32")
-    weight_dtype = weight_dtype or "float32"
+    given_weight_dtype, weight_dtype = weight_dtype, weight_dtype or "float32"
     if simplify is not None and simplify not in ("auto", "onnxsim", "onnxslim", "none"):
         raise EdgeconvError(f"--simplify must be auto, onnxsim, onnxslim or none, got {simplify!r}")
     batch_n = fmt.parse_batch(batch)
@@ -179,6 +179,11 @@ def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batc
     t0 = time.perf_counter()
     model, exported, ckpt, info = _prepare(checkpoint, input_size, lowrank)
     _check_tflite_batch(ckpt, formats, batch_n)
+    if given_weight_dtype is not None and (not info["tvconv_layers"] or lowrank is not None):
+        cfg = ckpt["model_config"]
+        raise EdgeconvError("--weight-dtype is the storage of fused TVConv layers, and "
+                            + (f"{cfg['name']} (op '{cfg['op']}') has none" if lowrank is None
+                               else "a --lowrank export has none"))
     from edgeconv.runtime.model_meta import file_sha256
 
     ckpt_sha = file_sha256(checkpoint)
