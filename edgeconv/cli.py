@@ -676,17 +676,12 @@ def train(model, op, input_size, embedding_dim, tvconv_inter_channels, tvconv_in
                             output=output if explicit("output") else None,
                             epochs=epochs if explicit("epochs") else None)
     else:
-        op_kwargs = {k: v for k, v in (("inter_channels", tvconv_inter_channels),
-                                       ("inter_layers", tvconv_inter_layers),
-                                       ("affinity_channels", tvconv_affinity_channels))
-                     if v is not None}
-        if op_kwargs and op != "tvconv":
-            raise EdgeconvError("--tvconv-* options need --op tvconv")
-        fg_kwargs = {k: v for k, v in (("repository_size", filtergen_repository_size),
-                                       ("feature_dim", filtergen_feature_dim)) if v is not None}
-        if fg_kwargs and op != "filtergen":
-            raise EdgeconvError("--filtergen-* options need --op filtergen")
-        op_kwargs.update(fg_kwargs)
+        op_kwargs = _op_kwargs_from_options(op, {
+            "--tvconv-inter-channels": tvconv_inter_channels,
+            "--tvconv-inter-layers": tvconv_inter_layers,
+            "--tvconv-affinity-channels": tvconv_affinity_channels,
+            "--filtergen-repository-size": filtergen_repository_size,
+            "--filtergen-feature-dim": filtergen_feature_dim})
         config = TrainConfig(
             model=model, op=op, input_size=list(input_size), embedding_dim=embedding_dim,
             op_kwargs=op_kwargs, data=data, identities=identities,
@@ -741,6 +736,25 @@ def eval_cmd(checkpoint, pairs, num_pairs, flip, target_far, batch_size, output_
     evaluate_checkpoint(checkpoint, pairs=pairs, flip=flip, target_far=target_far,
                         num_pairs=num_pairs, output_dir=output_dir, batch_size=batch_size,
                         write_back=write_back, plot=plot, echo=click.echo)
+
+
+def _op_kwargs_from_options(op: str, given: dict) -> dict:
+    """op_kwargs from the op-specific CLI options given (None: not given); an option of
+    another op is refused in one line. Which option belongs to which op is the op registry's
+    (OpSpec.cli_options)."""
+    from edgeconv.ops import list_ops, op_spec
+
+    owner = {opt: (name, key) for name in list_ops() for opt, key in op_spec(name).cli_options}
+    out = {}
+    for opt, value in given.items():
+        if value is None:
+            continue
+        name, key = owner[opt]
+        if name != op:
+            raise EdgeconvError(f"{opt} is an option of op {name}: its options need --op "
+                                f"{name} (got --op {op})")
+        out[key] = value
+    return out
 
 
 def _quickstart_defaults():

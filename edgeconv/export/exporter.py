@@ -444,20 +444,17 @@ def _run_onnx(data: bytes, inputs: dict) -> dict:
     return {k: sess.run(None, {name: v})[0] for k, v in inputs.items()}
 
 
-#: graphs that reshape over the batch axis: a batch-1 TFLite file of them cannot be resized
-_BATCH_RESHAPING = {"filtergen": "filtergen generates its filters per image",
-                    "shufflenet": "ShuffleNetV2's channel shuffle reshapes over the batch axis"}
-
-
 def _check_tflite_batch(ckpt: dict, formats, batch_n) -> None:
     """Refuse, before any conversion, a dynamic-batch TFLite export the interpreter could not
-    resize (the parity gate would refuse it after minutes of converting)."""
+    resize (the parity gate would refuse it after minutes of converting): an op or a model
+    whose graph reshapes over the batch axis says so in its registry entry (``pins_batch``)."""
     if "tflite" not in formats or batch_n is not None:
         return
+    from edgeconv.models.registry import model_spec
+    from edgeconv.ops import op_spec
+
     cfg = ckpt["model_config"]
-    shufflenet = str(cfg.get("name", "")).startswith(("sfv2", "shufflenet"))
-    why = (_BATCH_RESHAPING["filtergen"] if cfg.get("op") == "filtergen" else
-           _BATCH_RESHAPING["shufflenet"] if shufflenet else None)
+    why = op_spec(cfg.get("op", "depthwise")).pins_batch or model_spec(cfg["name"]).pins_batch
     if why:
         raise EdgeconvError(f"{cfg['name']} ({cfg['op']}): {why}, so a dynamic-batch TFLite "
                             "file (converted at batch 1, resized at run time) cannot run other "

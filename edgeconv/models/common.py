@@ -39,15 +39,15 @@ class FaceHead(nn.Sequential):
 def op_setup(op: str, op_kwargs: dict, input_size) -> tuple[dict, nn.Module | None]:
     """Per-model extras an operator needs: (kwargs for every build_op call, auxiliary module).
 
-    ``filtergen`` layers share one autoencoder on the input image; the model owns it.
+    An operator class that needs a model-level module (filtergen's shared input autoencoder)
+    says so with a ``model_setup(op_kwargs, input_size)`` static method; the model owns what
+    it returns.
     """
-    if op == "filtergen":
-        from edgeconv.ops.filtergen import FilterGenAutoencoder
+    from edgeconv.ops import op_class
 
-        ae_channels = op_kwargs.get("encoder_channels", (16, 32, 64))
-        autoencoder = FilterGenAutoencoder(ae_channels)
-        layer_kwargs = {k: v for k, v in op_kwargs.items() if k != "encoder_channels"}
-        return {**layer_kwargs, "autoencoder": autoencoder, "input_hw": tuple(input_size)}, autoencoder
+    setup = getattr(op_class(op), "model_setup", None)
+    if setup is not None:
+        return setup(dict(op_kwargs), tuple(input_size))
     return dict(op_kwargs), None
 
 

@@ -6,7 +6,7 @@ from torch import nn
 
 from edgeconv.models.common import FaceModel, conv_bn, op_setup, make_divisible
 from edgeconv.models.registry import register_model
-from edgeconv.ops import build_op, out_hw
+from edgeconv.ops import build_op, op_spec, out_hw
 
 # t (expansion), c (channels), n (repeats), s (stride of the first repeat)
 INVERTED_RESIDUAL_SETTING = [
@@ -53,7 +53,7 @@ def mobilenetv2(width: float, op: str = "depthwise", input_size=(96, 96), embedd
     last_ch = int(512 * max(1.0, width))
     layers += conv_bn(in_ch, last_ch, 1)
     model = FaceModel(nn.Sequential(*layers), last_ch, input_size, embedding_dim,
-                      size_bound=op == "tvconv", autoencoder=autoencoder)
+                      size_bound=op_spec(op).size_bound, autoencoder=autoencoder)
     model.width = width
     return model
 

@@ -7,35 +7,74 @@ triggered by the first lookup.
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from typing import Callable
 
 from edgeconv.config import parse_input_size
 from edgeconv.errors import EdgeconvError
 
-_MODEL_MODULES = ("edgeconv.models.mobilenetv2", "edgeconv.models.shufflenetv2")
-#: The registered names, known without importing torch (``edgeconv models``, name checks
-#: before a command imports torch); tests/test_models.py checks it against the registry.
-MODEL_NAMES: tuple[str, ...] = ("mbv2_x0_1", "mbv2_x0_2", "mbv2_x0_3", "mbv2_x0_5",
-                                "mbv2_x1_0", "sfv2_x0_5", "sfv2_x1_0", "sfv2_x1_5")
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model and the traits other layers ask about (torch-free).
+
+    ``module`` holds the builder function (registered there with ``@register_model``; it is
+    imported on first use, so listing and checking names needs no torch).
+    """
+
+    name: str
+    module: str
+    family: str
+    task: str = "face"                # what the model outputs: "face" embeddings, ...
+    width: float | None = None
+    pins_batch: str | None = None     # why a batch-1 TFLite file of it cannot be resized
+
+
+_SPECS: dict[str, ModelSpec] = {}
 _REGISTRY: dict[str, Callable] = {}
-_loaded = False
+_loaded_modules: set[str] = set()
+
+
+def register_model_spec(spec: ModelSpec) -> ModelSpec:
+    """Register a model's name and traits (one line per model)."""
+    if spec.name in _SPECS:
+        raise ValueError(f"model '{spec.name}' is already registered")
+    _SPECS[spec.name] = spec
+    return spec
+
+
+def unregister_model(name: str) -> None:
+    """Remove a model (tests register toy models and take them away again)."""
+    _SPECS.pop(name, None)
+    _REGISTRY.pop(name, None)
+
+
+_SHUFFLE = "ShuffleNetV2's channel shuffle reshapes over the batch axis"
+for _w, _n in ((0.1, "mbv2_x0_1"), (0.2, "mbv2_x0_2"), (0.3, "mbv2_x0_3"), (0.5, "mbv2_x0_5"),
+               (1.0, "mbv2_x1_0")):
+    register_model_spec(ModelSpec(_n, "edgeconv.models.mobilenetv2", "mobilenetv2", width=_w))
+for _w, _n in ((0.5, "sfv2_x0_5"), (1.0, "sfv2_x1_0"), (1.5, "sfv2_x1_5")):
+    register_model_spec(ModelSpec(_n, "edgeconv.models.shufflenetv2", "shufflenetv2", width=_w,
+                                  pins_batch=_SHUFFLE))
 
 
 def register_model(fn: Callable) -> Callable:
-    """Register ``fn`` under its ``__name__``; registering a name twice is an error."""
+    """Register builder ``fn`` under its ``__name__`` (timm's decorator). A name without a
+    :class:`ModelSpec` gets a plain one (family = its name, module = fn's module)."""
     name = fn.__name__
     if name in _REGISTRY:
         raise ValueError(f"model '{name}' is already registered")
+    if name not in _SPECS:
+        register_model_spec(ModelSpec(name, fn.__module__, name))
     _REGISTRY[name] = fn
     return fn
 
 
-def _load() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        for mod in _MODEL_MODULES:
-            importlib.import_module(mod)
+def _load(name: str | None = None) -> None:
+    specs = [_SPECS[name]] if name in _SPECS else list(_SPECS.values())
+    for spec in specs:
+        if spec.module not in _loaded_modules:
+            _loaded_modules.add(spec.module)
+            importlib.import_module(spec.module)
 
 
 def list_models() -> list[str]:
@@ -43,21 +82,25 @@ def list_models() -> list[str]:
     return list(_REGISTRY)
 
 
-def model_names() -> list[str]:
-    """:data:`MODEL_NAMES` (torch-free)."""
-    return list(MODEL_NAMES)
+def model_names(task: str | None = None) -> list[str]:
+    """The registered names (torch-free), optionally of one task."""
+    return [n for n, s in _SPECS.items() if task is None or s.task == task]
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The :class:`ModelSpec` of ``name``; one line listing the names when unknown."""
+    return _SPECS[check_model_name(name)]
 
 
 def check_model_name(name: str) -> str:
     """``name`` if it is a registered model; else one line listing them (torch-free)."""
-    if name not in MODEL_NAMES:
-        raise EdgeconvError(f"unknown model '{name}' (choose from: {', '.join(MODEL_NAMES)})")
+    if name not in _SPECS:
+        raise EdgeconvError(f"unknown model '{name}' (choose from: {', '.join(_SPECS)})")
     return name
 
 
 def is_model(name: str) -> bool:
-    _load()
-    return name in _REGISTRY
+    return name in _SPECS
 
 
 def create_model(name: str, op: str = "depthwise", input_size=96, embedding_dim: int = 512,
@@ -67,9 +110,10 @@ def create_model(name: str, op: str = "depthwise", input_size=96, embedding_dim:
     The returned module carries ``model.config``: everything needed to build it again
     (stored in checkpoints and export metadata).
     """
-    _load()
+    check_model_name(name)
+    _load(name)
     if name not in _REGISTRY:
-        raise EdgeconvError(f"unknown model '{name}' (choose from: {', '.join(_REGISTRY)})")
+        raise EdgeconvError(f"model '{name}' has no builder in {_SPECS[name].module}")
     from edgeconv.ops import check_op
 
     check_op(op)

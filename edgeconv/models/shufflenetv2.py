@@ -7,7 +7,7 @@ from torch import nn
 
 from edgeconv.models.common import FaceModel, conv_bn, op_setup
 from edgeconv.models.registry import register_model
-from edgeconv.ops import build_op, out_hw
+from edgeconv.ops import build_op, op_spec, out_hw
 
 STAGE_REPEATS = (4, 8, 4)
 STAGE_OUT_CHANNELS = {
@@ -69,7 +69,7 @@ def shufflenetv2(width: float, op: str = "depthwise", input_size=(96, 96), embed
             in_ch = out_ch
     layers += conv_bn(in_ch, chans[4], 1, act=nn.ReLU)
     model = FaceModel(nn.Sequential(*layers), chans[4], input_size, embedding_dim,
-                      size_bound=op == "tvconv", autoencoder=autoencoder)
+                      size_bound=op_spec(op).size_bound, autoencoder=autoencoder)
     model.width = width
     return model
 

@@ -12,15 +12,66 @@ and maps (N, C, H, W) -> (N, C, ceil(H/stride), ceil(W/stride)) with zero paddin
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 
 from edgeconv.errors import EdgeconvError
 
-# name -> (module, class)
-_OPS = {
-    "depthwise": ("edgeconv.ops.depthwise", "DepthwiseConv"),
-    "tvconv": ("edgeconv.ops.tvconv", "TVConv"),
-    "filtergen": ("edgeconv.ops.filtergen", "FilterGenConv"),
-}
+@dataclass(frozen=True)
+class OpSpec:
+    """An operator and the traits other layers ask about (instead of comparing names).
+
+    ``cli_options``: (option name, op_kwargs key) pairs the ``train`` command offers for it,
+    e.g. ``("--tvconv-inter-channels", "inter_channels")``.
+    """
+
+    name: str
+    module: str                       # where the class lives (imported lazily: torch)
+    cls: str
+    description: str = ""
+    size_bound: bool = False          # built for one input size (h, w fixed per layer)
+    foldable: bool = False            # has an exact static inference form (export folds it)
+    generator_macs: bool = False      # has a weight generator whose cost profile reports
+    per_image: bool = False           # weights generated per image (dynamic filters)
+    autoencoder: bool = False         # the model owns one shared input autoencoder
+    pins_batch: str | None = None     # why its export cannot resize the batch (else None)
+    export_forms: tuple = ("standard",)  # which export forms exist for it
+    cli_options: tuple = ()           # (CLI option, op_kwargs key)
+    quickstart_kwargs: tuple = ()     # op_kwargs keys the quickstart's generator settings set
+    baseline: bool = False            # the op the paper's MACs/params table describes
+
+
+_OPS: dict[str, OpSpec] = {}
+
+
+def register_op(spec: OpSpec) -> OpSpec:
+    """Register an operator (one line per operator; a name may be registered once)."""
+    if spec.name in _OPS:
+        raise ValueError(f"op '{spec.name}' is already registered")
+    _OPS[spec.name] = spec
+    return spec
+
+
+def unregister_op(name: str) -> None:
+    """Remove a registration (tests register toy ops and take them away again)."""
+    _OPS.pop(name, None)
+
+
+register_op(OpSpec("depthwise", "edgeconv.ops.depthwise", "DepthwiseConv",
+                   "the ordinary 3x3 depthwise convolution", baseline=True))
+register_op(OpSpec("tvconv", "edgeconv.ops.tvconv", "TVConv",
+                   "translation-variant convolution (CVPR 2022)", size_bound=True,
+                   foldable=True, generator_macs=True,
+                   export_forms=("fused", "col2im", "tapconv", "slices", "onehot",
+                                 "onehot_tap", "lowrank"),
+                   cli_options=(("--tvconv-inter-channels", "inter_channels"),
+                                ("--tvconv-inter-layers", "inter_layers"),
+                                ("--tvconv-affinity-channels", "affinity_channels")),
+                   quickstart_kwargs=("inter_channels", "inter_layers")))
+register_op(OpSpec("filtergen", "edgeconv.ops.filtergen", "FilterGenConv",
+                   "per-image dynamic filters (learning to generate filters)", per_image=True,
+                   autoencoder=True, pins_batch="filtergen generates its filters per image",
+                   cli_options=(("--filtergen-repository-size", "repository_size"),
+                                ("--filtergen-feature-dim", "feature_dim"))))
 
 
 def list_ops() -> list[str]:
@@ -33,9 +84,14 @@ def check_op(name: str) -> str:
     return name
 
 
+def op_spec(name: str) -> OpSpec:
+    """The registered :class:`OpSpec` of ``name`` (one line for unknown names)."""
+    return _OPS[check_op(name)]
+
+
 def op_class(name: str):
-    module, cls = _OPS[check_op(name)]
-    return getattr(importlib.import_module(module), cls)
+    spec = op_spec(name)
+    return getattr(importlib.import_module(spec.module), spec.cls)
 
 
 def build_op(name: str, channels: int, stride: int = 1, in_hw=(96, 96), kernel_size: int = 3,

@@ -127,6 +127,15 @@ class FilterGenConv(nn.Module):
         with torch.no_grad():  # static part: random filters of unit-ish norm, like a conv init
             nn.init.normal_(self.mapping.bias, std=1.0 / math.sqrt(r))
 
+    @staticmethod
+    def model_setup(op_kwargs: dict, input_size) -> tuple[dict, nn.Module]:
+        """The model-level part: one autoencoder on the input image, shared by every layer
+        (the model owns it); (kwargs for each layer, the autoencoder)."""
+        autoencoder = FilterGenAutoencoder(op_kwargs.get("encoder_channels", (16, 32, 64)))
+        layer_kwargs = {k: v for k, v in op_kwargs.items() if k != "encoder_channels"}
+        return ({**layer_kwargs, "autoencoder": autoencoder, "input_hw": tuple(input_size)},
+                autoencoder)
+
     def extra_repr(self) -> str:
         return (f"{self.channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"repository_size={self.repository_size}, level={self.level}")

@@ -25,6 +25,7 @@ def profile_model(name: str, op: str, input_size=DEFAULT_INPUT_SIZE, generator: 
 
     from edgeconv.export.folding import fold_model
     from edgeconv.models import create_model
+    from edgeconv.ops import op_spec
     from edgeconv.ops.tvconv import FoldedTVConv
     from edgeconv.profiling.counts import param_counts
     from edgeconv.profiling.macs import count_macs, per_layer
@@ -41,7 +42,7 @@ def profile_model(name: str, op: str, input_size=DEFAULT_INPUT_SIZE, generator: 
         "tvconv_map_bytes": sum(m.map_bytes for m in folded.modules() if isinstance(m, FoldedTVConv)),
     }
     record = _with_params_alias(record)
-    if op == "tvconv":
+    if op_spec(op).generator_macs:
         macs_gen, gen_analysis = count_macs(model, input_size)
         record["generator_macs"] = macs_gen - macs
         record["macs_with_generator"] = macs_gen
@@ -54,6 +55,13 @@ def profile_model(name: str, op: str, input_size=DEFAULT_INPUT_SIZE, generator: 
     if paper and tuple(input_size) == (96, 96):
         record["paper_macs_m"], record["paper_params_m"] = paper
     return record
+
+
+def _baseline(op: str) -> bool:
+    """The paper's params column is that of the baseline (depthwise) models."""
+    from edgeconv.ops import op_spec
+
+    return op_spec(op).baseline
 
 
 def _with_params_alias(record: dict) -> dict:
@@ -75,7 +83,7 @@ def _table(records: list[dict]) -> str:
             r["model"], r["op"], "x".join(str(v) for v in r["input_size"]),
             f"{r['macs'] / 1e6:.2f}", f"{r['paper_macs_m']:.2f}" if "paper_macs_m" in r else "-",
             f"{r['params_train'] / 1e6:.3f}",
-            f"{r['paper_params_m']:.3f}" if "paper_params_m" in r and r["op"] == "depthwise" else "-",
+            f"{r['paper_params_m']:.3f}" if "paper_params_m" in r and _baseline(r["op"]) else "-",
             f"{r['params_inference'] / 1e6:.3f}",
             f"{r['tvconv_map_bytes'] / 1e6:.1f}" if r["tvconv_map_bytes"] else "-",
             f"{r['generator_macs'] / 1e9:.2f}" if "generator_macs" in r else "-",

@@ -31,7 +31,9 @@ from pathlib import Path
 
 from edgeconv.errors import EdgeconvError
 
+#: the op under study (gets its own epoch budget, --tvconv-epochs) and its baseline
 OPS = ("tvconv", "depthwise")
+SUBJECT_OP, BASELINE_OP = OPS
 
 
 @dataclass
@@ -93,10 +95,18 @@ TVCONV_EXTRA_EPOCHS = 6
 
 def op_epochs(opts: QuickstartOptions, op: str) -> int:
     """Training epochs of ``op``: TVConv's own budget, by default ``epochs + 6``."""
-    if op != "tvconv":
+    if op != SUBJECT_OP:
         return int(opts.epochs)
     return int(opts.tvconv_epochs) if opts.tvconv_epochs else int(opts.epochs) + \
         TVCONV_EXTRA_EPOCHS
+
+
+def generator_kwargs(opts: QuickstartOptions, op: str) -> dict:
+    """The quickstart's weight-generator settings, for an op that has those kwargs."""
+    from edgeconv.ops import op_spec
+
+    given = {"inter_channels": opts.inter_channels, "inter_layers": opts.inter_layers}
+    return {k: given[k] for k in op_spec(op).quickstart_kwargs if k in given}
 
 
 def train_config(opts: QuickstartOptions, op: str, out: Path, epochs: int | None = None,
@@ -105,8 +115,7 @@ def train_config(opts: QuickstartOptions, op: str, out: Path, epochs: int | None
 
     return TrainConfig(model=opts.model, op=op, input_size=[opts.input_size, opts.input_size],
                        embedding_dim=opts.embedding_dim,
-                       op_kwargs=({"inter_channels": opts.inter_channels,
-                                   "inter_layers": opts.inter_layers} if op == "tvconv" else {}),
+                       op_kwargs=generator_kwargs(opts, op),
                        identities=opts.identities,
                        images_per_identity=images_per_identity or opts.images_per_identity,
                        difficulty=opts.difficulty, val_pairs=opts.val_pairs,
