@@ -118,7 +118,7 @@ def test_stock_onnxruntime_without_the_library(exported, tmp_path):
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     assert info["edgeconv"] is False and "TVConv" not in info["ops"]
-    assert {"Slice", "Mul", "Add"} <= set(info["ops"])
+    assert {"Col2Im", "Slice", "Mul", "Add"} <= set(info["ops"])  # stride 1 / stride 2
     y = np.load(tmp_path / "y.npy")
     assert np.abs(y - exported["ref"]).max() <= 1e-4
 
@@ -137,12 +137,15 @@ def test_reference_evaluator_runs_the_bodies(exported):
     assert np.abs(y - exported["ref"][:1]).max() <= 1e-4
 
 
-@pytest.mark.parametrize("k,s,dtype,bias,act,hw", [
-    (3, 1, "float32", "channel", "relu6", (12, 12)), (3, 2, "int8", "pixel", "relu", (13, 11)),
-    (5, 1, "float16", "none", "none", (7, 9)), (5, 2, "float32", "pixel", "relu6", (10, 10)),
-    (3, 2, "int8", "none", "relu", (3, 3))])
-def test_every_body_variant_matches_the_reference(k, s, dtype, bias, act, hw):
-    """One-node models of each variant: stock ORT and ReferenceEvaluator vs float64."""
+@pytest.mark.parametrize("k,s,dtype,bias,act,hw,opset", [
+    (3, 1, "float32", "channel", "relu6", (12, 12), 18),
+    (3, 2, "int8", "pixel", "relu", (13, 11), 18), (5, 1, "float16", "none", "none", (7, 9), 18),
+    (5, 2, "float32", "pixel", "relu6", (10, 10), 18),
+    (3, 2, "int8", "none", "relu", (3, 3), 18), (3, 1, "int8", "pixel", "relu6", (9, 10), 13),
+    (5, 1, "float32", "channel", "none", (6, 5), 17)])
+def test_every_body_variant_matches_the_reference(k, s, dtype, bias, act, hw, opset):
+    """One-node models of each variant (stride 1 at opset >= 18: Col2Im; otherwise strided
+    Slices): stock ORT and ReferenceEvaluator vs float64."""
     from onnx.reference import ReferenceEvaluator
 
     from edgeconv.export.onnx_function import add_function_bodies
@@ -152,11 +155,14 @@ def test_every_body_variant_matches_the_reference(k, s, dtype, bias, act, hw):
     c = 6
     data, deq, b = _kernels.node_model(c, hw, k, s, dtype, bias, act)
     proto = onnx.load_from_string(data)
+    proto.opset_import[0].version = opset
     h, w = pack.out_hw(hw, k, s)
     proto.graph.output[0].CopyFrom(onnx.helper.make_tensor_value_info(
         "y", onnx.TensorProto.FLOAT, ["N", c, h, w]))
     assert add_function_bodies(proto) == 1
     onnx.checker.check_model(proto, full_check=True)
+    body_ops = {n.op_type for n in proto.functions[0].node}
+    assert ("Col2Im" in body_ops) == (s == 1 and opset >= 18)
     x = np.random.default_rng(1).standard_normal((2, c, *hw)).astype(np.float32)
     bias_t = None if b is None else torch.from_numpy(np.asarray(b, np.float64)).reshape(
         c, *((1, 1) if np.ndim(b) == 1 else (h, w)))

@@ -9,17 +9,19 @@ the exact standard-op form of the same computation from the node's inputs
     X (N, C, H, W) float32, W (C, h, k*k, wpad) float32|float16|int8 (``edgeconv.kernels.pack``),
     scales (C, k*k) float32 (int8 only), B (C) or (C, h, wpad) float32 (optional)
 
-    Wf = Cast(W) [* scales]                           # dequantise
-    Wt = Transpose(Wf, (2, 0, 1, 3))                  # (k*k, C, h, wpad): one plane per tap
-    Xp = Pad(X, p, p + s*7 on the right)              # room for wpad output columns
-    Y  = sum_t Slice(Xp, tap t, stride s, h x wpad) * Wt[t]   (+ B)
-    Y  = Clip/Relu(Y)[..., :w],  w = (W + 2p - k) // s + 1
+    Wf = Cast(W) [* scales]                                     # dequantise
+    stride 1, opset >= 18 (the ``col2im`` lowering on the padded grid h x wpad):
+      W' = the k*k planes of Wf moved to input coordinates       # Pad + Slice per tap, Concat
+      Y  = Col2Im(Reshape(Unsqueeze(Pad(X, wpad - W on the right)) * W'))
+    stride 2 or opset < 18 (the ``slices`` lowering):
+      Y  = sum_t Slice(Pad(X), tap t, stride s, h x wpad) * Wf[:, :, t]
+    Y  = Clip/Relu(Y + B)[..., :w],  w = (W + 2p - k) // s + 1
 
-Every weight op depends on initializers only, so ONNX Runtime folds the unpacking into
-constants at session start; the per-run work is Pad, k*k strided Slices, Mul and Add (the
-``slices`` lowering of ``edgeconv.export.formulations``). Columns ``>= w`` of the packed weights
-and the weights of taps outside the image are zero, so the product over the padded width is the
-same sum the kernel computes.
+Every weight op depends on initializers only (sizes come from W's shape), so ONNX Runtime folds
+the unpacking into constants at session start; per run it executes Pad, Mul, Col2Im (or the
+k*k strided Slices, Mul and Add) and a few scalar shape ops. Columns ``>= w`` of the packed
+weights and the weights of taps outside the image are zero, so the product over the padded
+width is the same sum the kernel computes; the last Slice drops the padding columns.
 
 The structure depends on kernel size, stride, activation, whether there are scales and the bias
 kind, so there is one function per variant, all named ``edgeconv.TVConv`` and told apart by the
@@ -65,25 +67,13 @@ def make_function(k: int, s: int, act: str, weight_dtype: str, bias: str, opset:
     if weight_dtype == "int8":  # one scale per (channel, tap): (C, k*k) -> (C, 1, k*k, 1)
         sc = op("Unsqueeze", ["S", const("c_scale_axes", np.array([1, 3], np.int64))], "s_4d")
         w = op("Mul", [w, sc], "w_deq")
-    wt = op("Transpose", [w], "w_taps", perm=[2, 0, 1, 3])               # (k*k, C, h, wpad)
     # output grid (h, wpad) from the weights' shape: constant once W is an initializer
     hw = op("Gather", [op("Shape", ["W"], "w_shape"),
                        const("c_hw_idx", np.array([1, 3], np.int64))], "out_hw_pad")
-    ends_base = op("Mul", [hw, const("c_stride2", np.array([s, s], np.int64))], "ends_base")
-    pads = [0, 0, p, p, 0, 0, p, p + s * (WIDTH_ALIGN - 1)]
-    xp = op("Pad", ["X", const("c_pads", np.array(pads, np.int64))], "x_pad")
-    axes, steps = const("c_axes", np.array([2, 3], np.int64)), "c_stride2"
-    acc = None
-    for t in range(k * k):
-        u, v = divmod(t, k)
-        # rows u, u+s, ..., u+s*(h-1): end = h*s + u - s + 1 (likewise columns, wpad of them)
-        ends = op("Add", [ends_base, const(f"c_end_{t}", np.array([u - s + 1, v - s + 1],
-                                                                   np.int64))], f"ends_{t}")
-        xs = op("Slice", [xp, const(f"c_start_{t}", np.array([u, v], np.int64)), ends, axes,
-                          steps], f"x_tap_{t}")
-        wt_t = op("Gather", [wt, const(f"c_tap_{t}", np.array(t, np.int64))], f"w_tap_{t}", axis=0)
-        prod = op("Mul", [xs, wt_t], f"prod_{t}")
-        acc = prod if acc is None else op("Add", [acc, prod], f"sum_{t}")
+    if s == 1 and opset >= 18:
+        acc = _col2im_sum(op, const, w, hw, k)
+    else:
+        acc = _slices_sum(op, const, w, hw, k, s)
     if bias == "channel":
         b = op("Reshape", ["B", const("c_bias_shape", np.array([-1, 1, 1], np.int64))], "b_3d")
         acc = op("Add", [acc, b], "y_bias")
@@ -113,6 +103,64 @@ def make_function(k: int, s: int, act: str, weight_dtype: str, bias: str, opset:
                                          "is not registered")
     fn.overload = overload_name(k, s, act, weight_dtype, bias)
     return fn
+
+
+def _slices_sum(op, const, w, hw, k: int, s: int) -> str:
+    """sum_t Slice(Pad(X), tap t, stride s, h x wpad) * W[:, :, t]: (N, C, h, wpad)."""
+    p = k // 2
+    wt = op("Transpose", [w], "w_taps", perm=[2, 0, 1, 3])               # (k*k, C, h, wpad)
+    ends_base = op("Mul", [hw, const("c_stride2", np.array([s, s], np.int64))], "ends_base")
+    pads = [0, 0, p, p, 0, 0, p, p + s * (WIDTH_ALIGN - 1)]  # room for wpad output columns
+    xp = op("Pad", ["X", const("c_pads", np.array(pads, np.int64))], "x_pad")
+    axes, steps = const("c_axes", np.array([2, 3], np.int64)), "c_stride2"
+    acc = None
+    for t in range(k * k):
+        u, v = divmod(t, k)
+        # rows u, u+s, ..., u+s*(h-1): end = h*s + u - s + 1 (likewise columns, wpad of them)
+        ends = op("Add", [ends_base, const(f"c_end_{t}", np.array([u - s + 1, v - s + 1],
+                                                                   np.int64))], f"ends_{t}")
+        xs = op("Slice", [xp, const(f"c_start_{t}", np.array([u, v], np.int64)), ends, axes,
+                          steps], f"x_tap_{t}")
+        wt_t = op("Gather", [wt, const(f"c_tap_{t}", np.array(t, np.int64))], f"w_tap_{t}", axis=0)
+        prod = op("Mul", [xs, wt_t], f"prod_{t}")
+        acc = prod if acc is None else op("Add", [acc, prod], f"sum_{t}")
+    return acc
+
+
+def _col2im_sum(op, const, w, hw, k: int) -> str:
+    """Stride 1, opset >= 18: the ``col2im`` lowering on the padded grid (h, wpad): ONE Mul of
+    X (right-padded to wpad columns with zeros) by the weights moved to input coordinates
+    (``edgeconv.ops.per_pixel.col2im_weights``: W'[t, m] = W[flip(t), m + d_t]), ONE Col2Im."""
+    p, kk = k // 2, k * k
+    wk = op("Transpose", [w], "w_ckk", perm=[0, 2, 1, 3])                 # (C, k*k, h, wpad)
+    wkp = op("Pad", [wk, const("c_wpads", np.array([0, 0, p, p, 0, 0, p, p], np.int64))],
+             "w_ckk_pad")
+    axes = const("c_axes3", np.array([1, 2, 3], np.int64))
+    planes = []
+    for t in range(kk):
+        u, v = divmod(t, k)
+        src = kk - 1 - t
+        ends = op("Concat", [const(f"c_src_end_{t}", np.array([src + 1], np.int64)),
+                             op("Add", [hw, const(f"c_uv_{t}", np.array([u, v], np.int64))],
+                                f"uv_end_{t}")], f"ends_{t}", axis=0)
+        planes.append(op("Slice", [wkp, const(f"c_start_{t}", np.array([src, u, v], np.int64)),
+                                   ends, axes], f"w_col_{t}"))
+    wcol = op("Concat", planes, "w_col", axis=1)                          # (C, k*k, h, wpad)
+    # X right-padded with zeros to wpad columns (h = H at stride 1)
+    pad_r = op("Sub", [op("Slice", [hw, const("c_one_a", np.array([1], np.int64)),
+                                    const("c_two_a", np.array([2], np.int64))], "wpad_1d"),
+                       op("Shape", ["X"], "x_width_c", start=3, end=4)], "pad_right")
+    xpads = op("Concat", [const("c_xpads0", np.zeros(7, np.int64)), pad_r], "x_pads", axis=0)
+    xr = op("Pad", ["X", xpads], "x_right")
+    cols = op("Mul", [op("Unsqueeze", [xr, const("c_ax2", np.array([2], np.int64))], "x_5d"),
+                      wcol], "cols_5d")                                   # (N, C, k*k, h, wpad)
+    hwn = op("Mul", [op("Slice", [hw, const("c_zero_a", np.array([0], np.int64)), "c_one_a"],
+                        "h_1d"), "wpad_1d"], "hw_numel")
+    shape = op("Concat", [const("c_cols_shape", np.array([0, -1], np.int64)), hwn], "cols_shape",
+               axis=0)
+    cols = op("Reshape", [cols, shape], "cols")                           # (N, C*k*k, h*wpad)
+    return op("Col2Im", [cols, hw, const("c_block", np.array([k, k], np.int64))], "y_col2im",
+              pads=[p, p, p, p])
 
 
 def tvconv_nodes(proto) -> list:
