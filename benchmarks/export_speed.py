@@ -52,7 +52,7 @@ def randomise(model, seed=0):
 def build_models(size=96, generator=False):
     import torch
 
-    from edgeconv.export.folding import fold_model
+    from edgeconv.ops.folding import fold_model
     from edgeconv.models import create_model
 
     torch.manual_seed(0)
@@ -206,7 +206,7 @@ def _export_layer(module, c, h, path):
 def whole_model(args, tmp):
     import torch
 
-    from edgeconv.export.folding import fold_model
+    from edgeconv.ops.folding import fold_model
     from edgeconv.export.lowrank import lowrank_model
     from edgeconv.export.parity import normalise, synthetic_faces
 
@@ -312,7 +312,7 @@ def litert_part(args, models, onnx_paths):
 
 def generator_part(args, tmp):
     """Folded (ONNX default formulation) vs generator left in the graph (paper generator 64x3)."""
-    from edgeconv.export.folding import fold_model
+    from edgeconv.ops.folding import fold_model
     from edgeconv.export.formulations import default_formulation, set_formulation
 
     form = default_formulation("onnx")
@@ -441,7 +441,7 @@ def kernel_rates_part(args):
 
 
 def _tv_elements():
-    from edgeconv.export.folding import fold_model
+    from edgeconv.ops.folding import fold_model
     from edgeconv.models import create_model
     from edgeconv.ops.tvconv import FoldedTVConv
 

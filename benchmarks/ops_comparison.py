@@ -73,7 +73,7 @@ def cost_and_speed(model: str, op: str, args, tmp: Path) -> dict:
     import torch
 
     from edgeconv.export.exporter import export_checkpoint
-    from edgeconv.export.folding import fold_model
+    from edgeconv.ops.folding import fold_model
     from edgeconv.models import create_model
     from edgeconv.profiling.bench import BenchSettings, run_bench
     from edgeconv.profiling.macs import count_macs, count_params

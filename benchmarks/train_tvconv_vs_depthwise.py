@@ -33,7 +33,7 @@ OPS = ("depthwise", "tvconv")
 
 def op_epochs(args, op: str) -> int:
     """The quickstart's budget: TVConv trains ``--tvconv-epochs`` (default: epochs + 6)."""
-    from edgeconv.train.quickstart import TVCONV_EXTRA_EPOCHS
+    from edgeconv.quickstart import TVCONV_EXTRA_EPOCHS
 
     if op != "tvconv":
         return args.epochs
@@ -285,7 +285,7 @@ def write_doc(path: Path, args, thr: dict, runs: list[dict], wall: float,
 
 
 def main(argv=None) -> int:
-    from edgeconv.train.quickstart import QuickstartOptions
+    from edgeconv.quickstart import QuickstartOptions
 
     Q = QuickstartOptions()  # the defaults: the quickstart's recipe
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -311,6 +311,15 @@ def _unlock_threshold(f):
     return f
 
 
+def _click_cooldown(ctx, param, value):
+    """unlock --cooldown: 0 .. the policy's longest lock-out (1 h)."""
+    from edgeconv.runtime.policy import DEFAULT_MAX_COOLDOWN
+
+    if value is None:
+        return None
+    return _opts.check_seconds(value, _opts._name(param), maximum=DEFAULT_MAX_COOLDOWN)
+
+
 def _unlock_exit(code):
     if code:
         sys.exit(code)
@@ -413,7 +422,7 @@ def users_reset(name, db):
 @click.option("--max-failures", default=5, show_default=True, type=click.IntRange(1),
               help="Consecutive rejections before a lock-out.")
 @click.option("--cooldown", default=30.0, show_default=True, type=float,
-              callback=_opts.click_cooldown,
+              callback=_click_cooldown,
               help="First lock-out in seconds (doubles with each further lock-out, max 1 h).")
 @click.option("--frames", default=3, show_default=True, type=click.IntRange(1),
               help="Camera: frames averaged per attempt.")
@@ -758,7 +767,7 @@ def _op_kwargs_from_options(op: str, given: dict) -> dict:
 
 
 def _quickstart_defaults():
-    from edgeconv.train.quickstart import QuickstartOptions  # torch-free dataclass
+    from edgeconv.quickstart import QuickstartOptions  # torch-free dataclass
 
     return QuickstartOptions()
 
@@ -815,7 +824,7 @@ def quickstart(output, model, input_size, identities, images_per_identity, diffi
 
     check_model_name(model)  # before torch is imported
     _set_threads(threads)
-    from edgeconv.train.quickstart import QuickstartOptions, run_quickstart
+    from edgeconv.quickstart import QuickstartOptions, run_quickstart
 
     run_quickstart(QuickstartOptions(output=output, model=model, input_size=input_size,
                                      identities=identities,

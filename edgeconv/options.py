@@ -143,12 +143,3 @@ def click_seconds(ctx, param, value):
     if value is None:
         return None
     return check_seconds(value, _name(param))
-
-
-def click_cooldown(ctx, param, value):
-    """unlock --cooldown: 0 .. the policy's longest lock-out (1 h)."""
-    from edgeconv.runtime.policy import DEFAULT_MAX_COOLDOWN
-
-    if value is None:
-        return None
-    return check_seconds(value, _name(param), maximum=DEFAULT_MAX_COOLDOWN)

@@ -182,7 +182,9 @@ def test_no_tflite_runtime_is_a_clear_error(monkeypatch):
 
 
 def test_forced_runtime_order(monkeypatch):
+    from edgeconv.runtime import runtimes as R
+
     monkeypatch.setenv(B.TFLITE_RUNTIME_ENV, "tflite-runtime")
-    assert B._tflite_order() == ("tflite-runtime", "ai-edge-litert")
+    assert R._tflite_order() == ("tflite-runtime", "ai-edge-litert")
     monkeypatch.delenv(B.TFLITE_RUNTIME_ENV)
-    assert B._tflite_order()[0] == "ai-edge-litert"
+    assert R._tflite_order()[0] == "ai-edge-litert"

@@ -49,7 +49,7 @@ def test_tiny_budget_through_the_quickstart(tmp_path, torch_one_thread):
     """A budget far too small for the asked epochs: the run is cut to the minimum, trains
     that many epochs, and the summary says what was cut and what it cost."""
     pytest.importorskip("torch")
-    from edgeconv.train.quickstart import QuickstartOptions, run_quickstart
+    from edgeconv.quickstart import QuickstartOptions, run_quickstart
 
     lines = []
     opts = QuickstartOptions(output=str(tmp_path / "qs"), identities=8, images_per_identity=8,

@@ -41,7 +41,7 @@ def make_ckpt(path, name="mbv2_x0_1", op="tvconv", size=32, metrics=None, seed=0
 
 def expected_convs(ckpt_path, formulation="tapconv"):
     """Conv nodes the folded graph must hold: the model's own convs + the formulation's taps."""
-    from edgeconv.export.folding import fold_model
+    from edgeconv.ops.folding import fold_model
     from edgeconv.ops.tvconv import FoldedTVConv
     from edgeconv.train.checkpoint import load_model
 
@@ -253,7 +253,7 @@ def test_lowrank_option_reports_cost(small_ckpt, tmp_path):
 
 
 def test_lowrank_full_rank_is_exact_eager(small_ckpt):
-    from edgeconv.export.folding import fold_model
+    from edgeconv.ops.folding import fold_model
     from edgeconv.export.lowrank import lowrank_model
     from edgeconv.train.checkpoint import load_model
 

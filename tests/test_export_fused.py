@@ -137,7 +137,7 @@ def test_fused_export_without_the_library_gates_the_function_bodies(tmp_path):
 def test_fuse_model_is_idempotent_and_eager_equals_folded(tmp_path):
     import copy
 
-    from edgeconv.export.folding import fold_model
+    from edgeconv.ops.folding import fold_model
     from edgeconv.export.fused import FusedTVConv, fuse_model
     from edgeconv.models import create_model
     from test_ops import randomise

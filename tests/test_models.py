@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from edgeconv.errors import EdgeconvError  # noqa: E402
-from edgeconv.export.folding import fold_model, is_folded  # noqa: E402
+from edgeconv.ops.folding import fold_model, is_folded  # noqa: E402
 from edgeconv.models import create_model, list_models, register_model  # noqa: E402
 from edgeconv.models.common import make_divisible  # noqa: E402
 from edgeconv.ops.tvconv import FoldedTVConv, InputSizeError, TVConv  # noqa: E402

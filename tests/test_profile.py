@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("fvcore")
 
-from edgeconv.export.folding import fold_model  # noqa: E402
+from edgeconv.ops.folding import fold_model  # noqa: E402
 from edgeconv.models import create_model  # noqa: E402
 from edgeconv.profiling.macs import count_macs, count_params  # noqa: E402
 from edgeconv.profiling.report import PAPER_TABLE, profile_model  # noqa: E402

@@ -16,7 +16,7 @@ def test_quickstart_tiny(tmp_path):
     """The whole flow on tiny settings: train, evaluate, profile, export (ONNX), bench, report."""
     pytest.importorskip("onnx")
     from edgeconv.metadata import load_metadata
-    from edgeconv.train.quickstart import STEPS, QuickstartOptions, run_quickstart
+    from edgeconv.quickstart import STEPS, QuickstartOptions, run_quickstart
 
     seen = []
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from edgeconv import __version__
 from edgeconv.errors import EdgeconvError
+from edgeconv.export.parity import guarded_run as _guarded
 from edgeconv.export import formats as fmt
 from edgeconv.metadata import METADATA_FORMAT_VERSION, sidecar_path
 
@@ -76,7 +77,7 @@ def base_metadata(model, ckpt: dict, input_size, macs, params_train, params_infe
 def _prepare(checkpoint, input_size, lowrank):
     """Load, check sizes, fold; returns (reference model, exported model, ckpt, info)."""
     from edgeconv.config import parse_input_size
-    from edgeconv.export.folding import fold_model
+    from edgeconv.ops.folding import fold_model
     from edgeconv.ops.tvconv import FoldedTVConv, TVConv
     from edgeconv.train.checkpoint import load_model
 
@@ -408,19 +409,6 @@ def parity_inputs_for(size, batch_n, seed):
     from edgeconv.export.parity import parity_inputs
 
     return parity_inputs(size, batch_n, seed)
-
-
-def _guarded(fn, data, inputs, runtime, hint=None):
-    from edgeconv.export.parity import ParityError
-
-    try:
-        return fn(data, inputs)
-    except EdgeconvError:
-        raise
-    except Exception as exc:  # runtimes raise their own types
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ParityError(f"parity check failed: {runtime} cannot run the exported file "
-                          f"({first}){'; ' + hint if hint else ''}; nothing written") from None
 
 
 def _run_tflite_all(data: bytes, inputs: dict) -> dict:

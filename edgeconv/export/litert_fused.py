@@ -14,10 +14,16 @@ that follows it in its ``nn.Sequential`` become a :class:`LiteRTFusedTVConv`, wh
 
     y[n,i,j,c] = act(sum_{u,v} pad(x)[n, i*s+u, j*s+v, c] * W[i,j,u*k+v,c]*scales[u*k+v,c] + b)
 
-The composite's decomposition subgraph is that formula in standard ops (Cast, Mul, Pad,
-k*k StridedSlices of the input and of the weights, Mul, Add, Relu/Relu6), so a stock LiteRT
-interpreter with nothing of edgeconv loaded runs the file exactly; with the edgeconv LiteRT
-delegate (``edgeconv.runtime.litert_delegate``) each composite runs as one native kernel.
+The composite's decomposition subgraph is that formula in standard ops that LiteRT's builtin
+(non-XNNPACK) kernels run fast, since a stock interpreter does not delegate the bodies of
+composites: per tap t, one DEPTHWISE_CONV_2D of X with a constant one-hot k x k kernel (the
+padded, strided input plane of the tap: no Pad, no Slice of the input, any batch size), times
+the tap's weight plane W[:, :, t, :] (a Slice of W), summed with Adds; the bias Add carries the
+fused Relu/Relu6. Float32 W is used as is (no per-call pass over the weights); float16/int8 W
+is cast to float32 in the body (int8 times ``scales``; float weights have unit scales, which
+the body does not read). A stock LiteRT interpreter with nothing of edgeconv loaded runs the
+file exactly; with the edgeconv LiteRT delegate (``edgeconv.runtime.litert_delegate``) each
+composite runs as one native kernel.
 
 The model keeps its NCHW interface: the layer permutes NCHW -> NHWC in front of the composite
 and back after it, and the converter (which runs NHWC internally) cancels these permutes
@@ -45,18 +51,41 @@ _ACT = {nn.ReLU: "relu", nn.ReLU6: "relu6"}
 _TORCH_DTYPE = {"float32": torch.float32, "float16": torch.float16, "int8": torch.int8}
 
 
+#: one-hot depthwise kernels (C, 1, k, k) per (channels, k, tap), as numpy: a fresh tensor is
+#: made from it per call (a tensor kept across torch.export traces would be a stale fake)
+_ONE_HOT: dict[tuple[int, int, int], np.ndarray] = {}
+
+
+def _one_hot(channels: int, kernel_size: int, tap: int) -> torch.Tensor:
+    key = (channels, kernel_size, tap)
+    if key not in _ONE_HOT:
+        kern = np.zeros((channels, 1, kernel_size * kernel_size), np.float32)
+        kern[:, :, tap] = 1.0
+        _ONE_HOT[key] = kern.reshape(channels, 1, kernel_size, kernel_size)
+    return torch.from_numpy(_ONE_HOT[key])
+
+
 def decomposition(x: torch.Tensor, w: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor,
                   kernel_size: int, stride: int, out_hw, activation: str) -> torch.Tensor:
-    """The composite's function in standard ops, NHWC (also the eager forward)."""
+    """The composite's function in standard ops, NHWC (also the eager forward).
+
+    Per tap: a depthwise conv with a one-hot kernel gives the padded, strided input plane
+    (LiteRT: DEPTHWISE_CONV_2D, batch-free, no input copies), times the weight plane, summed.
+    Measured against Pad + Slice/StridedSlice forms in docs/litert_delegate.md.
+    """
     k, s, p = kernel_size, stride, kernel_size // 2
-    h, w_out = out_hw
-    wd = w.to(x.dtype) * scales.to(x.dtype)                       # dequantise (h, w, k*k, C)
-    xp = nn.functional.pad(x, (0, 0, p, p, p, p))                 # (N, H+2p, W+2p, C)
+    c = int(x.shape[-1])
+    if w.dtype == torch.int8:
+        wd = w.to(x.dtype) * scales.to(x.dtype)                   # dequantise (h, w, k*k, C)
+    else:
+        wd = w if w.dtype == x.dtype else w.to(x.dtype)           # float weights: unit scales
+    xc = x.permute(0, 3, 1, 2)  # the converter cancels these permutes against its own
     acc = None
     for t in range(k * k):
-        u, v = divmod(t, k)
-        tap = xp[:, u:u + s * (h - 1) + 1:s, v:v + s * (w_out - 1) + 1:s, :] * wd[:, :, t, :]
-        acc = tap if acc is None else acc + tap
+        tap = nn.functional.conv2d(xc, _one_hot(c, k, t).to(x.dtype), stride=s, padding=p,
+                                   groups=c).permute(0, 2, 3, 1)
+        term = tap * wd[:, :, t, :]
+        acc = term if acc is None else acc + term
     y = acc + bias.to(x.dtype)
     if activation == "relu":
         y = torch.relu(y)
@@ -193,7 +222,7 @@ def gate_both(data: bytes, inputs: dict, refs: dict, tol: tuple, name: str) -> t
     fields for both runs). Raises ParityError on the first failure.
     """
     from edgeconv.export import parity as par
-    from edgeconv.export.exporter import _guarded
+    from edgeconv.export.parity import guarded_run as _guarded
     from edgeconv.runtime import litert_delegate as ld
 
     both = _guarded(run_both, data, inputs, "the LiteRT interpreter")

@@ -121,3 +121,16 @@ def check(results: dict, max_abs: float, min_cos: float, label: str) -> dict:
                           f"(scaled {worst_scaled:.3g}, limit {max_abs:g}), embedding cosine "
                           f"{worst_cos:.7f} (limit {min_cos}); nothing written")
     return summary
+
+
+def guarded_run(fn, data, inputs, runtime, hint=None):
+    """``fn(data, inputs)``: a runtime's own exception becomes one :class:`ParityError` line
+    naming ``runtime`` (nothing is written after a failed gate)."""
+    try:
+        return fn(data, inputs)
+    except EdgeconvError:
+        raise
+    except Exception as exc:  # runtimes raise their own types
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ParityError(f"parity check failed: {runtime} cannot run the exported file "
+                          f"({first}){'; ' + hint if hint else ''}; nothing written") from None

@@ -37,7 +37,7 @@ def values_of(module: nn.Module) -> int:
 def params_inference(model: nn.Module, folded: nn.Module | None = None) -> int:
     """Values of the inference form (``folded``: an already folded, BN-fused copy)."""
     if folded is None:
-        from edgeconv.export.folding import fold_model
+        from edgeconv.ops.folding import fold_model
 
         folded = fold_model(model.eval(), fuse_bn=True)
     return values_of(folded)

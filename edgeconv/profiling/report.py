@@ -23,7 +23,7 @@ def profile_model(name: str, op: str, input_size=DEFAULT_INPUT_SIZE, generator: 
     """One profile record (the JSON object printed by ``edgeconv profile --json``)."""
     import torch
 
-    from edgeconv.export.folding import fold_model
+    from edgeconv.ops.folding import fold_model
     from edgeconv.models import create_model
     from edgeconv.ops import op_spec
     from edgeconv.ops.tvconv import FoldedTVConv

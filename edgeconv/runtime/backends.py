@@ -22,16 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from edgeconv.errors import EdgeconvError
-
-ONNXRUNTIME = "onnxruntime"
-TFLITE = "tflite"
-BACKENDS = (ONNXRUNTIME, TFLITE)
-_ALIASES = {"onnxruntime": ONNXRUNTIME, "ort": ONNXRUNTIME, "onnx": ONNXRUNTIME,
-            "tflite": TFLITE, "litert": TFLITE, "tfl": TFLITE}
-_SUFFIXES = {".onnx": ONNXRUNTIME, ".tflite": TFLITE, ".lite": TFLITE}
-TFLITE_RUNTIMES = ("ai-edge-litert", "tflite-runtime")
-# Set to "tflite-runtime" to force the legacy interpreter (e.g. to test the fallback).
-TFLITE_RUNTIME_ENV = "EDGECONV_TFLITE_RUNTIME"
+from edgeconv.runtime.runtimes import (BACKENDS, ONNXRUNTIME, TFLITE,  # noqa: F401
+                                       TFLITE_RUNTIME_ENV, TFLITE_RUNTIMES, _ALIASES,
+                                       _SUFFIXES, _first_line, import_runtime,
+                                       normalize_backend, runtime_version)
 
 _ORT_DTYPES = {
     "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
@@ -50,13 +44,6 @@ class UnsupportedConfig(EdgeconvError):
         super().__init__(message)
         self.kind = kind
 
-
-def normalize_backend(name: str) -> str:
-    """'ort' -> 'onnxruntime', 'litert' -> 'tflite'; EdgeconvError for unknown names."""
-    key = str(name).strip().lower()
-    if key not in _ALIASES:
-        raise EdgeconvError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")
-    return _ALIASES[key]
 
 
 def backend_for_path(path: str | os.PathLike) -> str:
@@ -109,19 +96,7 @@ def register_kernels_if_used(session_options, path: str | os.PathLike, data: byt
                                       Path(path).name)
 
 
-_ANSI = None
 
-
-def _first_line(exc: BaseException) -> str:
-    """The first line of a runtime's message, without terminal colour codes."""
-    global _ANSI
-    if _ANSI is None:
-        import re
-
-        _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")
-    text = _ANSI.sub("", str(exc))
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return lines[0][:240] if lines else type(exc).__name__
 
 
 class RunError(EdgeconvError):
@@ -141,48 +116,7 @@ def _run_error(path: Path, exc: BaseException) -> RunError:
                     f"({type(exc).__name__}: {first})", "out_of_memory" if oom else "error")
 
 
-def runtime_version(backend: str) -> tuple[str, str | None]:
-    """(distribution name, version) of the runtime a backend would use, without importing it."""
-    from importlib import metadata
 
-    backend = normalize_backend(backend)
-    names = ("onnxruntime",) if backend == ONNXRUNTIME else _tflite_order()
-    for dist in names:
-        try:
-            return dist, metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return names[0], None
-
-
-def _tflite_order() -> tuple[str, ...]:
-    forced = os.environ.get(TFLITE_RUNTIME_ENV, "").strip().lower()
-    if forced in TFLITE_RUNTIMES:
-        return (forced,) + tuple(r for r in TFLITE_RUNTIMES if r != forced)
-    return TFLITE_RUNTIMES
-
-
-def import_runtime(backend: str):
-    """Import the runtime module of ``backend``; returns (module, runtime name)."""
-    backend = normalize_backend(backend)
-    if backend == ONNXRUNTIME:
-        try:
-            import onnxruntime
-        except ImportError:
-            raise EdgeconvError("onnxruntime is not installed: pip install onnxruntime") from None
-        return onnxruntime, "onnxruntime"
-    errors = []
-    for name in _tflite_order():
-        try:
-            if name == "ai-edge-litert":
-                from ai_edge_litert import interpreter as mod
-            else:
-                from tflite_runtime import interpreter as mod
-            return mod, name
-        except Exception as exc:  # ImportError, or tflite-runtime failing under numpy 2
-            errors.append(f"{name}: {_first_line(exc)}")
-    raise EdgeconvError("no TFLite interpreter could be imported (" + "; ".join(errors)
-                        + "): pip install ai-edge-litert (or tflite-runtime with numpy<2)")
 
 
 class ModelBackend:

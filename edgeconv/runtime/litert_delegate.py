@@ -104,7 +104,7 @@ def info(selftest: bool = False) -> dict:
 def _interpreter_module(module=None):
     if module is not None:
         return module
-    from edgeconv.runtime.backends import TFLITE, import_runtime
+    from edgeconv.runtime.runtimes import TFLITE, import_runtime
 
     return import_runtime(TFLITE)[0]
 

@@ -1,0 +1,139 @@
+"""The import structure (issue: every module on its floor), measured from the code.
+
+Every ``import`` of the package (module level and inside functions alike) is read with
+``ast``. The package has no import circles, no module imports from a higher floor than its
+own, and no benchmark imports from tests/ or from another benchmark.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "edgeconv"
+
+#: floors, bottom up: a module may import from its own floor and the floors below
+FLOORS = [
+    ("edgeconv.errors", "edgeconv.quiet", "edgeconv.progress"),
+    ("edgeconv.config", "edgeconv.fileio", "edgeconv.options", "edgeconv.kernels"),
+    ("edgeconv.metadata", "edgeconv.data", "edgeconv.ops"),
+    ("edgeconv.models", "edgeconv.runtime"),
+    ("edgeconv.profiling",),
+    ("edgeconv.train",),
+    ("edgeconv.translate", "edgeconv.gan", "edgeconv.segmentation"),
+    ("edgeconv.export",),
+    ("edgeconv.quickstart", "edgeconv.envelope", "edgeconv.cli", "edgeconv.__main__"),
+]
+
+
+def floor_of(module: str) -> int | None:
+    if module == "edgeconv":      # the package's __init__: torch-free, imports errors only
+        return 1
+    best = None
+    for n, prefixes in enumerate(FLOORS):
+        for p in prefixes:
+            if (module == p or module.startswith(p + ".")) and (best is None or
+                                                                 len(p) > best[1]):
+                best = (n, len(p))
+    if best is None and module.startswith("edgeconv.cli_"):
+        return len(FLOORS) - 1
+    return None if best is None else best[0]
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    me = module_name(path)
+    pkg = me if path.name == "__init__.py" else me.rsplit(".", 1)[0]
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = pkg.split(".")
+                base = ".".join(up[:len(up) - node.level + 1] + ([base] if base else []))
+            out.add(base)
+            out.update(f"{base}.{a.name}" for a in node.names)
+    return out
+
+
+def package_graph() -> dict[str, set[str]]:
+    files = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph = {}
+    for mod, path in files.items():
+        targets = set()
+        for imp in imports_of(path):
+            while imp and imp not in files:
+                imp = imp.rpartition(".")[0]
+            if imp and imp != mod and not mod.startswith(imp + ".") and imp != "edgeconv":
+                targets.add(imp)
+        graph[mod] = targets
+    return graph
+
+
+def test_no_import_circles():
+    graph = package_graph()
+    index, low, stack, on, sccs = {}, {}, [], set(), []
+
+    def strong(v):  # Tarjan
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                strong(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                sccs.append(sorted(comp))
+
+    for v in graph:
+        if v not in index:
+            strong(v)
+    assert not sccs, f"import circles: {sccs}"
+
+
+def test_no_upward_imports():
+    bad = []
+    for mod, targets in package_graph().items():
+        f = floor_of(mod)
+        assert f is not None, f"{mod} has no floor in tests/test_structure.py FLOORS"
+        for t in targets:
+            ft = floor_of(t)
+            if ft is not None and ft > f:
+                bad.append(f"{mod} (floor {f + 1}) imports {t} (floor {ft + 1})")
+    assert not bad, "imports that run up a floor:\n" + "\n".join(sorted(bad))
+
+
+def test_benchmarks_import_neither_tests_nor_each_other():
+    benches = {p.stem for p in (ROOT / "benchmarks").glob("*.py")}
+    bad = []
+    for path in sorted((ROOT / "benchmarks").glob("*.py")):
+        text = path.read_text()
+        if '"tests"' in text or "'tests'" in text or "/ \"tests\"" in text:
+            bad.append(f"{path.name}: puts tests/ on the path")
+        for imp in imports_of(path):
+            top = imp.split(".")[0]
+            if top in ("tests", "conftest", "_kernels", "_models", "_unlock_models") or \
+                    top.startswith("test_") or (top in benches and top != path.stem):
+                bad.append(f"{path.name}: imports {imp}")
+    assert not bad, "\n".join(bad)
