@@ -137,8 +137,9 @@ struct TVConvOp : Ort::CustomOpBase<TVConvOp, TVConvKernel, true> {
     try {
       Ort::ConstKernelInfo ki(info);
       auto* kern = new TVConvKernel();
-      kern->k = static_cast<int>(ki.GetAttribute<int64_t>("kernel_size"));
-      kern->s = static_cast<int>(ki.GetAttribute<int64_t>("stride"));
+      const int64_t k64 = ki.GetAttribute<int64_t>("kernel_size"), s64 = ki.GetAttribute<int64_t>("stride");
+      kern->k = (k64 == 3 || k64 == 5) ? static_cast<int>(k64) : 0;  // range checked before the cast:
+      kern->s = (s64 == 1 || s64 == 2) ? static_cast<int>(s64) : 0;  // 2^32 + 3 must not wrap to 3
       const std::string act = ki.GetAttribute<std::string>("activation");
       const std::string layout = ki.GetAttribute<std::string>("layout");
       std::string err;
