@@ -6,7 +6,7 @@ from torch import nn
 
 from edgeconv.models.common import FaceModel, conv_bn, op_setup, make_divisible
 from edgeconv.models.registry import register_model
-from edgeconv.ops import build_op, op_spec, out_hw
+from edgeconv.ops import build_op, op_spec, out_hw, stage_op
 
 # t (expansion), c (channels), n (repeats), s (stride of the first repeat)
 INVERTED_RESIDUAL_SETTING = [
@@ -43,10 +43,11 @@ def mobilenetv2(width: float, op: str = "depthwise", input_size=(96, 96), embedd
     in_ch = make_divisible(32 * width, 8)
     layers: list[nn.Module] = conv_bn(3, in_ch, 3, stride=1)
     hw = tuple(input_size)
-    for t, c, n, s in INVERTED_RESIDUAL_SETTING:
+    for stage, (t, c, n, s) in enumerate(INVERTED_RESIDUAL_SETTING):
         out_ch = make_divisible(c * width, 8)
+        s_op, s_kwargs = stage_op(op, op_kwargs, stage, len(INVERTED_RESIDUAL_SETTING))
         for i in range(n):
-            block = InvertedResidual(in_ch, out_ch, s if i == 0 else 1, t, op, hw, op_kwargs)
+            block = InvertedResidual(in_ch, out_ch, s if i == 0 else 1, t, s_op, hw, s_kwargs)
             layers.append(block)
             hw = block.out_hw
             in_ch = out_ch

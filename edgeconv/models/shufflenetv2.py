@@ -7,7 +7,7 @@ from torch import nn
 
 from edgeconv.models.common import FaceModel, conv_bn, op_setup
 from edgeconv.models.registry import register_model
-from edgeconv.ops import build_op, op_spec, out_hw
+from edgeconv.ops import build_op, op_spec, out_hw, stage_op
 
 STAGE_REPEATS = (4, 8, 4)
 STAGE_OUT_CHANNELS = {
@@ -61,9 +61,10 @@ def shufflenetv2(width: float, op: str = "depthwise", input_size=(96, 96), embed
     layers.append(nn.MaxPool2d(3, 2, 1))
     hw = out_hw(tuple(input_size), 3, 2)
     in_ch = chans[0]
-    for repeats, out_ch in zip(STAGE_REPEATS, chans[1:4]):
+    for stage, (repeats, out_ch) in enumerate(zip(STAGE_REPEATS, chans[1:4])):
+        s_op, s_kwargs = stage_op(op, op_kwargs, stage, len(STAGE_REPEATS))
         for i in range(repeats):
-            block = ShuffleBlock(in_ch, out_ch, 2 if i == 0 else 1, op, hw, op_kwargs)
+            block = ShuffleBlock(in_ch, out_ch, 2 if i == 0 else 1, s_op, hw, s_kwargs)
             layers.append(block)
             hw = block.out_hw
             in_ch = out_ch

@@ -38,6 +38,7 @@ class OpSpec:
     cli_options: tuple = ()           # (CLI option, op_kwargs key)
     quickstart_kwargs: tuple = ()     # op_kwargs keys the quickstart's generator settings set
     baseline: bool = False            # the op the paper's MACs/params table describes
+    stages: int | None = None         # only in a model's last N stages (baseline op elsewhere)
 
 
 _OPS: dict[str, OpSpec] = {}
@@ -72,6 +73,29 @@ register_op(OpSpec("filtergen", "edgeconv.ops.filtergen", "FilterGenConv",
                    autoencoder=True, pins_batch="filtergen generates its filters per image",
                    cli_options=(("--filtergen-repository-size", "repository_size"),
                                 ("--filtergen-feature-dim", "feature_dim"))))
+
+_PER_IMAGE = "its kernels are generated per image"
+register_op(OpSpec("condconv", "edgeconv.ops.condconv", "CondConv", "CondConv: sigmoid routing mixes K=4 expert kernels per image", per_image=True, pins_batch=_PER_IMAGE))
+register_op(OpSpec("weightnet", "edgeconv.ops.weightnet", "WeightNetConv", "WeightNet: pooled features -> FC+sigmoid -> grouped FC outputs the kernel (M=2, G=2)", per_image=True, pins_batch=_PER_IMAGE))
+register_op(OpSpec("dyconv", "edgeconv.ops.dyconv", "DYConv", "dynamic convolution (DW): softmax attention (T 30->1) mixes K=4 kernels per image", per_image=True, pins_batch=_PER_IMAGE))
+register_op(OpSpec("involution", "edgeconv.ops.involution", "Involution", "involution: per-pixel kernels from the pixel's own features (group channels 8, reduction 4)", per_image=True, pins_batch=_PER_IMAGE))
+register_op(OpSpec("ddf", "edgeconv.ops.ddf", "DDFConv", "decoupled dynamic filter: per-pixel spatial x per-image channel filters", per_image=True, pins_batch=_PER_IMAGE))
+register_op(OpSpec("sasa", "edgeconv.ops.sasa", "SASA", "stand-alone local self-attention (7x7, 8 heads), last three stages", per_image=True, pins_batch="its attention heads are reshaped per image", stages=3))
+register_op(OpSpec("axial", "edgeconv.ops.axial", "AxialAttention", "axial attention (height then width, 8 heads), last three stages", size_bound=True, per_image=True, pins_batch="its attention heads are reshaped per image", stages=3))
+
+
+def baseline_op() -> str:
+    """The registered baseline op (the ordinary depthwise conv)."""
+    return next(n for n, s in _OPS.items() if s.baseline)
+
+
+def stage_op(name: str, op_kwargs: dict, stage: int, num_stages: int) -> tuple[str, dict]:
+    """(op, kwargs) for stage ``stage`` (0-based) of ``num_stages``: an op registered for the
+    last N stages only (``OpSpec.stages``) gives way to the baseline op in the earlier ones."""
+    n = op_spec(name).stages
+    if n is None or stage >= num_stages - n:
+        return name, op_kwargs
+    return baseline_op(), {}
 
 
 def list_ops() -> list[str]:

@@ -3,7 +3,8 @@
 Convention (reproduces the paper's Fig. 5 table): convolutions and Linear layers count their
 multiply-accumulates (Linear bias counted: in*out + out); BatchNorm and LayerNorm = 2 per element;
 ReLU/ReLU6 = 1 per element; pooling = 1 per input element; elementwise products (the per-pixel
-TVConv product) = 1 per output element, so a folded k x k TVConv costs k*k per output value like
+TVConv product) = 1 per output element; sigmoid/softmax/GELU/sqrt/division 1 per output element
+(the comparison operators' routing and attention), so a folded k x k TVConv costs k*k per output value like
 a depthwise conv; additions (residuals, the per-pixel sum) and data movement are not counted.
 """
 
@@ -25,6 +26,8 @@ ZERO_COST_OPS = (
     "aten::unsqueeze", "aten::squeeze", "aten::size", "aten::Int", "aten::clone",
     "aten::detach", "aten::to", "aten::permute", "aten::expand", "aten::unsafe_split",
     "aten::split_with_sizes", "aten::unsafe_chunk", "aten::unflatten",
+    "aten::stack", "aten::index_select", "aten::new_zeros", "aten::new_full", "aten::zeros",
+    "aten::fill_", "aten::lift_fresh",
 )
 
 
@@ -83,6 +86,13 @@ HANDLES = {
     "aten::adaptive_avg_pool2d": _per_input_element(1),
     "aten::mean": _per_input_element(1),
     "aten::mul": _per_output_element(1),
+    # the comparison operators (edgeconv.ops.condconv ... axial, the mixer): nonlinearities and
+    # normalisers 1 per element like ReLU; products/quotients 1 per output element
+    "aten::sigmoid": _per_output_element(1),
+    "aten::softmax": _per_output_element(1),
+    "aten::gelu": _per_output_element(1),
+    "aten::div": _per_output_element(1),
+    "aten::sqrt": _per_output_element(1),
     **{op: _zero for op in ZERO_COST_OPS},
 }
 

@@ -259,6 +259,9 @@ class Trainer:
         from edgeconv.progress import Progress
 
         self.wrapped.train()
+        for m in self.model.modules():  # epoch-scheduled op state (DYConv's temperature)
+            if callable(getattr(m, "set_epoch", None)):
+                m.set_epoch(epoch)
         loader = self.loader(epoch)
         gen = epoch_generator(self.config.seed, epoch, self.dist.rank) if self.config.hflip else None
         lr0 = self.config.lr_at(epoch + 0.5)  # mid-epoch: a warm-up epoch does not read 0
