@@ -27,6 +27,7 @@ class ModelSpec:
     task: str = "face"                # what the model outputs: "face" embeddings, ...
     width: float | None = None
     pins_batch: str | None = None     # why a batch-1 TFLite file of it cannot be resized
+    takes_op: bool = True             # has depthwise convs an op replaces (MLP-Mixer: no)
 
 
 _SPECS: dict[str, ModelSpec] = {}
@@ -55,6 +56,8 @@ for _w, _n in ((0.1, "mbv2_x0_1"), (0.2, "mbv2_x0_2"), (0.3, "mbv2_x0_3"), (0.5,
 for _w, _n in ((0.5, "sfv2_x0_5"), (1.0, "sfv2_x1_0"), (1.5, "sfv2_x1_5")):
     register_model_spec(ModelSpec(_n, "edgeconv.models.shufflenetv2", "shufflenetv2", width=_w,
                                   pins_batch=_SHUFFLE))
+for _w, _n in ((0.1, "mixer_x0_1"), (0.5, "mixer_x0_5")):
+    register_model_spec(ModelSpec(_n, "edgeconv.models.mixer", "mlpmixer", width=_w, takes_op=False))
 
 
 def register_model(fn: Callable) -> Callable:
