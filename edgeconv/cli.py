@@ -131,6 +131,7 @@ def list_models_cmd():
     from edgeconv.ops import list_ops
 
     click.echo("models: " + " ".join(model_names()))
+    click.echo("segmentation models: " + " ".join(model_names("segmentation")))
     click.echo("ops:    " + " ".join(list_ops()))
 
 
@@ -667,7 +668,7 @@ def train(model, op, input_size, embedding_dim, tvconv_inter_channels, tvconv_in
         from edgeconv.models.registry import check_model_name
         from edgeconv.ops import check_op
 
-        check_model_name(model)
+        check_model_name(model, task="face")
         check_op(op)
     _set_threads(threads)
     from edgeconv.train.config import TrainConfig
@@ -822,7 +823,7 @@ def quickstart(output, model, input_size, identities, images_per_identity, diffi
     """
     from edgeconv.models.registry import check_model_name
 
-    check_model_name(model)  # before torch is imported
+    check_model_name(model, task="face")  # before torch is imported
     _set_threads(threads)
     from edgeconv.quickstart import QuickstartOptions, run_quickstart
 
@@ -887,6 +888,11 @@ def translate_cmd(checkpoint, images, direction, output_dir):
 
     for p in translate_files(checkpoint, list(images), output_dir, direction, log=click.echo):
         click.echo(f"wrote {p}")
+
+
+from edgeconv.cli_gan import register as _register_gan  # noqa: E402  (issue #27)
+
+_register_gan(cli)
 
 
 def main(argv=None):

@@ -45,6 +45,11 @@ A translator file (``edgeconv export UNIT.ckpt --direction nir2rgb``, read by
 ({"input": "nir", "output": "rgb"}), ``"output_range"`` [-1, 1], ``"unit_config"`` and no
 ``embedding_dim``; its interface is 3 channels in and out (see ``edgeconv.export.translator``).
 
+A generator file (``edgeconv gan-export GAN.ckpt``, read by ``edgeconv.runtime.generator``)
+has ``"kind": "generator"``, ``"z_dim"`` (input (N, z_dim) float32, N(0, 1) noise),
+``"lis_modules"``, ``"reverser"`` (R-separate's G(R(G(z)))), ``"image_size"`` [H, W],
+``"output_range"`` [0, 1] (output (N, 3, H, W)) and ``"gan_config"``; no ``embedding_dim``.
+
 In ``.tflite`` files the same JSON is the buffer of the flatbuffer ``metadata`` entry named
 ``edgeconv`` (see ``edgeconv.export.tflite_export.read_tflite_metadata``).
 """
@@ -168,50 +173,16 @@ def read_sidecar(model_path: str | Path) -> dict | None:
     return parse_metadata_json(raw, str(path), "metadata")
 
 
-def _varint(buf: bytes, i: int) -> tuple[int, int]:
-    shift = result = 0
-    while True:
-        if i >= len(buf) or shift > 63:
-            raise ValueError("bad varint")
-        b = buf[i]
-        i += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, i
-        shift += 7
-
-
-def protobuf_fields(buf: bytes):
-    """(field number, wire type, value) of one protobuf message (value: int or bytes); a
-    minimal bounded reader, enough for ONNX's ModelProto (no onnx package needed)."""
-    i, n = 0, len(buf)
-    while i < n:
-        key, i = _varint(buf, i)
-        num, wt = key >> 3, key & 7
-        if wt == 0:
-            v, i = _varint(buf, i)
-        elif wt == 1:
-            v, i = buf[i:i + 8], i + 8
-        elif wt == 2:
-            ln, i = _varint(buf, i)
-            if i + ln > n:
-                raise ValueError("truncated field")
-            v, i = buf[i:i + ln], i + ln
-        elif wt == 5:
-            v, i = buf[i:i + 4], i + 4
-        else:
-            raise ValueError(f"wire type {wt}")
-        yield num, wt, v
-
-
 def onnx_metadata_from_bytes(data: bytes, where: str) -> dict | None:
     """The edgeconv metadata in a serialized ONNX model's ``metadata_props`` (ModelProto
     field 14), read from the bytes: no inference session, no kernel library needed."""
+    from edgeconv.protobuf import fields
+
     raw = None
     try:
-        for num, wt, v in protobuf_fields(data):
+        for num, wt, v in fields(data):
             if num == 14 and wt == 2:
-                entry = {k: bytes(x) for k, w, x in protobuf_fields(v) if w == 2}
+                entry = {k: bytes(x) for k, w, x in fields(v) if w == 2}
                 if entry.get(1) == ONNX_METADATA_KEY.encode():
                     raw = entry.get(2, b"")
     except ValueError:

@@ -83,6 +83,10 @@ def set_metadata(model_proto, meta: dict) -> None:
     model_proto.doc_string = (
         f"edgeconv {meta.get('model')} {meta.get('direction')} image translator"
         if meta.get("kind") == "translator"
+        else f"edgeconv {meta.get('model')} ({meta.get('op')}) {meta.get('aspp')} disc/cup segmenter"
+        if meta.get("kind") == "segmenter"
+        else f"edgeconv {meta.get('model')} face generator ({meta.get('lis_modules')} LIS modules)"
+        if meta.get("kind") == "generator"
         else f"edgeconv {meta.get('model')} ({meta.get('op')}) face embedding")
 
 

@@ -199,6 +199,10 @@ class Embedder:
             raise EdgeconvError(f"{self.path.name}: an image translator ({meta.get('direction')}),"
                                 " not a face model; give it as --translate FILE next to the "
                                 "face model")
+        if meta and meta.get("kind") == "generator":
+            raise EdgeconvError(f"{self.path.name}: a face generator (noise -> image), not a "
+                                "face model; give it as --impostors FILE to "
+                                "`edgeconv unlock-trial`")
 
     def _embedded_metadata(self) -> dict | None:
         """The metadata embedded in the bytes the runtime runs (one parser per format, in

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeconv.errors import EdgeconvError
-from edgeconv.metadata import protobuf_fields
+from edgeconv.protobuf import fields as protobuf_fields
 
 #: keys the exporter adds to the sidecar only (not part of the embedded metadata)
 SIDECAR_ONLY_KEYS = ("file", "sha256", "bytes", "metadata_embedded")
@@ -179,8 +179,14 @@ def _validate_translator(meta: dict, bad) -> None:
     kind = meta.get("kind")
     if kind is None:
         return
-    if kind not in ("embedder", "translator"):
-        bad("kind", f"must be 'embedder' or 'translator', got {kind!r}")
+    if kind == "segmenter":  # edgeconv.segmentation
+        _validate_segmenter(meta, bad)
+        return
+    if kind not in ("embedder", "translator", "generator"):
+        bad("kind", f"must be 'embedder', 'translator' or 'generator', got {kind!r}")
+    if kind == "generator":
+        _validate_generator(meta, bad)
+        return
     if kind != "translator":
         return
     direction = meta.get("direction")
@@ -200,6 +206,57 @@ def _validate_translator(meta: dict, bad) -> None:
                             f"+-{MAX_OUTPUT_RANGE:g}, got {rng!r}")
     if meta.get("input_size") is None:
         bad("input_size", "is required for a translator")
+
+
+#: largest noise vector a generator file may declare
+MAX_Z_DIM = 65536
+
+
+def _validate_generator(meta: dict, bad) -> None:
+    """A generator file (``edgeconv gan-export``): z (N, z_dim) in, (N, 3, H, W) out."""
+    z = meta.get("z_dim")
+    if not (isinstance(z, int) and not isinstance(z, bool) and 1 <= z <= MAX_Z_DIM):
+        bad("z_dim", f"must be an integer in 1..{MAX_Z_DIM}, got {z!r}")
+    k = meta.get("lis_modules", 0)
+    if not (isinstance(k, int) and not isinstance(k, bool) and 0 <= k <= 16):
+        bad("lis_modules", f"must be an integer in 0..16, got {k!r}")
+    s = meta.get("image_size")
+    if not (isinstance(s, list) and len(s) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_INPUT_SIDE
+            for v in s)):
+        bad("image_size", f"must be [height, width] of integers in 1..{MAX_INPUT_SIDE}, got "
+            f"{s!r}")
+    if meta.get("output_channels", 3) != 3:
+        bad("output_channels", f"must be 3, got {meta.get('output_channels')!r}")
+    rng = meta.get("output_range", [0.0, 1.0])
+    if not (isinstance(rng, list) and len(rng) == 2 and all(_num(v) for v in rng)
+            and all(abs(float(v)) <= MAX_OUTPUT_RANGE for v in rng) and rng[0] < rng[1]):
+        bad("output_range", f"must be [low, high] with low < high, within "
+                            f"+-{MAX_OUTPUT_RANGE:g}, got {rng!r}")
+
+
+#: most output classes a segmenter file may declare
+MAX_SEGMENTER_CLASSES = 256
+
+
+def _validate_segmenter(meta: dict, bad) -> None:
+    """``kind: "segmenter"`` (edgeconv.segmentation): ``classes`` a list of distinct names
+    (one logit channel each), ``input_size`` required, ``postprocess.threshold`` in (0, 1)."""
+    classes = meta.get("classes")
+    if not (isinstance(classes, list) and 1 <= len(classes) <= MAX_SEGMENTER_CLASSES
+            and all(isinstance(c, str) and c for c in classes)
+            and len(set(classes)) == len(classes)):
+        bad("classes", f"must be a list of 1..{MAX_SEGMENTER_CLASSES} distinct names for a "
+                       f"segmenter, got {classes!r}")
+    if meta.get("input_size") is None:
+        bad("input_size", "is required for a segmenter")
+    post = meta.get("postprocess")
+    if post is not None:
+        if not isinstance(post, dict):
+            bad("postprocess", "must be an object")
+        thr = post.get("threshold", 0.5)
+        if not (_num(thr) and 0.0 < float(thr) < 1.0):
+            bad("postprocess.threshold", f"must be a number in (0, 1), got {thr!r}")
 
 
 # ----------------------------------------------------------------------------- identity
