@@ -127,3 +127,29 @@ def test_runtime_error_while_running(tmp_path, face):
     onnx.save(m, str(p))
     err = refused(_enroll(tmp_path, p, face), "the runtime failed running the model")
     assert "\x1b[" not in err
+
+
+@pytest.mark.parametrize("attrs,msg", [
+    ({"kernel_size": (1 << 32) + 3}, "kernel_size 4294967299"),
+    ({"stride": (1 << 32) + 1}, "stride 4294967297"),
+    ({"kernel_size": 5}, "do not fit kernel_size 5"),
+])
+def test_fused_node_attributes_that_disagree_are_refused_at_open(tmp_path, attrs, msg):
+    """A fused node whose attributes disagree with its tensors: one line when the file is
+    opened (attributes >= 2^32 do not wrap), never an ORT InvalidArgument at run time."""
+    pytest.importorskip("onnx")
+    import sys as _sys
+    from pathlib import Path as _P
+
+    _sys.path.insert(0, str(_P(__file__).resolve().parent))
+    import _kernels
+
+    from edgeconv.runtime.backends import ModelFileError, open_model
+
+    data, _, _ = _kernels.node_model(8, (12, 12), 3, 1, attrs=attrs)
+    path = tmp_path / "bad_fused.onnx"
+    path.write_bytes(data)
+    with pytest.raises(ModelFileError) as info:
+        open_model(path)
+    text = str(info.value)
+    assert msg in text and "\n" not in text and "bad_fused.onnx" in text

@@ -92,10 +92,15 @@ def register_kernels_if_used(session_options, path: str | os.PathLike, data: byt
     """
     from edgeconv import kernels
 
+    if data is not None and kernels.model_uses_kernels(data):
+        from edgeconv.kernels.node_check import FusedNodeError, check_fused_nodes
+
+        try:  # attributes that disagree with the tensors: refused at open, one line
+            check_fused_nodes(data, Path(path).name)
+        except FusedNodeError as exc:
+            raise ModelFileError(str(exc)) from None
     return kernels.register_for_model(session_options, path if data is None else data,
                                       Path(path).name)
-
-
 
 
 
@@ -228,45 +233,24 @@ class OnnxRuntimeBackend(ModelBackend):
         ort, self.runtime = import_runtime(ONNXRUNTIME)
         self.runtime_version = getattr(ort, "__version__", None)
         self.allow_spinning = bool(allow_spinning)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = self.threads
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = {
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        }[optimization]
-        from edgeconv.quiet import verbose
-
-        # errors come back as exceptions (one line, RunError); ORT's own coloured log line
-        # of the same error on stderr only with --verbose
-        so.log_severity_level = 3 if verbose() else 4
-        flag = "1" if self.allow_spinning else "0"
-        so.add_session_config_entry("session.intra_op.allow_spinning", flag)
-        so.add_session_config_entry("session.inter_op.allow_spinning", flag)
+        if optimization not in ORT_OPTIMIZATION_LEVELS:  # a caller's mistake, not the file's
+            raise ValueError(f"optimization must be one of {tuple(ORT_OPTIMIZATION_LEVELS)}")
         mf = self.model_file
-        self.uses_kernels = register_kernels_if_used(so, self.path, mf.data)
-        if mf.external:  # external initialisers from the bytes that were hashed
-            names = list(mf.external)
-            so.add_external_initializers_from_files_in_memory(
-                names, [mf.external[n] for n in names], [len(mf.external[n]) for n in names])
-        kwargs = {}
-        if self.uses_kernels:
-            from edgeconv.kernels import session_kwargs
-
-            kwargs = session_kwargs()
-        self.disabled_optimizers = list(kwargs.get("disabled_optimizers", []))
-        try:
-            self._sess = ort.InferenceSession(mf.data, sess_options=so,
-                                              providers=["CPUExecutionProvider"], **kwargs)
+        info: dict = {}
+        try:  # external initialisers from the bytes that were hashed
+            self._sess = ort_session(mf.data, self.threads, optimization=optimization,
+                                     spinning=self.allow_spinning, external=mf.external,
+                                     model_name=self.path.name, info=info)
+        except EdgeconvError:  # KernelsMissing, a refused fused node: already one line
+            raise
         except Exception as exc:  # onnxruntime's own exception types
             first = _first_line(exc)
             if "edgeconv.TVConv:" in first:  # the kernel refused a node or a setting
                 raise ModelFileError(f"{self.path}: {first[first.index('edgeconv.TVConv:'):]}") \
                     from None
             raise ModelFileError(f"{self.path}: not a readable ONNX model ({first})") from None
+        self.uses_kernels = info["uses_kernels"]
+        self.disabled_optimizers = info["disabled_optimizers"]
         inputs = self._sess.get_inputs()
         if len(inputs) != 1:
             self.close()
@@ -319,6 +303,91 @@ class OnnxRuntimeBackend(ModelBackend):
 
 def _ort_dim(d):
     return d if isinstance(d, int) and d >= 0 else None
+
+
+#: ``optimization`` names of :func:`ort_session` -> ``onnxruntime.GraphOptimizationLevel``
+ORT_OPTIMIZATION_LEVELS = {"all": "ORT_ENABLE_ALL", "extended": "ORT_ENABLE_EXTENDED",
+                           "basic": "ORT_ENABLE_BASIC", "none": "ORT_DISABLE_ALL"}
+_KERNEL_POLICIES = ("auto", "never", "require")
+
+
+def ort_session_options(data, threads: int = 1, kernels: str = "auto",
+                        optimization: str = "all", spinning: bool = True,
+                        external: dict | None = None, model_name: str | None = None):
+    """The ``(SessionOptions, InferenceSession kwargs, uses_kernels)`` :func:`ort_session`
+    opens ``data`` with; for a caller (a benchmark) that changes one option on top of them."""
+    if kernels not in _KERNEL_POLICIES:
+        raise ValueError(f"kernels must be one of {_KERNEL_POLICIES}, not {kernels!r}")
+    if optimization not in ORT_OPTIMIZATION_LEVELS:
+        raise ValueError(f"optimization must be one of {tuple(ORT_OPTIMIZATION_LEVELS)}, "
+                         f"not {optimization!r}")
+    ort, _ = import_runtime(ONNXRUNTIME)
+    from edgeconv.quiet import verbose
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads)  # 0: ONNX Runtime's default (one per core)
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel,
+                                          ORT_OPTIMIZATION_LEVELS[optimization])
+    # errors come back as exceptions (one line, RunError); ORT's own coloured log line
+    # of the same error on stderr only with --verbose
+    so.log_severity_level = 3 if verbose() else 4
+    flag = "1" if spinning else "0"
+    so.add_session_config_entry("session.intra_op.allow_spinning", flag)
+    so.add_session_config_entry("session.inter_op.allow_spinning", flag)
+    name = model_name or (Path(data).name if isinstance(data, (str, os.PathLike)) else "model")
+    if kernels == "auto" and isinstance(data, bytes):
+        uses = register_kernels_if_used(so, name, data)
+    elif kernels == "auto":
+        uses = register_kernels_if_used(so, data)
+    elif kernels == "require":
+        from edgeconv import kernels as lib
+
+        lib.register(so)  # KernelsMissing (one line) where the library is not usable
+        uses = True
+    else:
+        uses = False
+    if external:  # external initialisers held in memory (name -> bytes)
+        names = list(external)
+        so.add_external_initializers_from_files_in_memory(
+            names, [external[n] for n in names], [len(external[n]) for n in names])
+    kwargs = {}
+    if uses:
+        from edgeconv.kernels import session_kwargs
+
+        kwargs = session_kwargs()
+    return so, kwargs, uses
+
+
+def ort_session(data, threads: int = 1, kernels: str = "auto", optimization: str = "all",
+                spinning: bool = True, external: dict | None = None,
+                model_name: str | None = None, info: dict | None = None):
+    """An ``onnxruntime.InferenceSession`` (CPU) of ``data`` (model bytes, or a path), opened
+    the one way edgeconv opens ONNX models (the backend, the exporter's parity gate, bench).
+
+    ``threads`` intra-op threads (0: ONNX Runtime's default), one inter-op thread, sequential
+    execution; ``optimization`` "all", "extended", "basic" or "none"; ``spinning``: ORT's
+    allow_spinning (intra and inter op); ``external``: name -> bytes of external initialisers
+    held in memory. ``kernels``: "auto" registers the edgeconv kernel library where the model
+    uses the ``edgeconv`` domain and the library can run it (else its function bodies run,
+    said once on stderr; a model without bodies raises KernelsMissing), "never" never
+    registers it (the standard-op function bodies run), "require" always registers it
+    (KernelsMissing where it cannot). With the library registered the session takes
+    :func:`edgeconv.kernels.session_kwargs` (NCHWc transformer off). ``info``, when given, is
+    filled with {"uses_kernels": bool, "disabled_optimizers": [...]}. ONNX Runtime's own
+    exceptions pass through.
+    """
+    so, kwargs, uses = ort_session_options(data, threads, kernels, optimization, spinning,
+                                           external, model_name)
+    ort, _ = import_runtime(ONNXRUNTIME)
+    src = data if isinstance(data, bytes) else str(data)
+    sess = ort.InferenceSession(src, sess_options=so, providers=["CPUExecutionProvider"],
+                                **kwargs)
+    if info is not None:
+        info.update(uses_kernels=uses,
+                    disabled_optimizers=list(kwargs.get("disabled_optimizers", [])))
+    return sess
 
 
 class TFLiteBackend(ModelBackend):
