@@ -254,6 +254,8 @@ def test_kernels_command_outputs():
     assert res.returncode == 0, res.stderr
     got = json.loads(res.stdout)
     assert got.pop("onnxruntime_version") == metadata.version("onnxruntime")
+    lite = got.pop("litert_delegate")  # the LiteRT delegate is reported beside the ORT library
+    assert lite["op"] == "edgeconv.tvconv" and "available" in lite
     assert got == info
 
     res = cli("kernels", "--path", "--json")
@@ -276,13 +278,15 @@ def test_kernels_command_missing_library_one_line_exit_2():
     res = cli("kernels", env_extra=MISSING)
     assert res.returncode == 2 and res.stdout == ""
     assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
-    assert res.stderr.startswith("edgeconv kernels: not built (/nonexistent missing)")
+    # the variable that points at nothing is named as such (not "not built")
+    assert res.stderr.startswith("edgeconv: error: EDGECONV_KERNELS_LIB=/nonexistent: no such "
+                                 "file")
     for flag in ("--path", "--json"):
         res = cli("kernels", flag, env_extra=MISSING)
         assert res.returncode == 2 and res.stdout == "", flag
         assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
-        assert res.stderr.startswith("edgeconv: error: the edgeconv kernels are not built "
-                                     "(/nonexistent missing)")
+        assert res.stderr.startswith("edgeconv: error: EDGECONV_KERNELS_LIB=/nonexistent: no "
+                                     "such file")
 
 
 # ----------------------------------------------------------------------------- torch-free
