@@ -71,6 +71,11 @@ def base_metadata(model, ckpt: dict, input_size, macs, params_train, params_infe
             meta.setdefault("verification", {})[key] = _json_safe(metrics[key])
     if isinstance(metrics, dict) and "trained" in metrics:
         meta["trained"] = bool(metrics["trained"])
+    task_meta = getattr(model, "task_metadata", None)
+    if callable(task_meta):  # another task (segmentation) describes its own output
+        meta.pop("embedding_dim", None)
+        meta.pop("verification", None)
+        meta.update(_json_safe(task_meta()))
     return meta
 
 
@@ -246,7 +251,7 @@ def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batc
             from edgeconv.export.onnx_export import export_onnx
 
             proto, extra = export_onnx(model_f, size, batch_n, int(opset or fmt.DEFAULT_OPSET),
-                                       simplify or "auto")
+                                       simplify or "auto", output_name=meta0["output_name"])
             meta.update(opset=extra["opset"], simplifier=extra["simplifier"])
             data = proto.SerializeToString()
             suffix = ((_FUSED_SUFFIX if formulation == "fused" else _DEFAULT_FUSED_SUFFIX)

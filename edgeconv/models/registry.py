@@ -58,6 +58,8 @@ for _w, _n in ((0.5, "sfv2_x0_5"), (1.0, "sfv2_x1_0"), (1.5, "sfv2_x1_5")):
                                   pins_batch=_SHUFFLE))
 for _w, _n in ((0.1, "mixer_x0_1"), (0.5, "mixer_x0_5")):
     register_model_spec(ModelSpec(_n, "edgeconv.models.mixer", "mlpmixer", width=_w, takes_op=False))
+register_model_spec(ModelSpec("deeplabv3p_mbv2", "edgeconv.segmentation.models", "deeplabv3p",
+                              task="segmentation"))
 
 
 def register_model(fn: Callable) -> Callable:
@@ -80,13 +82,15 @@ def _load(name: str | None = None) -> None:
             importlib.import_module(spec.module)
 
 
-def list_models() -> list[str]:
+def list_models(task: str | None = "face") -> list[str]:
+    """Names with a builder, of one task (default: the face models; None: all)."""
     _load()
-    return list(_REGISTRY)
+    return [n for n in _REGISTRY if task is None or _SPECS[n].task == task]
 
 
-def model_names(task: str | None = None) -> list[str]:
-    """The registered names (torch-free), optionally of one task."""
+def model_names(task: str | None = "face") -> list[str]:
+    """The registered names (torch-free) of one task (default: the face models the face
+    commands take; None: every task's)."""
     return [n for n, s in _SPECS.items() if task is None or s.task == task]
 
 
@@ -95,10 +99,13 @@ def model_spec(name: str) -> ModelSpec:
     return _SPECS[check_model_name(name)]
 
 
-def check_model_name(name: str) -> str:
-    """``name`` if it is a registered model; else one line listing them (torch-free)."""
-    if name not in _SPECS:
-        raise EdgeconvError(f"unknown model '{name}' (choose from: {', '.join(_SPECS)})")
+def check_model_name(name: str, task: str | None = None) -> str:
+    """``name`` if it is a registered model (of ``task`` when given); else one line listing
+    them (torch-free)."""
+    names = model_names(task)
+    if name not in names:
+        what = f"{task} model" if task and name in _SPECS else "model"
+        raise EdgeconvError(f"unknown {what} '{name}' (choose from: {', '.join(names)})")
     return name
 
 
