@@ -894,6 +894,8 @@ from edgeconv.cli_gan import register as _register_gan  # noqa: E402  (issue #27
 
 _register_gan(cli)
 
+cli.add_command(__import__("edgeconv.cli_envelope", fromlist=["envelope"]).envelope)  # issue #26
+
 
 def main(argv=None):
     """Console-script entry point: one-line errors, exit status 2."""

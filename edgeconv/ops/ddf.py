@@ -21,11 +21,10 @@ from edgeconv.ops import out_hw as _out_hw
 from edgeconv.ops.dynamic import apply_taps, check_odd, global_pool
 
 
-def _standardise(f: torch.Tensor, kk: int, eps: float = 1e-5) -> torch.Tensor:
-    """Standardise groups of ``kk`` consecutive channels (N, G*kk, h, w) -- via a constant
-    grouped averaging conv, so no reshape touches the batch axis."""
-    g = f.shape[1] // kk
-    avg = f.new_full((g * kk, kk, 1, 1), 1.0 / kk)
+def _standardise(f: torch.Tensor, avg: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Standardise groups of k*k consecutive channels (N, G*k*k, h, w) -- via a constant
+    grouped averaging conv ``avg`` (G*k*k, k*k, 1, 1), so no reshape touches the batch axis."""
+    g = avg.shape[0] // avg.shape[1]
     mean = F.conv2d(f, avg, groups=g)
     centred = f - mean
     var = F.conv2d(centred * centred, avg, groups=g)
@@ -46,15 +45,17 @@ class DDFConv(nn.Module):
                                      nn.Conv2d(hidden, channels * kk, 1))
         self.spatial_gain = nn.Parameter(torch.full((1, kk, 1, 1), 1.0 / k))
         self.channel_gain = nn.Parameter(torch.full((1, channels * kk, 1, 1), 1.0 / k))
+        self.register_buffer("spatial_avg", torch.full((kk, kk, 1, 1), 1.0 / kk), persistent=False)
+        self.register_buffer("channel_avg", torch.full((channels * kk, kk, 1, 1), 1.0 / kk),
+                             persistent=False)
 
     def extra_repr(self) -> str:
         return f"{self.channels}, kernel_size={self.kernel_size}, stride={self.stride}"
 
     def filters(self, x):
         """(spatial (N, k*k, h, w), channel (N, C*k*k, 1, 1) channel-major)."""
-        kk = self.kernel_size ** 2
-        sp = _standardise(self.spatial(x), kk) * self.spatial_gain
-        ch = _standardise(self.channel(global_pool(x)), kk) * self.channel_gain
+        sp = _standardise(self.spatial(x), self.spatial_avg) * self.spatial_gain
+        ch = _standardise(self.channel(global_pool(x)), self.channel_avg) * self.channel_gain
         return sp, ch
 
     def forward(self, x):
