@@ -897,6 +897,11 @@ _register_gan(cli)
 cli.add_command(__import__("edgeconv.cli_envelope", fromlist=["envelope"]).envelope)  # issue #26
 
 
+from edgeconv.cli_segment import register as _register_segmentation  # noqa: E402  (issue 25)
+
+_register_segmentation(cli)
+
+
 def main(argv=None):
     """Console-script entry point: one-line errors, exit status 2."""
     # OpenMP workers that spin after each torch op take the cores the TVConv training kernels
