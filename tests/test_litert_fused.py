@@ -120,6 +120,28 @@ def test_one_composite_per_layer_and_no_inner_transposes(tiny):
     assert ld.model_has_composite(data)
 
 
+def test_body_takes_taps_with_depthwise_convs(tiny):
+    """The portable body: k*k one-hot DEPTHWISE_CONV_2D per composite (LiteRT's builtin kernels
+    run them fast and they carry any batch), no StridedSlice/Slice of the input, and W read
+    as float32 as is (no Cast/Dequantize of the weights)."""
+    from edgeconv.export import tflite_export as tfl
+    from edgeconv.export.litert_fused import _op_name, composite_ops
+
+    path, _, _ = tiny
+    fb = tfl._schema()
+    model_t = tfl._load(path.read_bytes())
+    for _, comp in composite_ops(model_t):
+        sg = model_t.subgraphs[comp.builtinOptions2.decompositionSubgraphIndex]
+        codes = [_op_name(model_t, op) for op in sg.operators]
+        ops = fb.BuiltinOperator
+        assert codes.count(ops.DEPTHWISE_CONV_2D) == 9
+        assert ops.STRIDED_SLICE not in codes
+        assert ops.CAST not in codes and ops.DEQUANTIZE not in codes
+        x_in = int(sg.inputs[0])
+        assert not any(_op_name(model_t, op) == ops.SLICE and int(op.inputs[0]) == x_in
+                       for op in sg.operators)
+
+
 # --------------------------------------------------------------------------- parity
 def test_portable_body_parity_batch_1_and_3(tiny):
     path, x, ref = tiny

@@ -19,10 +19,11 @@ The composite's decomposition subgraph is that formula in standard ops that Lite
 composites: per tap t, one DEPTHWISE_CONV_2D of X with a constant one-hot k x k kernel (the
 padded, strided input plane of the tap: no Pad, no Slice of the input, any batch size), times
 the tap's weight plane W[:, :, t, :] (a Slice of W), summed with Adds; the bias Add carries the
-fused Relu/Relu6. Float32 W is used as is (no per-call pass over the weights); float16/int8 W
-is cast to float32 in the body (int8 times ``scales``; float weights have unit scales, which
-the body does not read). A stock LiteRT interpreter with nothing of edgeconv loaded runs the
-file exactly; with the edgeconv LiteRT delegate (``edgeconv.runtime.litert_delegate``) each
+fused Relu/Relu6. ``scales[t]`` multiply the tap's input plane (1/(k*k) of the weights'
+size), not the weights, so float32 W gets no per-call pass beyond its Slices; float16/int8 W
+is cast to float32 in the body (one pass over the weights per call: the price of the smaller
+file without the delegate). A stock LiteRT interpreter with nothing of edgeconv loaded runs
+the file exactly; with the edgeconv LiteRT delegate (``edgeconv.runtime.litert_delegate``) each
 composite runs as one native kernel.
 
 The model keeps its NCHW interface: the layer permutes NCHW -> NHWC in front of the composite
@@ -75,16 +76,15 @@ def decomposition(x: torch.Tensor, w: torch.Tensor, scales: torch.Tensor, bias: 
     """
     k, s, p = kernel_size, stride, kernel_size // 2
     c = int(x.shape[-1])
-    if w.dtype == torch.int8:
-        wd = w.to(x.dtype) * scales.to(x.dtype)                   # dequantise (h, w, k*k, C)
-    else:
-        wd = w if w.dtype == x.dtype else w.to(x.dtype)           # float weights: unit scales
+    wd = w if w.dtype == x.dtype else w.to(x.dtype)               # float16/int8: cast per call
+    sc = scales.to(x.dtype)
     xc = x.permute(0, 3, 1, 2)  # the converter cancels these permutes against its own
     acc = None
     for t in range(k * k):
         tap = nn.functional.conv2d(xc, _one_hot(c, k, t).to(x.dtype), stride=s, padding=p,
                                    groups=c).permute(0, 2, 3, 1)
-        term = tap * wd[:, :, t, :]
+        # scales on the (small) input plane, never on the weights: no pass over W for them
+        term = (tap * sc[t]) * wd[:, :, t, :]
         acc = term if acc is None else acc + term
     y = acc + bias.to(x.dtype)
     if activation == "relu":
@@ -275,9 +275,12 @@ def composite_ops(model_t):
 def batch_free_bodies(data: bytes) -> tuple[bytes, int]:
     """Let the composites' decomposition bodies run any batch size; returns (bytes, n ops).
 
-    litert-torch converts at batch 1 and writes every slice of the input with an explicit
-    batch extent of 1 (SLICE size[0] = 1, STRIDED_SLICE end[0] = 1), so a file resized to
-    batch N would compute one image. The slices of the input chain (X -> PAD -> SLICE /
+    The current body takes its input planes with depthwise convs, which carry any batch: for
+    it this only writes the batch signatures. Bodies written before (Pad + Slices of the input:
+    the shipped self-test file, older exports) need the slice fix: litert-torch converts at
+    batch 1 and writes every slice of the input with an explicit batch extent of 1 (SLICE
+    size[0] = 1, STRIDED_SLICE end[0] = 1), so a file resized to batch N would compute one
+    image. The slices of the input chain (X -> PAD -> SLICE /
     STRIDED_SLICE) always take the whole batch axis: SLICE gets size[0] = -1 (a new constant:
     size tensors are shared with RESHAPEs of the weights) and STRIDED_SLICE the begin/end mask
     bit of axis 0.
