@@ -1,0 +1,253 @@
+"""LIS face GAN (issue #27): 0, 1 and 3 LIS modules and R-separate, compared at a CPU-sized
+setting, with improved precision/recall and FID in two feature spaces, an artifact rate, the
+measured device cost of the modules, and the generator-impostor unlock trial.
+
+    python benchmarks/gan_lis.py --face runs/gan_lis/face_export/face.onnx [--seeds 0]
+
+Writes docs/gan_lis.md, docs/gan_lis.json and docs/gan_lis_<config>.png (8x8 grids, the same
+z for every config). Runs in runs/gan_lis/. Everything after training is torch-free except
+the MAC counts (fvcore) and the in-memory full-width ONNX files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CONFIGS = {"lis0": 0, "lis1": 1, "lis3": 3}     # R-separate = lis0's G with a reverser
+
+
+def train_runs(args, seed, log):
+    from edgeconv.gan.train import GanTrainConfig, gan_train
+
+    out = {}
+    for name, k in CONFIGS.items():
+        run = Path(args.runs) / f"{name}_s{seed}"
+        cfg = GanTrainConfig(gan={"size": args.size, "lis_modules": k, "width": args.width},
+                             identities=args.identities, images_per_identity=args.per_identity,
+                             epochs=args.epochs,
+                             reverser_epochs=args.reverser_epochs if k == 0 else 0,
+                             batch_size=32, lr=args.lr, seed=seed, output=str(run))
+        if (run / "last.ckpt").exists():
+            from edgeconv.gan.train import load_gan_checkpoint
+
+            ck = load_gan_checkpoint(run / "last.ckpt")
+            if int(ck["epoch"]) == cfg.epochs + cfg.reverser_epochs:
+                log(f"{run}: done already")
+                out[name] = run / "last.ckpt"
+                continue
+        t0 = time.perf_counter()
+        s = gan_train(cfg, log=log, overwrite=True)
+        log(f"{name} seed {seed}: {time.perf_counter() - t0:.0f} s")
+        out[name] = Path(s["last"])
+    return out
+
+
+def export_all(ckpts, seed, args, log):
+    from edgeconv.gan.export import export_generator
+
+    files = {}
+    d = Path(args.runs) / f"export_s{seed}"
+    for name, ck in ckpts.items():
+        fm = "onnx,tflite" if seed == args.seeds[0] else "onnx"
+        export_generator(ck, formats=fm, output_dir=d, name=name, echo=log, force=True)
+        files[name] = d / f"{name}.onnx"
+        if name == "lis0" and args.reverser_epochs:
+            export_generator(ck, formats="onnx", output_dir=d, name="rsep", reverse=True,
+                             echo=log, force=True)
+            files["rsep"] = d / "rsep.onnx"
+    return files
+
+
+def real_sets(args):
+    """Held-out real faces (identities never trained on): reference, cut and control sets."""
+    from edgeconv.data.synthetic import SyntheticFaces
+
+    n = args.samples
+    ds = SyntheticFaces(4 * n, 1, size=(args.size, args.size), seed=0,
+                        difficulty=args.difficulty, cache=False)
+    base = 1_000_000
+    ids = np.arange(n + n // 2 + n // 2) + base
+    imgs = ds.render_batch(ids, np.zeros(len(ids), np.int64))
+    return imgs[:n], imgs[n:n + n // 2], imgs[n + n // 2:]
+
+
+def evaluate(files, reals, face, args, log):
+    from edgeconv.gan.metrics import (EmbeddingFeatures, PixelFeatures, artifact_cut,
+                                      artifact_rate, fid, precision_recall)
+    from edgeconv.runtime.generator import FaceGenerator
+
+    ref, cut_set, control = reals
+    pix = PixelFeatures()
+    emb = EmbeddingFeatures(face)
+    f_ref = {"pixel": pix(ref), "embedding": emb(ref)}
+    e_cut, e_ctl = emb(cut_set), emb(control)
+    cut = artifact_cut(e_cut, f_ref["embedding"], q=0.01)
+    rows = {}
+    samples = {"real (held-out)": control}
+    for name, path in files.items():
+        with FaceGenerator(path) as g:
+            samples[name] = g.generate(args.samples, seed=12345)
+    for name, imgs in samples.items():
+        row = {}
+        for space, fn in (("pixel", pix), ("embedding", emb)):
+            f = fn(imgs)
+            p, r = precision_recall(f_ref[space], f, k=3)
+            row[space] = {"precision": p, "recall": r, "fid": fid(f_ref[space], f)}
+        e = emb(imgs) if name != "real (held-out)" else e_ctl
+        row["artifact_rate"] = artifact_rate(e, f_ref["embedding"], cut)
+        row["n"] = len(imgs)
+        rows[name] = row
+        log(f"  {name:<16} pixel P {row['pixel']['precision']:.3f} R "
+            f"{row['pixel']['recall']:.3f} FID {row['pixel']['fid']:.3f} | emb P "
+            f"{row['embedding']['precision']:.3f} R {row['embedding']['recall']:.3f} FID "
+            f"{row['embedding']['fid']:.4f} | artifacts {100 * row['artifact_rate']:.1f}%")
+    emb.close()
+    return rows, cut, samples
+
+
+def save_grids(samples, args):
+    from edgeconv.data.images import save_image
+    from edgeconv.gan.train import grid_image
+
+    out = {}
+    for name, imgs in samples.items():
+        if name.startswith("real"):
+            name = "real"
+        p = ROOT / "docs" / f"gan_lis_{name}.png"
+        save_image(p, grid_image(imgs[:64]))
+        out[name] = p.name
+    return out
+
+
+def device_cost(files, args, log):
+    """MACs, params, file bytes and latency (ONNX Runtime and LiteRT, batch 1, 1 thread) of G
+    with 0 / 1 / 3 LIS modules: the trained CPU-sized files, and the paper's full-width 80x80
+    G (untrained, in-memory ONNX) for MACs and ONNX latency."""
+    import onnxruntime as ort
+    import torch
+
+    from edgeconv.gan.export import count_generator_macs, deployable
+    from edgeconv.gan.models import GANConfig, Generator
+    from edgeconv.profiling.counts import values_of
+    from edgeconv.profiling.timing import measure_round_robin
+    from edgeconv.runtime.backends import open_model
+
+    res = {"trained": {}, "full_80": {}}
+    runners = {}
+    z = np.random.default_rng(0).standard_normal((1, 256)).astype(np.float32)
+    opened = []
+    for name in CONFIGS:
+        for suffix in (".onnx", ".tflite"):
+            p = files[name].with_suffix(suffix)
+            if not p.exists():
+                continue
+            meta = json.loads(p.with_name(p.name + ".json").read_text())
+            res["trained"].setdefault(name, {"macs": meta["macs"],
+                                            "params": meta["params_inference"]})
+            res["trained"][name][f"bytes{suffix}"] = p.stat().st_size
+            m = open_model(p, threads=1)
+            m.set_batch(1)
+            opened.append(m)
+            runners[f"{name}{suffix}"] = (lambda m=m: m.run(z))
+    torch.set_num_threads(1)
+    from edgeconv.export.onnx_export import export_onnx
+
+    for k in CONFIGS.values():
+        torch.manual_seed(0)
+        g = Generator(GANConfig(size=80, lis_modules=k, width=1.0)).eval()
+        dep = deployable(g)
+        proto, _ = export_onnx(dep, (), 1, 18, "none", channels=256, output_name="image")
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        sess = ort.InferenceSession(proto.SerializeToString(), so,
+                                    providers=["CPUExecutionProvider"])
+        res["full_80"][f"lis{k}"] = {"macs": count_generator_macs(g, 256),
+                                    "params": int(values_of(dep)),
+                                    "bytes.onnx": len(proto.SerializeToString())}
+        runners[f"full80_lis{k}.onnx"] = (lambda s=sess: s.run(None, {"input": z}))
+    sec = measure_round_robin(runners, min_time=args.time_per_config, rounds=3)
+    for key, s in sec.items():
+        name, suffix = key.rsplit(".", 1)
+        where = res["full_80"] if name.startswith("full80_") else res["trained"]
+        where[name.replace("full80_", "")][f"ms_{suffix}"] = s * 1000
+    for m in opened:
+        m.close()
+    log(json.dumps(res, indent=1))
+    return res
+
+
+def impostor_trials(files, face, args, log):
+    from edgeconv.runtime.gen_trial import generator_trial
+
+    out = {}
+    for name in ("lis0", "lis1", "lis3", "rsep"):
+        if name not in files:
+            continue
+        r = generator_trial(face, files[name], count=args.trial_count, users=args.trial_users,
+                            far=args.far, difficulty=args.difficulty, seed=0,
+                            synthetic=name == "lis0")
+        out[name] = r
+        log(f"  trial {name}: generated 1:1 {r['generated']['far_1to1']}, 1:N "
+            f"{r['generated']['far_1toN']['rate']}")
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--face", required=True, help="exported face model (ONNX)")
+    ap.add_argument("--seeds", type=lambda s: [int(v) for v in s.split(",")], default=[0])
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--width", type=float, default=0.125)
+    ap.add_argument("--identities", type=int, default=600)
+    ap.add_argument("--per-identity", type=int, default=4)
+    ap.add_argument("--difficulty", type=float, default=0.5)
+    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--reverser-epochs", type=int, default=1)
+    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--samples", type=int, default=1000)
+    ap.add_argument("--trial-count", type=int, default=300)
+    ap.add_argument("--trial-users", type=int, default=10)
+    ap.add_argument("--far", default="1e-2")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--time-per-config", type=float, default=0.5)
+    ap.add_argument("--runs", default=str(ROOT / "runs" / "gan_lis"))
+    ap.add_argument("--out", default=str(ROOT / "docs" / "gan_lis.json"))
+    args = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    t_start = time.perf_counter()
+    load = {"start": os.getloadavg()}
+    log = lambda *a: print(*a, flush=True)  # noqa: E731
+    reals = real_sets(args)
+    result = {"settings": {k: v for k, v in vars(args).items()}, "seeds": {}}
+    for seed in args.seeds:
+        ckpts = train_runs(args, seed, log)
+        files = export_all(ckpts, seed, args, log)
+        rows, cut, samples = evaluate(files, reals, args.face, args, log)
+        hist = {n: json.loads((ck.parent / "history.json").read_text())
+                for n, ck in ckpts.items()}
+        result["seeds"][seed] = {"metrics": rows, "artifact_cut": cut, "history": hist}
+        if seed == args.seeds[0]:
+            result["grids"] = save_grids(samples, args)
+            result["device"] = device_cost(files, args, log)
+            result["trials"] = impostor_trials(files, args.face, args, log)
+    load["end"] = os.getloadavg()
+    result["loadavg"] = load
+    result["seconds"] = time.perf_counter() - t_start
+    Path(args.out).write_text(json.dumps(result, indent=1, default=str) + "\n")
+    log(f"done in {result['seconds']:.0f} s -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
