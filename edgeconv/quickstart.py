@@ -133,7 +133,7 @@ def _plan(ctx: QuickstartContext, ops, speeds: dict):
 
     o = ctx.opts
     left = o.budget_min * 60.0 - (time.perf_counter() - ctx.t0)
-    overhead = B.overhead_estimate(speeds.get("depthwise", min(speeds.values())))
+    overhead = B.overhead_estimate(ctx.extra["machine_images_per_s"])
     return B.plan_epochs({op: op_epochs(o, op) for op in ops},
                          o.identities * o.images_per_identity, {op: speeds[op] for op in ops},
                          left, overhead, identities=o.identities,
@@ -148,9 +148,18 @@ def step_plan(ctx: QuickstartContext) -> None:
     from edgeconv.train.budget import measure_images_per_s
 
     speeds = {op: measure_images_per_s(train_config(o, op, ctx.out)) for op in OPS}
+    # how fast this machine is: the baseline at the recipe's own settings (the reference the
+    # non-training steps' time is scaled by), whatever the options of this run
+    ref = QuickstartOptions()
+    if (o.model, o.input_size, o.batch_size) == (ref.model, ref.input_size, ref.batch_size):
+        ctx.extra["machine_images_per_s"] = speeds[BASELINE_OP]
+    else:
+        ctx.extra["machine_images_per_s"] = measure_images_per_s(
+            train_config(ref, BASELINE_OP, ctx.out))
     plan = _plan(ctx, OPS, speeds)
     ctx.extra["budget"] = {"budget_min": o.budget_min, "first_plan": plan.to_dict(),
-                           "speeds_probe": speeds}
+                           "speeds_probe": speeds,
+                           "machine_images_per_s": ctx.extra["machine_images_per_s"]}
     ctx.extra["plan"] = plan
     verb = "cut to fit" if plan.cut else "fit"
     ctx.echo(f"[plan] {o.budget_min:g}-minute budget: {plan.describe()}: the full recipe "
@@ -252,6 +261,7 @@ def step_bench(ctx: QuickstartContext) -> None:
         mem = next((r for r in sorted(entry.get("memory") or [], key=lambda r: r["threads"])
                     if r.get("status") == "ok"), {})
         files_info[entry["path"]] = {"fps": best.get("fps"),
+                                     "execution": entry.get("execution"),
                                      "best": {k: best.get(k) for k in ("backend", "threads",
                                                                        "batch")},
                                      "peak_rss_mb": mem.get("peak_rss_mb"),
@@ -259,6 +269,44 @@ def step_bench(ctx: QuickstartContext) -> None:
                                      "memory_threads": mem.get("threads")}
     ctx.extra["fps"] = fps
     ctx.extra["files"] = files_info
+    kernel_files = [p for p, f in files_info.items() if f.get("execution") == "kernel"]
+    if kernel_files:
+        _bench_portable(ctx, kernel_files, settings)
+
+
+#: what turns edgeconv's kernels off for a run: the portable body of the same file runs
+PORTABLE_ENV = {"EDGECONV_KERNELS_LIB": "/nonexistent/edgeconv-kernels-off",
+                "EDGECONV_LITERT_SELFTEST": "0"}
+
+
+def _bench_portable(ctx: QuickstartContext, paths, settings) -> None:
+    """The files edgeconv's kernel ran, once more without it (their standard-op body, what a
+    stock runtime runs): for reference next to the fast path."""
+    import dataclasses
+    import os
+
+    from edgeconv.fileio import atomic_write_json
+    from edgeconv.profiling.bench import run_bench
+
+    s = dataclasses.replace(settings, memory_batch=0)
+    ctx.echo(f"[bench] {len(paths)} file(s) again without the edgeconv kernel (portable body)")
+    saved = {k: os.environ.get(k) for k in PORTABLE_ENV}
+    os.environ.update(PORTABLE_ENV)
+    try:
+        report = run_bench(list(paths), s, progress=ctx.opts.progress, log=lambda *_: None)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    atomic_write_json(ctx.out / "bench_portable.json", report)
+    for entry in report["models"]:
+        best = entry.get("best") or {}
+        f = ctx.extra["files"].get(entry["path"])
+        if f is not None:
+            f["portable_fps"] = best.get("fps")
+            f["portable_execution"] = entry.get("execution")
 
 
 def trial_images(opts: QuickstartOptions, seed_offset: int = 0):
@@ -344,9 +392,10 @@ def file_table(ctx: QuickstartContext) -> str:
     if not exports:
         return ""
     files, trial = ctx.extra.get("files", {}), ctx.extra.get("unlock", {})
-    rows = ["| op | file | size (KB) | max FPS | peak memory (MB) | unlock threshold | "
-            "genuine accept (%) | impostor accept 1:1 (%) | impostor accept 1:N (%) |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| op | file | TVConv layers run by | size (KB) | max FPS | portable body max FPS "
+            "| peak memory (MB) | unlock threshold | genuine accept (%) | "
+            "impostor accept 1:1 (%) | impostor accept 1:N (%) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for op in OPS:
         for path in exports[op]:
             f, t = files.get(path, {}), trial.get(path, {})
@@ -357,8 +406,10 @@ def file_table(ctx: QuickstartContext) -> str:
             i = t.get("impostor") or {}
             n = t.get("impostor_1n") or {}
             rows.append(
-                f"| {op} | {Path(path).name} | {Path(path).stat().st_size / 1024:.0f} | "
-                f"{_fmt(f.get('fps'), '.0f')}{where} | {_fmt(f.get('peak_rss_mb'), '.0f')} | "
+                f"| {op} | {Path(path).name} | {f.get('execution') or '-'} | "
+                f"{Path(path).stat().st_size / 1024:.0f} | "
+                f"{_fmt(f.get('fps'), '.0f')}{where} | {_fmt(f.get('portable_fps'), '.0f')} | "
+                f"{_fmt(f.get('peak_rss_mb'), '.0f')} | "
                 f"{_fmt(t.get('threshold'), '.4f')} | "
                 + (f"{100 * t['genuine_accept']:.1f} ({g['accepted']}/{g['attempts']}) | "
                    f"{100 * t['impostor_accept']:.2f} ({i['accepted']}/{i['attempts']}) | "
@@ -433,7 +484,11 @@ def step_report(ctx: QuickstartContext) -> None:
     if ctx.extra.get("exports"):
         text += ["Exported files, benchmarked and tried here (torch-free): max FPS is the best "
                  f"of threads {list(o.bench_threads)} x batch {list(o.bench_batches)} "
-                 "(bench.json has the sweep); peak memory is the benchmark process's peak RSS "
+                 "(bench.json has the sweep); 'TVConv layers run by' says whether edgeconv's fused "
+                 "kernel ran them (default export: the ONNX Runtime custom op, the LiteRT "
+                 "delegate) and 'portable body' is the same file's max FPS without it (its "
+                 "standard-op form, what a stock runtime runs; bench_portable.json); "
+                 "peak memory is the benchmark process's peak RSS "
                  f"at batch {o.bench_memory_batch}, 1 thread. Unlock trial: {o.trial_users} "
                  f"fresh identities enrolled ({o.trial_enrol_images} images averaged into one "
                  f"template each) in a temporary SQLite store, {o.trial_attempts} genuine "

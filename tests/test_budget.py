@@ -66,3 +66,8 @@ def test_tiny_budget_through_the_quickstart(tmp_path, torch_one_thread):
     summary = json.loads((tmp_path / "qs" / "summary.json").read_text())
     assert summary["budget"]["epochs"] == {"tvconv": MIN_EPOCHS, "depthwise": MIN_EPOCHS}
     assert any(line.startswith("[plan] 0.05-minute budget") for line in lines)
+
+
+def test_a_cut_never_raises_an_op_above_its_recipe():
+    p = plan_epochs({"tvconv": 2, "depthwise": 1}, 1000, {"tvconv": 1, "depthwise": 1}, 100, 10)
+    assert p.cut and p.epochs == {"tvconv": 2, "depthwise": 1}

@@ -37,9 +37,9 @@ def test_quickstart_tiny(tmp_path):
     assert seen == [["depthwise", "tvconv"]]
     assert set(ctx.timings) == {"plan", "train", "evaluate", "profile", "export", "bench",
                                 "unlock", "report", "extra", "total"}
-    # a 15-minute budget holds the tiny recipe whole
-    assert ctx.extra["plan"].cut is False and ctx.extra["plan"].epochs == {"tvconv": 1,
-                                                                            "depthwise": 1}
+    # the budget planned the run (a 1-epoch recipe is never cut below or raised above 1)
+    assert ctx.extra["plan"].epochs == {"tvconv": 1, "depthwise": 1}
+    assert ctx.extra["machine_images_per_s"] > 0
     for op in ("tvconv", "depthwise"):
         assert (out / op / "last.ckpt").exists()
         assert (out / f"eval_{op}.json").exists()

@@ -114,7 +114,8 @@ def plan_epochs(wanted: dict, images_per_epoch: int, images_per_s: dict, seconds
         return plan
     plan.cut = True
     scale = max(available, 0.0) / plan.planned_train_s
-    plan.epochs = {op: max(MIN_EPOCHS, int(math.floor(e * scale))) for op, e in wanted.items()}
+    plan.epochs = {op: min(e, max(MIN_EPOCHS, int(math.floor(e * scale))))
+                   for op, e in wanted.items()}
     n_images = images_per_epoch
     if train_s(plan.epochs, n_images) > available and identities and ipi:
         # even the fewest epochs do not fit: fewer images per identity
