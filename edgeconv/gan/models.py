@@ -25,6 +25,12 @@ from edgeconv.gan.lis import (LAMBDA, MAX_MODULES, Z_DIM, LISModule, TPReLU, WNC
                               WNConvTranspose2d, WNLinear, sample_stop, similarity_loss)
 
 SIZES = {64: 4, 80: 5}          # image size -> first feature map side
+#: initial WN scale of a layer followed by TPReLU (slope 0.25): He's gain sqrt(2 / (1 + a^2)),
+#: so activations keep their scale through the stack at initialisation
+GAIN = (2 / (1 + 0.25 ** 2)) ** 0.5
+#: a stride-2 4x4 transposed conv sums 4 of its 16 taps into each output pixel: x2 more, or
+#: the signal (and G's dependence on z) shrinks 4x per layer and G starts as a constant grey
+UP_GAIN = 2.0
 
 
 @dataclass
@@ -68,12 +74,12 @@ class Generator(nn.Module):
         self.s0 = SIZES[cfg.size]
         chans = [cfg.ch(c) for c in (512, 256, 128, 64)]
         self.lis = nn.ModuleList(LISModule(cfg.z_dim) for _ in range(cfg.lis_modules))
-        self.fc = WNLinear(cfg.z_dim, chans[0] * self.s0 * self.s0)
+        self.fc = WNLinear(cfg.z_dim, chans[0] * self.s0 * self.s0, scale=GAIN)
         self.fc_act = TPReLU(chans[0])
         ups = []
         for a, b in zip(chans, chans[1:]):
-            ups += [WNConvTranspose2d(a, b, 4, 2, 1), TPReLU(b)]
-        ups += [WNConvTranspose2d(chans[-1], 3, 4, 2, 1), nn.Sigmoid()]
+            ups += [WNConvTranspose2d(a, b, 4, 2, 1, scale=GAIN * UP_GAIN), TPReLU(b)]
+        ups += [WNConvTranspose2d(chans[-1], 3, 4, 2, 1, scale=UP_GAIN), nn.Sigmoid()]
         self.up = nn.Sequential(*ups)
         self.c0 = chans[0]
 
@@ -105,7 +111,7 @@ class _Convs(nn.Module):
         super().__init__()
         layers, cin = [], 3
         for c in chans:
-            layers += [WNConv2d(cin, c, 4, 2, 1), TPReLU(c)]
+            layers += [WNConv2d(cin, c, 4, 2, 1, scale=GAIN), TPReLU(c)]
             if dropout:
                 layers.append(nn.Dropout2d(dropout))
             cin = c
