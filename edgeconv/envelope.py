@@ -8,8 +8,8 @@ Layout of the output folder::
                                     keeps it and does not redo the cell (resume)
     envelope.json                   every finished cell + the run's settings
     envelope.md                     the table (mean over seeds, +- std)
-    fig5_accuracy_vs_macs_widths.png  accuracy vs MACs over widths: baseline vs the ops run at
-                                    more than two widths (the paper's Fig. 5)
+    fig5_accuracy_vs_macs_widths.png  accuracy vs MACs over widths: the baseline (depthwise) vs
+                                    the exactly foldable op (TVConv) (the paper's Fig. 5)
     fig7_accuracy_vs_macs.png       accuracy vs MACs, one curve per op (Fig. 7)
     fig8_accuracy_vs_fps.png        accuracy vs max FPS (Fig. 8)
     fig9_accuracy_vs_memory.png     accuracy vs net peak memory at batch 8 (Fig. 9)
@@ -73,6 +73,14 @@ class EnvelopeConfig:
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    def recipe_key(self) -> dict:
+        """What makes two cells comparable (everything but the grid, jobs, device): the report
+        gathers every finished cell of the output folder with the same key, so runs of
+        different ops/widths/seeds into one folder build one envelope."""
+        d = self.to_dict()
+        return {k: v for k, v in d.items()
+                if k not in ("output", "models", "ops", "widths", "seeds", "jobs", "device")}
 
 
 def model_for(stem: str, width: float) -> str | None:
@@ -190,7 +198,7 @@ def run_cell(cfg: EnvelopeConfig, cell: dict, log=None) -> dict:
     if cfg.jobs > 1:
         torch.set_num_threads(1)
     t0 = time.perf_counter()
-    res = dict(cell)
+    res = dict(cell, recipe=cfg.recipe_key())
     with _NoTorchrun():
         from edgeconv.train.loop import train
 
@@ -316,7 +324,17 @@ def run_envelope(cfg: EnvelopeConfig, echo=print, after_cell=None,
         if time.time() > deadline:
             raise EdgeconvError("timed out waiting for the other ranks' envelope cells")
         time.sleep(5)
-    return write_report(cfg, [_load_result(cfg, c) for c in cells], echo)
+    results = [_load_result(cfg, c) for c in cells]
+    ids = {c["id"] for c in cells}
+    for path in sorted((out / "cells").glob("*/result.json")):  # earlier runs' cells, same recipe
+        if path.parent.name not in ids:
+            try:
+                other = json.loads(path.read_text())
+            except ValueError:
+                continue
+            if other.get("recipe") == cfg.recipe_key():
+                results.append(other)
+    return write_report(cfg, results, echo)
 
 
 # ----------------------------------------------------------------------------- report
@@ -396,13 +414,14 @@ def plot(rows: list[dict], out: Path, title: str = "") -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from edgeconv.ops import baseline_op
-
     curves: dict = {}
     for r in rows:
         curves.setdefault(r["curve"], []).append(r)
-    n_widths = {c: len(rs) for c, rs in curves.items()}
-    fig5 = [c for c in curves if c.endswith("/" + baseline_op()) or n_widths[c] > 2] \
+    from edgeconv.ops import op_spec
+
+    # Fig. 5: the baseline and the exactly-foldable op (TVConv) over widths
+    fig5 = [c for c, rs in curves.items() if "/" in c and (op_spec(rs[0]["op"]).baseline
+                                                          or op_spec(rs[0]["op"]).foldable)] \
         or list(curves)
     paths = []
     for fname, key, xlabel, widths_only in PLOTS:
