@@ -3,6 +3,7 @@
 
     python deploy/emulated_check.py model.onnx model.tflite [--work DIR] [--json FILE]
     python deploy/emulated_check.py --fused [model.onnx ...]   # + the fused TVConv kernel
+    python deploy/emulated_check.py --litert-fused [model.tflite ...]  # + the LiteRT delegate
 
 What it does (x86_64 Debian/Ubuntu host, no root needed except for --cpuinfo unshare):
 
@@ -48,13 +49,32 @@ What it does (x86_64 Debian/Ubuntu host, no root needed except for --cpuinfo uns
    library registered: ``EDGECONV_KERNEL_ISA`` unset (the NEON path must be selected) and
    ``=scalar``; each must match the host run within ``--fused-atol`` (max |diff|, 1e-4) and
    ``--fused-min-cosine`` (per embedding, 0.99999).
+6. the LiteRT delegate (``--litert-fused``, also part of ``--fused``, or any given .tflite
+   file holding ``edgeconv.tvconv`` composites): ``libedgeconv_litert.so`` cross-built for
+   aarch64 with ``edgeconv/kernels/build.py::build_litert`` (no runtime headers; the NEON
+   path) by the same compiler, with the same ELF check (and static-runtime rebuild). A small
+   model is exported here (the same randomised ``mbv2_x0_1`` checkpoint; torch +
+   litert-torch): ``edgeconv export --format tflite --formulation fused`` once per
+   ``--litert-weight-dtypes`` (default float32; ``float32,float16`` adds float16 weights,
+   one more conversion of minutes), its delegate gate run with a host (x86)
+   delegate built from the same sources into ``--work``. The files (dynamic batch) run here
+   through ``edgeconv.runtime.backends.open_model`` (batches 1 and 3; the host delegate must
+   claim every composite) and twice under emulation with ``EDGECONV_LITERT_DELEGATE`` pointing
+   at the aarch64 library: ``EDGECONV_KERNEL_ISA`` unset (the delegate, which reads it when
+   LiteRT creates it, must select ``neon``) and ``=scalar``. Each emulated run must load that
+   library, pass the delegate's self-test, run every file on it (the backend's
+   ``execution_path`` "kernel", ``uses_kernels`` True: a fallback to the portable body
+   FAILS), with the expected ISA and all composite nodes claimed (the delegate's own
+   ``edgeconv_litert_isa`` / ``edgeconv_litert_claimed_nodes``), and match the host run
+   within ``--fused-atol`` and ``--fused-min-cosine``. The aarch64 ai-edge-litert wheel
+   (``WHEELS``, pinned as in pyproject.toml; manylinux_2_27_aarch64) must be in the site.
 
 It proves the models and the torch-free harness run correctly on the target ISA
 and CPU features (Armv8.0 NEON, no dot-product), never speed: emulated timings
 mean nothing. Exit status: 0 outputs match, 1 mismatch, emulated failure or a kernel that
 does not build / fails the ELF check, 3 the tooling could not be had (the message says which
-step and why: qemu, sysroot, wheels, cross compiler, ONNX Runtime headers, torch for the
-export).
+step and why: qemu, sysroot, wheels, cross compiler, ONNX Runtime headers, torch (and
+litert-torch) for the export).
 """
 
 from __future__ import annotations
@@ -99,6 +119,11 @@ BOOKWORM_MAX_VERSIONS = {"GLIBC": (2, 36), "GLIBCXX": (3, 4, 30), "CXXABI": (1, 
 STATIC_RUNTIME_FLAGS = ["-static-libstdc++", "-static-libgcc"]
 FUSED_MODEL, FUSED_INPUT_SIZE = "mbv2_x0_1", "32"
 FUSED_BATCHES = (1, 5)  # 5: the kernel's four-image FMA chains and a remainder image
+LITERT_BATCHES = (1, 3)  # the fused .tflite file is dynamic-batch (resized at run time)
+LITERT_LIB_NAME = "libedgeconv_litert.so"
+# what the emulated runs must not inherit from this host (set per run where meant)
+HOST_ONLY_ENV = ("EDGECONV_KERNELS_LIB", "EDGECONV_KERNEL_ISA", "EDGECONV_LITERT_DELEGATE",
+                 "EDGECONV_LITERT_SELFTEST")
 A72_CPUINFO = "".join(
     f"processor\t: {i}\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n"
     "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\n"
@@ -433,28 +458,65 @@ def ort_include() -> Path:
         raise ToolingUnavailable(f"ONNX Runtime headers for the kernel build: {exc}") from None
 
 
-def build_kernels(out: Path, include: Path, cxx: str | None, what: str,
-                  extra_flags=None) -> Path:
+def _build_key(kb, compiler: str, extra_flags, include=None) -> str:
+    """What a library build depends on: every source and header, the build script, the
+    compiler (its resolved path and size) and the flags."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted([*kb.SRC.glob("*.cpp"), *kb.SRC.glob("*.h"), Path(kb.__file__)]):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    exe = Path(shutil.which(compiler) or compiler).resolve()
+    h.update(f"{exe}\0{exe.stat().st_size if exe.exists() else 0}\0"
+             f"{' '.join(extra_flags or [])}\0{include}".encode())
+    return h.hexdigest()
+
+
+def _cached_build(out: Path, what: str, compiler: str, extra_flags, include, build) -> Path:
+    """``build()`` unless ``out`` was built from the same sources, compiler and flags (a
+    ``.key`` file next to it): cross builds take minutes on a loaded host."""
     kb = _kernel_build_module()
-    compiler = cxx or os.environ.get("CXX") or "g++"
     if shutil.which(compiler) is None:
         raise ToolingUnavailable(f"{what}: no C++ compiler '{compiler}' (apt-get install g++)")
+    key = _build_key(kb, compiler, extra_flags, include)
+    stamp = out.with_name(out.name + ".key")
+    if out.exists() and stamp.exists() and stamp.read_text() == key:
+        log(f"{what}: up to date (same sources, compiler and flags): {out}")
+        return out
+    stamp.unlink(missing_ok=True)
     t0 = time.time()
     try:
-        kb.build(out, include, cxx=compiler, extra_flags=extra_flags)
+        build()
     except kb.BuildError as exc:
         raise CheckFailed(f"{what} does not build: {exc}") from None
+    stamp.write_text(key)
     log(f"built {what} in {time.time() - t0:.1f}s: {out}")
     return out
 
 
-def build_aarch64_kernels(work: Path, cxx: Path, include: Path) -> dict:
-    """Cross-build the library, check its ELF; static libstdc++/libgcc if versions too new."""
-    out = work / "kernels-aarch64" / "libedgeconv_kernels.so"
+def build_kernels(out: Path, include: Path, cxx: str | None, what: str,
+                  extra_flags=None) -> Path:
+    kb = _kernel_build_module()
+    compiler = cxx or os.environ.get("CXX") or "g++"
+    return _cached_build(out, what, compiler, extra_flags, include,
+                         lambda: kb.build(out, include, cxx=compiler, extra_flags=extra_flags))
+
+
+def build_litert(out: Path, cxx: str | None, what: str, extra_flags=None) -> Path:
+    """The LiteRT delegate library (``build.py::build_litert``: no runtime headers)."""
+    kb = _kernel_build_module()
+    compiler = cxx or os.environ.get("CXX") or "g++"
+    return _cached_build(out, what, compiler, extra_flags, None,
+                         lambda: kb.build_litert(out, cxx=compiler, extra_flags=extra_flags))
+
+
+def _build_elf_checked(out: Path, cxx: Path, build, what: str, extra: dict) -> dict:
+    """``build(extra_flags, what)`` for aarch64, then the ELF check; rebuilt with static
+    libstdc++/libgcc when only the symbol versions are too new for Bookworm."""
     readelf = find_readelf(cxx)
     res = {"library": str(out), "cxx": str(cxx), "readelf": readelf, "static_libstdcxx": False,
-           "ort_include": str(include)}
-    build_kernels(out, include, str(cxx), "the aarch64 kernel library")
+           **extra}
+    build(None, what)
     if readelf is None:
         res.update(elf_ok=None, elf_problems=["no readelf to check the library with"])
         return res
@@ -462,13 +524,29 @@ def build_aarch64_kernels(work: Path, cxx: Path, include: Path) -> dict:
     problems = elf_problems(deps)
     if problems and all("newer than" in p for p in problems):
         log(f"rebuilding with {' '.join(STATIC_RUNTIME_FLAGS)}: {'; '.join(problems)}")
-        build_kernels(out, include, str(cxx), "the aarch64 kernel library (static libstdc++)",
-                      extra_flags=STATIC_RUNTIME_FLAGS)
+        build(STATIC_RUNTIME_FLAGS, f"{what} (static libstdc++)")
         res["static_libstdcxx"] = True
         deps = elf_deps(readelf, out)
         problems = elf_problems(deps)
     res.update(deps, elf_ok=not problems, elf_problems=problems)
     return res
+
+
+def build_aarch64_kernels(work: Path, cxx: Path, include: Path) -> dict:
+    """Cross-build the ORT library, check its ELF; static libstdc++/libgcc if versions too new."""
+    out = work / "kernels-aarch64" / "libedgeconv_kernels.so"
+    return _build_elf_checked(
+        out, cxx, lambda flags, what: build_kernels(out, include, str(cxx), what,
+                                                    extra_flags=flags),
+        "the aarch64 kernel library", {"ort_include": str(include)})
+
+
+def build_aarch64_litert(work: Path, cxx: Path) -> dict:
+    """Cross-build the LiteRT delegate library (NEON path), with the same ELF check."""
+    out = work / "kernels-aarch64" / LITERT_LIB_NAME
+    return _build_elf_checked(
+        out, cxx, lambda flags, what: build_litert(out, str(cxx), what, extra_flags=flags),
+        "the aarch64 LiteRT delegate library", {})
 
 
 # A fresh checkpoint hides mistakes: its affinity maps are all ones (every pixel gets the same
@@ -501,11 +579,13 @@ save_checkpoint(path, model)
 '''
 
 
-def export_fused_models(outdir: Path, dtypes, env: dict) -> list[dict]:
+def export_fused_models(outdir: Path, dtypes, env: dict, fmt: str = "onnx") -> list[dict]:
     """Export the small fused model on this host (torch), once per weight dtype; returns
     ``{"path", "weight_dtype", "parity"}`` per file (parity: the export's own check, the host
-    kernel in ONNX Runtime vs the eager torch model)."""
-    require_export_tools()
+    kernel in ONNX Runtime, or the host LiteRT delegate and the portable body with
+    ``fmt="tflite"``, vs the eager torch model). Both formats share one randomised
+    checkpoint in ``outdir``."""
+    require_export_tools(fmt)
     outdir = outdir.resolve()
     outdir.mkdir(parents=True, exist_ok=True)
     ckpt = outdir / f"{FUSED_MODEL}_tvconv.ckpt"
@@ -521,27 +601,51 @@ def export_fused_models(outdir: Path, dtypes, env: dict) -> list[dict]:
     def cli(*args) -> str:
         return py(f"edgeconv {args[0]}", "-m", "edgeconv.cli", *args)
 
-    log(f"exporting {FUSED_MODEL} (tvconv, {FUSED_INPUT_SIZE}px) --formulation fused, "
-        f"weights {', '.join(dtypes)}")
-    cli("init", FUSED_MODEL, "--op", "tvconv", "--input-size", FUSED_INPUT_SIZE, "--seed", "0",
-        "-o", ckpt)
-    py("randomising the checkpoint", "-c", RANDOMISE, ckpt, "0", str(ROOT / "tests"))
+    log(f"exporting {FUSED_MODEL} (tvconv, {FUSED_INPUT_SIZE}px) --format {fmt} "
+        f"--formulation fused, weights {', '.join(dtypes)}")
+    if not ckpt.exists():
+        cli("init", FUSED_MODEL, "--op", "tvconv", "--input-size", FUSED_INPUT_SIZE, "--seed",
+            "0", "-o", ckpt)
+        py("randomising the checkpoint", "-c", RANDOMISE, ckpt, "0", str(ROOT / "tests"))
     exported = []
     for dt in dtypes:
-        out = cli("export", ckpt, "--format", "onnx", "--formulation", "fused",
+        t0 = time.time()
+        out = cli("export", ckpt, "--format", fmt, "--formulation", "fused",
                   "--weight-dtype", dt, "--name", FUSED_MODEL, "-o", outdir, "--json")
         try:
             rep = json.loads(next(ln for ln in reversed(out.splitlines()) if ln.startswith("{")))
             path = outdir / rep["files"][0]["path"]  # absolute paths stay as they are
         except (StopIteration, ValueError, KeyError, IndexError):
             raise CheckFailed(f"edgeconv export --json printed no file report: {out[-300:]}")
-        exported.append({"path": str(path.resolve()), "weight_dtype": dt,
-                         "parity": rep.get("parity", {}).get("onnx")})
+        log(f"exported {path.name} in {time.time() - t0:.0f}s")
+        exported.append({"path": str(path.resolve()), "weight_dtype": dt, "format": fmt,
+                         "parity": rep.get("parity", {}).get(fmt)})
     return exported
 
 
 # --------------------------------------------------------------------------- runs
-RUNNER = r'''
+# Shared by the emulated runner and the host reference run: the state of the edgeconv LiteRT
+# delegate an interpreter was given (its own C ABI, through the handle LiteRT loaded).
+DELEGATE_STATE = r'''
+import ctypes
+
+
+def delegate_state(delegates):
+    """ISA and claimed nodes of the live edgeconv delegate(s) an interpreter was given."""
+    if not delegates:
+        return None
+    states = []
+    for d in delegates:
+        lib, ptr = d._library, ctypes.c_void_p(d._get_native_delegate_pointer())
+        lib.edgeconv_litert_claimed_nodes.restype = ctypes.c_int
+        lib.edgeconv_litert_claimed_nodes.argtypes = [ctypes.c_void_p]
+        lib.edgeconv_litert_isa.restype = ctypes.c_char_p
+        lib.edgeconv_litert_isa.argtypes = [ctypes.c_void_p]
+        states.append({"claimed_nodes": lib.edgeconv_litert_claimed_nodes(ptr),
+                       "isa": lib.edgeconv_litert_isa(ptr).decode()})
+    return states[0] if len(states) == 1 else states
+'''
+RUNNER = DELEGATE_STATE + r'''
 import json, os, platform, sys
 import numpy as np
 from edgeconv.runtime import backends as B
@@ -557,12 +661,35 @@ if cfg.get("kernels"):
         out["kernels"] = K.info()
     except Exception as exc:
         out["kernels"] = {"error": f"{type(exc).__name__}: {exc}"}
+captured = []
+if cfg.get("litert"):  # the LiteRT delegate: which library, ISA, and the nodes it claimed
+    from edgeconv.runtime import litert_delegate as LD
+
+    out["kernel_isa_env"] = os.environ.get("EDGECONV_KERNEL_ISA")
+    try:
+        out["litert"] = LD.info(selftest=True)
+    except Exception as exc:
+        out["litert"] = {"error": f"{type(exc).__name__}: {exc}"}
+    _delegates_for = LD.delegates_for
+
+    def _capture(*a, **k):  # the TFLite backend imports it at model creation
+        res = _delegates_for(*a, **k)
+        captured.append(res[0])
+        return res
+
+    LD.delegates_for = _capture
+
+
 for m in cfg["models"]:
     res = {}
     try:
+        del captured[:]
         model = B.open_model(m["path"], threads=m["threads"])
         res["runtime"] = f"{model.runtime} {model.runtime_version}"
         res["uses_kernels"] = getattr(model, "uses_kernels", None)
+        res["execution_path"] = getattr(model, "execution_path", None)
+        if cfg.get("litert"):
+            res["delegate"] = delegate_state(captured[-1] if captured else [])
         outputs = {}
         for batch in m["batches"]:
             x = np.load(m["inputs"][str(batch)])
@@ -596,16 +723,49 @@ def sample_similarity(ref_npz: str) -> float | None:
     return best
 
 
-def reference_run(models, rundir: Path, batch_sizes=(1, 2), prefix: str = "") -> list[dict]:
+def count_composites(path) -> int:
+    """The ``edgeconv.tvconv`` composite ops of a .tflite file (a plain interpreter's op list)."""
+    sys.path.insert(0, str(ROOT))
+    from edgeconv.runtime.litert_delegate import make_interpreter
+
+    it = make_interpreter(Path(path).read_bytes())
+    return sum(1 for op in it._get_ops_details() if "COMPOSITE" in str(op.get("op_name", "")))
+
+
+def reference_run(models, rundir: Path, batch_sizes=(1, 2), prefix: str = "",
+                  litert: bool = False) -> list[dict]:
+    """Seeded inputs and this host's outputs; with ``litert`` also the host delegate's state
+    (``execution_path``, ISA, claimed nodes) and the file's composite count."""
     import numpy as np
 
     sys.path.insert(0, str(ROOT))
     from edgeconv.runtime import backends as B
+    from edgeconv.runtime import litert_delegate as LD
 
+    captured: list = []
+    scope: dict = {}
+    if litert:
+        exec(DELEGATE_STATE, scope)
     cfgs = []
     for i, path in enumerate(models):
         i = f"{prefix}{i}"
-        with B.open_model(path, threads=1) as m:
+        orig = LD.delegates_for
+        if litert:
+            def _capture(*a, **k):
+                res = orig(*a, **k)
+                captured.append(res[0])
+                return res
+            LD.delegates_for = _capture
+        try:
+            m = B.open_model(path, threads=1)
+        finally:
+            LD.delegates_for = orig
+        host = {}
+        if litert:
+            host = {"host_execution_path": m.execution_path, "host_uses_kernels": m.uses_kernels,
+                    "host_delegate": scope["delegate_state"](captured[-1] if captured else []),
+                    "composites": count_composites(path)}
+        with m:
             batches = list(batch_sizes) if m.dynamic_batch or m.backend == "tflite" else [1]
             inputs, ref, used = {}, {}, []
             for batch in batches:
@@ -623,7 +783,7 @@ def reference_run(models, rundir: Path, batch_sizes=(1, 2), prefix: str = "") ->
             cfgs.append({"path": str(Path(path).resolve()), "threads": 2, "batches": used,
                          "inputs": inputs, "out": str(rundir / f"emu{i}.npz"),
                          "ref": str(rundir / f"ref{i}.npz"),
-                         "host_runtime": f"{m.runtime} {m.runtime_version}"})
+                         "host_runtime": f"{m.runtime} {m.runtime_version}", **host})
     return cfgs
 
 
@@ -665,7 +825,7 @@ def emu_env(paths) -> dict:
     # the host's kernel library / ISA choice mean nothing on the target: set per run
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP",
-                        "EDGECONV_KERNELS_LIB", "EDGECONV_KERNEL_ISA")}
+                        *HOST_ONLY_ENV)}
     env["PYTHONPATH"] = os.pathsep.join(str(p) for p in paths)
     env["PYTHONNOUSERSITE"] = "1"
     env["QEMU_CPU"] = "cortex-a72"
@@ -673,9 +833,9 @@ def emu_env(paths) -> dict:
 
 
 def run_emulated(qemu, sysroot, method, cpuinfo, site, cfgs, rundir, extra_env=None,
-                 timeout=1800, kernels: bool = False) -> dict:
+                 timeout=1800, kernels: bool = False, litert: bool = False) -> dict:
     cfg_file = rundir / "config.json"
-    cfg_file.write_text(json.dumps({"models": cfgs, "kernels": kernels}))
+    cfg_file.write_text(json.dumps({"models": cfgs, "kernels": kernels, "litert": litert}))
     runner = rundir / "runner.py"
     runner.write_text(RUNNER)
     env = emu_env([site, ROOT])
@@ -764,9 +924,9 @@ def bench_smoke(qemu, sysroot, method, cpuinfo, site, models, rundir, extra_env=
     return res
 
 
-def neon_vs_scalar(rows) -> dict:
+def neon_vs_scalar(rows, prefix: str = "kernels") -> dict:
     """Max |diff| between the emulated NEON and scalar outputs of each kernel model (0.0 would
-    mean the forced ISA changed nothing)."""
+    mean the forced ISA changed nothing); rows of runs ``f"{prefix} neon"`` / ``scalar``."""
     import numpy as np
 
     outs: dict[str, dict[str, str]] = {}
@@ -774,9 +934,10 @@ def neon_vs_scalar(rows) -> dict:
         if r.get("ok") and r.get("emulated_out"):
             outs.setdefault(r["model"], {})[r["run"]] = r["emulated_out"]
     res = {}
+    neon, scalar = f"{prefix} neon", f"{prefix} scalar"
     for model, runs in outs.items():
-        if {"kernels neon", "kernels scalar"} <= set(runs):
-            with np.load(runs["kernels neon"]) as a, np.load(runs["kernels scalar"]) as b:
+        if {neon, scalar} <= set(runs):
+            with np.load(runs[neon]) as a, np.load(runs[scalar]) as b:
                 res[Path(model).name] = max(
                     float(np.max(np.abs(a[k].astype(np.float64) - b[k]))) for k in a.files)
     return res
@@ -802,11 +963,53 @@ def check_kernel_rows(rows, emu: dict, want_isa: str, library: str) -> None:
             r["error"] = "; ".join(x for x in (r.get("error"), problem) if x)
 
 
-def require_export_tools() -> None:
-    for mod in ("torch", "onnx"):
+def check_litert_rows(rows, cfgs, emu: dict, want_isa: str, library: str) -> None:
+    """Mark LiteRT rows failed unless the emulated run loaded ``library``, passed its
+    self-test, and every file ran on the delegate (``execution_path`` "kernel") with
+    ``want_isa`` and all its composite nodes claimed: a silent fallback to the portable body
+    is a failure."""
+    info = emu.get("litert") or {}
+    problem = None
+    if not info or "error" in info:
+        problem = ("edgeconv.runtime.litert_delegate did not report: "
+                   f"{info.get('error', 'no delegate information')}")
+    elif not info.get("available"):
+        problem = f"the delegate library {info.get('library')} is not there"
+    elif Path(info.get("library", "")) != Path(library):
+        problem = f"the delegate loaded from {info.get('library')}, not {library}"
+    elif info.get("selftest") != "passed":
+        problem = f"the delegate's self-test: {info.get('selftest')}"
+    for r, c in zip(rows, cfgs):
+        res = emu.get("models", {}).get(c["path"], {})
+        d = res.get("delegate") or {}
+        if isinstance(d, list):  # more than one edgeconv delegate: never expected
+            d = {"isa": ",".join(x.get("isa", "?") for x in d), "claimed_nodes": None}
+        r.update(isa=d.get("isa"), claimed_nodes=d.get("claimed_nodes"),
+                 composites=c.get("composites"), execution_path=res.get("execution_path"),
+                 uses_kernels=res.get("uses_kernels"))
+        why = problem
+        if why is None and res.get("ok"):
+            if res.get("execution_path") != "kernel" or res.get("uses_kernels") is not True:
+                why = (f"execution path {res.get('execution_path')!r} (uses_kernels "
+                       f"{res.get('uses_kernels')}): the delegate was not used, the portable "
+                       "body ran")
+            elif d.get("isa") != want_isa:
+                why = f"the delegate ran ISA {d.get('isa')!r}, expected {want_isa!r}"
+            elif not c.get("composites") or d.get("claimed_nodes") != c["composites"]:
+                why = (f"the delegate claimed {d.get('claimed_nodes')} of the file's "
+                       f"{c.get('composites')} composite nodes")
+        if why:
+            r["ok"] = False
+            r["error"] = "; ".join(x for x in (r.get("error"), why) if x)
+
+
+def require_export_tools(fmt: str = "onnx") -> None:
+    mods, flag, extra = ((("torch", "onnx"), "--fused", "export") if fmt == "onnx" else
+                         (("torch", "litert_torch"), "--litert-fused", "tflite"))
+    for mod in mods:
         if importlib.util.find_spec(mod) is None:
-            raise ToolingUnavailable(f"--fused exports a model on this host and needs {mod} "
-                                     "(pip install -e '.[export]')")
+            raise ToolingUnavailable(f"{flag} exports a model on this host and needs {mod} "
+                                     f"(pip install -e '.[{extra}]')")
 
 
 def _finish(report: dict, ok: bool, json_path: str | None) -> int:
@@ -819,23 +1022,26 @@ def _finish(report: dict, ok: bool, json_path: str | None) -> int:
     return 0 if ok else 1
 
 
-def print_kernels(kern: dict) -> None:
+def print_kernels(kern: dict, what: str = "kernel library") -> None:
     needed = ", ".join(kern.get("needed", [])) or "?"
     newest = ", ".join(kern.get("newest_versions", {}).values()) or "?"
     state = {True: "OK  ", False: "FAIL", None: "??  "}[kern.get("elf_ok")]
     static = ", static libstdc++/libgcc" if kern["static_libstdcxx"] else ""
     verdict = (f"({'; '.join(kern['elf_problems'])})" if kern.get("elf_problems")
                else "(Raspberry Pi OS Bookworm: glibc <= 2.36, GLIBCXX <= 3.4.30)")
-    print(f"{state} aarch64 kernel library {kern['library']} ({kern.get('machine')}; "
+    print(f"{state} aarch64 {what} {kern['library']} ({kern.get('machine')}; "
           f"{Path(kern['cxx']).name}{static}): needs {needed}; newest symbol versions "
           f"{newest} {verdict}")
     runs = []
     for tag, info in kern.get("emulated", {}).items():
         info = info or {}
-        runs.append(f"{tag} run -> {info.get('isa')} "
-                    f"(available {','.join(info.get('available_isas', []))})")
+        avail = info.get("available_isas")
+        runs.append(f"{tag} run -> {info.get('isa')}"
+                    + (f" (available {','.join(avail)})" if avail else "")
+                    + (f", self-test {info['selftest']}" if info.get("selftest") else ""))
     if runs or kern.get("host_isa"):
-        print(f"     kernel ISA: host {kern.get('host_isa')}; emulated {', '.join(runs)}")
+        print(f"     {what.split()[0]} ISA: host {kern.get('host_isa')}; emulated "
+              f"{', '.join(runs)}")
     if kern.get("neon_vs_scalar_max_abs_diff"):
         print("     emulated NEON vs scalar max |diff|: " + ", ".join(
             f"{m} {d:.3g}" for m, d in kern["neon_vs_scalar_max_abs_diff"].items()))
@@ -867,6 +1073,14 @@ def main(argv=None) -> int:
                          "under emulation against the host run")
     ap.add_argument("--fused-weight-dtypes", default="float32,float16,int8",
                     help="--fused: one exported model per weight storage type")
+    ap.add_argument("--litert-fused", action="store_true",
+                    help=f"export the small fused model as .tflite here ({FUSED_MODEL}, "
+                         f"{FUSED_INPUT_SIZE}px; needs torch + litert-torch), cross-build the "
+                         "LiteRT delegate library for aarch64 and check its NEON "
+                         "(auto-selected) and scalar paths under emulation against the host "
+                         "run with the host delegate (also part of --fused)")
+    ap.add_argument("--litert-weight-dtypes", default="float32",
+                    help="--litert-fused: one exported .tflite file per weight storage type")
     ap.add_argument("--fused-atol", type=float, default=1e-4,
                     help="kernel models: largest allowed max |diff| vs the host")
     ap.add_argument("--fused-min-cosine", type=float, default=0.99999,
@@ -876,8 +1090,8 @@ def main(argv=None) -> int:
                                   "fetched into --work)")
     ap.add_argument("--json", help="write the comparison report here")
     args = ap.parse_args(argv)
-    if not args.models and not args.fused:
-        ap.error("give model files, --fused, or both")
+    if not args.models and not args.fused and not args.litert_fused:
+        ap.error("give model files, --fused, --litert-fused, or both")
 
     models = [str(Path(m).resolve()) for m in args.models]
     for m in models:
@@ -886,10 +1100,16 @@ def main(argv=None) -> int:
             return 2
     sys.path.insert(0, str(ROOT))
     from edgeconv.kernels import LIB_NAME, model_uses_kernels
+    from edgeconv.runtime.litert_delegate import model_has_composite
 
     given_kernel = [m for m in models if m.endswith(".onnx") and model_uses_kernels(m)]
+    given_litert = [m for m in models
+                    if m.endswith(".tflite") and model_has_composite(Path(m).read_bytes())]
     need_kernels = args.fused or bool(given_kernel)
+    export_litert = args.fused or args.litert_fused
+    need_litert = export_litert or bool(given_litert)
     dtypes = [d.strip() for d in args.fused_weight_dtypes.split(",") if d.strip()]
+    lit_dtypes = [d.strip() for d in args.litert_weight_dtypes.split(",") if d.strip()]
     work = Path(args.work).expanduser().resolve()
     work.mkdir(parents=True, exist_ok=True)
     report = {"host": platform.machine(), "models": models, "work": str(work), "runs": []}
@@ -908,9 +1128,14 @@ def main(argv=None) -> int:
 
         if args.fused:
             require_export_tools()
+        if export_litert:
+            require_export_tools("tflite")
         qemu = ensure_qemu(work, apt_factory)
         sysroot = ensure_sysroot(work, apt_factory)
         site = ensure_wheels(work / "site-aarch64", WHEELS)
+        if need_litert and not any(site.glob("ai_edge_litert-*.dist-info")):
+            raise ToolingUnavailable(f"{site} holds no aarch64 ai-edge-litert wheel "
+                                     f"(requirements: {' '.join(WHEELS)})")
         cpuinfo = work / "cpuinfo-cortex-a72"
         cpuinfo.write_text(A72_CPUINFO)
         method = choose_cpuinfo_method(args.cpuinfo, sysroot, cpuinfo)
@@ -924,6 +1149,7 @@ def main(argv=None) -> int:
                 tfl_error = str(exc)
         if need_kernels:
             include = ort_include()
+        if need_kernels or need_litert:
             cross_cxx = ensure_cross_cxx(work, apt_factory, args.cxx)
     except ToolingUnavailable as exc:
         print(f"emulated_check: tooling unavailable: {exc}", file=sys.stderr)
@@ -951,27 +1177,81 @@ def main(argv=None) -> int:
             + ("ok" if kern["elf_ok"] else "; ".join(kern["elf_problems"])))
         os.environ["EDGECONV_KERNELS_LIB"] = str(host_lib)  # for reference_run in this process
 
+    lit = None
+    if need_litert:
+        try:
+            lit = build_aarch64_litert(work, cross_cxx)
+            host_delegate = build_litert(work / f"kernels-{platform.machine()}" / LITERT_LIB_NAME,
+                                         None, "the host LiteRT delegate library")
+        except ToolingUnavailable as exc:
+            print(f"emulated_check: tooling unavailable: {exc}", file=sys.stderr)
+            return TOOLING_UNAVAILABLE
+        except CheckFailed as exc:
+            print(f"emulated_check: FAIL: {exc}", file=sys.stderr)
+            report["error"] = str(exc)
+            return _finish(report, False, args.json)
+        lit["host_library"] = str(host_delegate)
+        report["litert"] = lit
+        log(f"aarch64 delegate ELF: {lit.get('machine')}, needs {lit.get('needed')}, newest "
+            f"versions {list(lit.get('newest_versions', {}).values())}: "
+            + ("ok" if lit["elf_ok"] else "; ".join(lit["elf_problems"])))
+        # the host reference and the export's delegate gate use the host delegate built from
+        # the same sources (the checkout's own is left alone)
+        os.environ["EDGECONV_LITERT_DELEGATE"] = str(host_delegate)
+        os.environ.pop("EDGECONV_LITERT_SELFTEST", None)
+
     ok = True
     emu_results = []
     kernel_env = {"EDGECONV_KERNELS_LIB": kern["library"]} if kern else {}
+    litert_env = {"EDGECONV_LITERT_DELEGATE": lit["library"]} if lit else {}
     with tempfile.TemporaryDirectory(prefix="edgeconv-emu-") as tmp:
         rundir = Path(tmp)
-        fused_models = []
-        if args.fused:
-            env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-                [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
-            try:
+        fused_models, litert_fused_models = [], []
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
+        try:
+            if args.fused:
                 exported = export_fused_models(rundir / "fused", dtypes, env)
-            except CheckFailed as exc:
-                print(f"emulated_check: FAIL: {exc}", file=sys.stderr)
-                report["error"] = str(exc)
-                return _finish(report, False, args.json)
-            report["fused_exports"] = exported
-            fused_models = [e["path"] for e in exported]
+                report["fused_exports"] = exported
+                fused_models = [e["path"] for e in exported]
+            if export_litert:
+                exported = export_fused_models(rundir / "fused", lit_dtypes, env, "tflite")
+                report["litert_exports"] = exported
+                litert_fused_models = [e["path"] for e in exported]
+        except CheckFailed as exc:
+            print(f"emulated_check: FAIL: {exc}", file=sys.stderr)
+            report["error"] = str(exc)
+            return _finish(report, False, args.json)
         kernel_models = given_kernel + fused_models
-        base_models = [m for m in models if m not in given_kernel]
+        litert_models = given_litert + litert_fused_models
+        base_models = [m for m in models if m not in given_kernel and m not in given_litert]
         cfgs = reference_run(base_models, rundir)
         kcfgs = reference_run(kernel_models, rundir, FUSED_BATCHES, prefix="k")
+        lcfgs = reference_run(litert_models, rundir, LITERT_BATCHES, prefix="l", litert=True)
+        for c in lcfgs:
+            hd = c.get("host_delegate") or {}
+            lit["host_isa"] = hd.get("isa", lit.get("host_isa"))
+            c["sample_similarity"] = sample_similarity(c["ref"])
+            sim = c["sample_similarity"]
+            log(f"{Path(c['path']).name}: host {c['host_execution_path']} (delegate ISA "
+                f"{hd.get('isa')}, claimed {hd.get('claimed_nodes')} of {c['composites']} "
+                f"composites); largest cosine between two different inputs' outputs "
+                f"{sim if sim is None else f'{sim:.6f}'}")
+            msg = None
+            if c["host_execution_path"] != "kernel" or not c["composites"] \
+                    or hd.get("claimed_nodes") != c["composites"]:
+                msg = (f"{Path(c['path']).name}: the host reference did not run on the host "
+                       f"delegate {lit['host_library']} (execution path "
+                       f"{c['host_execution_path']!r}, claimed {hd.get('claimed_nodes')} of "
+                       f"{c['composites']} composites)")
+            elif c["path"] in litert_fused_models and (sim is None
+                                                       or sim >= args.fused_min_cosine):
+                msg = (f"{Path(c['path']).name}: the outputs of different inputs agree to "
+                       f"cosine {sim}: the parity check would not see a wrong kernel")
+            if msg:
+                print(f"emulated_check: FAIL: {msg}", file=sys.stderr)
+                report["error"] = msg
+                return _finish(report, False, args.json)
         if kcfgs:
             from edgeconv import kernels as K
 
@@ -1020,11 +1300,35 @@ def main(argv=None) -> int:
                 r["sample_similarity"] = c.get("sample_similarity")
                 r["emulated_out"] = c["out"]
             report["runs"] += rows
-        kern_rows = [r for r in report["runs"] if r["run"].startswith("kernels ")]
-        if kern_rows:
-            kern["neon_vs_scalar_max_abs_diff"] = neon_vs_scalar(kern_rows)
-            for r in kern_rows:
-                r.pop("emulated_out", None)  # a file of the temporary run folder
+        for tag, isa in (("neon", None), ("scalar", "scalar")):
+            if not lcfgs:
+                break
+            run_cfgs = [dict(c, out=c["out"].replace(".npz", f"_{tag}.npz")) for c in lcfgs]
+            env = dict(litert_env, **({"EDGECONV_KERNEL_ISA": isa} if isa else {}))
+            log(f"running {len(run_cfgs)} fused .tflite model(s) under qemu-aarch64 -cpu "
+                f"cortex-a72 with the aarch64 LiteRT delegate, EDGECONV_KERNEL_ISA="
+                f"{isa or '(unset)'}, batches {list(LITERT_BATCHES)}")
+            try:
+                emu = run_emulated(qemu, sysroot, method, cpuinfo, site, run_cfgs, rundir,
+                                   extra_env=env, litert=True)
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                report["runs"].append({"run": f"litert {tag}", "ok": False, "error": str(exc)})
+                continue
+            emu_results.append(emu)
+            lit.setdefault("emulated", {})[tag] = emu.get("litert")
+            rows = compare(run_cfgs, emu, 0.0, args.fused_atol, f"litert {tag}",
+                           min_cos=args.fused_min_cosine)
+            check_litert_rows(rows, run_cfgs, emu, tag, lit["library"])
+            for r, c in zip(rows, run_cfgs):
+                r["sample_similarity"] = c.get("sample_similarity")
+                r["emulated_out"] = c["out"]
+            report["runs"] += rows
+        for prefix, rec in (("kernels", kern), ("litert", lit)):
+            pre_rows = [r for r in report["runs"] if r["run"].startswith(prefix + " ")]
+            if pre_rows:
+                rec["neon_vs_scalar_max_abs_diff"] = neon_vs_scalar(pre_rows, prefix)
+                for r in pre_rows:
+                    r.pop("emulated_out", None)  # a file of the temporary run folder
 
         if emu_results:
             first = emu_results[0]
@@ -1035,6 +1339,8 @@ def main(argv=None) -> int:
                                        for e in emu_results)
         if kern is not None:
             ok = ok and kern["elf_ok"] is not False
+        if lit is not None:
+            ok = ok and lit["elf_ok"] is not False
 
         tfl_cfgs = [c for c in cfgs if c["path"].endswith(".tflite")]
         if tfl_error and tfl_cfgs:
@@ -1053,14 +1359,16 @@ def main(argv=None) -> int:
         if args.bench_smoke:
             log("running `edgeconv bench` under emulation (smoke: correctness, not speed)")
             report["bench_smoke"] = bench_smoke(qemu, sysroot, method, cpuinfo, site,
-                                                models + fused_models, rundir,
-                                                extra_env=kernel_env)
+                                                models + fused_models + litert_fused_models,
+                                                rundir, extra_env={**kernel_env, **litert_env})
             ok = ok and report["bench_smoke"]["ok"]
     ok = ok and all(r["ok"] for r in report["runs"])
     for r in report["runs"]:
         state = "OK  " if r["ok"] else "FAIL"
         diff, cos = r.get("max_abs_diff"), r.get("min_cosine")
-        run = r["run"] + (f", isa {r['isa']}" if r.get("isa") else "")
+        run = r["run"] + (f", isa {r['isa']}" if r.get("isa") else "") + (
+            f", claimed {r['claimed_nodes']}/{r['composites']} composites, "
+            f"{r.get('execution_path')}" if "claimed_nodes" in r else "")
         print(f"{state} {Path(r.get('model', '?')).name} [{run}] host "
               f"{r.get('host_runtime')} vs aarch64 {r.get('emulated_runtime')}: batches "
               f"{r.get('batches')}, max |diff| {diff if diff is None else f'{diff:.3g}'}"
@@ -1071,6 +1379,8 @@ def main(argv=None) -> int:
                  if (r.get("sample_similarity") or 0) >= args.fused_min_cosine else ""))
     if kern is not None:
         print_kernels(kern)
+    if lit is not None:
+        print_kernels(lit, "LiteRT delegate library")
     if "bench_smoke" in report:
         b = report["bench_smoke"]
         print(f"{'OK  ' if b['ok'] else 'FAIL'} edgeconv bench under emulation: "

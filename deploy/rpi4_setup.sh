@@ -15,6 +15,9 @@
 # libonnxruntime-dev`; on Bookworm (no libonnxruntime-dev) g++ from apt and the headers of
 # trixie's package fetched by edgeconv/kernels/fetch_ort_headers.py (apt with private state,
 # nothing installed). A failed kernel build never fails the install: the rest runs without it.
+# The same `pip install` (setup.py) builds the LiteRT delegate too (libedgeconv_litert.so, for
+# .tflite files exported with --formulation fused; g++ only, no runtime headers); the last
+# check prints whether it was built, the ISA it selects (neon on the Pi) and its self-test.
 #
 # Runtime wheels that exist for aarch64 + CPython 3.11 (PyPI):
 #   onnxruntime     1.31.1  manylinux_2_27/2_28 aarch64            -> base install
@@ -33,7 +36,7 @@ TFLITE_RUNTIME=0
 PERFORMANCE=0
 KERNELS=1
 
-usage() { sed -n '2,25p' "$0"; exit "${1:-0}"; }
+usage() { sed -n '2,28p' "$0"; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --venv) VENV="$2"; shift 2 ;;
@@ -142,6 +145,25 @@ sys.exit(0 if worst <= 1e-4 else f"edgeconv kernels: {best} differs from scalar"
 EOF
 }
 
+check_litert_delegate() {  # litert_delegate.info(selftest=True), as in `edgeconv kernels --json`
+  "$VENV/bin/python" - <<'EOF'
+import platform, sys
+sys.modules["torch"] = None
+from edgeconv.runtime import litert_delegate as ld
+info = ld.info(selftest=True)
+if not info["available"]:
+    print(f"edgeconv litert delegate: NOT built ({info['library']} missing): fused .tflite "
+          "files run their portable body", file=sys.stderr)
+    sys.exit(1)
+print(f"edgeconv litert delegate: built: {info['library']} (version {info['version']}, "
+      f"isa {info['isa']}, self-test {info['selftest']})")
+if platform.machine() == "aarch64" and info["isa"] != "neon":
+    print(f"edgeconv litert delegate: warning: selected ISA {info['isa']}, not neon",
+          file=sys.stderr)
+sys.exit(0 if info["selftest"] == "passed" else 1)
+EOF
+}
+
 make_venv "$VENV"
 if [ "$KERNELS" = 1 ]; then prepare_kernel_build; fi
 spec="$SOURCE"
@@ -172,6 +194,18 @@ if [ "$KERNELS" = 1 ]; then
     else
       say "warning: the fused kernel is not built: fused models (--formulation fused) will not run; all others do"
     fi
+  fi
+fi
+
+say "checking the LiteRT delegate library (built by the same pip install: setup.py)"
+if ! check_litert_delegate && [ "$KERNELS" = 1 ] && [ -d "$SOURCE/edgeconv/kernels/src" ]; then
+  # pip hides the compiler's messages: build again in the open, into the installed package
+  dest="$("$VENV/bin/python" -c 'from edgeconv.runtime import litert_delegate as d; print(d.KERNELS_DIR / d.LIB_NAME)')"
+  say "building the LiteRT delegate into $dest"
+  if "$VENV/bin/python" "$SOURCE/edgeconv/kernels/build.py" --only litert --litert-output "$dest"; then
+    check_litert_delegate || say "warning: the LiteRT delegate does not work here"
+  else
+    say "warning: the LiteRT delegate is not built: fused .tflite files run their portable body (slower)"
   fi
 fi
 

@@ -205,3 +205,69 @@ def test_fused_model_matches_on_emulated_cortex_a72(tmp_path):
             assert r["batches"] == [1, 5] and r["sample_similarity"] < 0.99999, r
     assert rep["bench_smoke"]["ok"], rep["bench_smoke"]
     assert all(s == "ok" for s in rep["bench_smoke"]["statuses"].values())
+
+
+def test_litert_rows_fail_on_a_portable_body_fallback():
+    """A fused .tflite file that ran its portable body (delegate not used), a wrong ISA or
+    unclaimed composites fails the LiteRT check; the delegate's run passes."""
+    ec = _load_script()
+    info = {"available": True, "library": "/w/lib.so", "isa": "neon", "selftest": "passed"}
+    cfg = [{"path": "m", "composites": 17}]
+
+    def rows_for(res, want="neon", lit=info):
+        rows = [{"ok": True}]
+        ec.check_litert_rows(rows, cfg, {"litert": lit, "models": {"m": dict(ok=True, **res)}},
+                             want, "/w/lib.so")
+        return rows[0]
+
+    good = {"execution_path": "kernel", "uses_kernels": True,
+            "delegate": {"isa": "neon", "claimed_nodes": 17}}
+    row = rows_for(good)
+    assert row["ok"] and row["isa"] == "neon" and row["claimed_nodes"] == 17
+    row = rows_for({"execution_path": "portable body", "uses_kernels": False, "delegate": None})
+    assert not row["ok"] and "portable body" in row["error"]
+    assert not rows_for(good, want="scalar")["ok"]
+    row = rows_for(dict(good, delegate={"isa": "neon", "claimed_nodes": 3}))
+    assert not row["ok"] and "claimed 3" in row["error"]
+    row = rows_for(good, lit=dict(info, selftest="failed: x"))
+    assert not row["ok"] and "self-test" in row["error"]
+    row = rows_for(good, lit=dict(info, library="/elsewhere.so"))
+    assert not row["ok"] and "/elsewhere.so" in row["error"]
+
+
+@pytest.mark.slow
+def test_litert_delegate_matches_on_emulated_cortex_a72(tmp_path):
+    """The LiteRT delegate cross-built for aarch64 loads under emulation, passes its self-test,
+    claims every edgeconv.tvconv composite of a fused .tflite file (float32 weights)
+    with NEON selected by itself and with scalar forced, and matches the x86 run with the x86
+    delegate at batches 1 and 3; the library needs nothing Raspberry Pi OS Bookworm lacks."""
+    pytest.importorskip("torch")
+    pytest.importorskip("litert_torch")
+    _skip_unless_emulation_host()
+    out = tmp_path / "emu.json"
+    res = subprocess.run([sys.executable, str(SCRIPT), "--litert-fused", "--work", _work_dir(),
+                          "--json", str(out)], capture_output=True, text=True, timeout=3600)
+    if res.returncode == 3:
+        pytest.skip(res.stderr.strip().splitlines()[-1])
+    print(res.stdout)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    rep = json.loads(out.read_text())
+    assert rep["ok"] and rep["emulated_machine"] == "aarch64" and rep["saw_cortex_a72_cpuinfo"]
+    lit = rep["litert"]
+    assert lit["machine"] == "AArch64" and lit["elf_ok"] is True, lit
+    assert set(lit["needed"]) <= {"libc.so.6", "libm.so.6", "libstdc++.so.6", "libgcc_s.so.1"}
+    assert lit["emulated"]["neon"]["isa"] == "neon"
+    assert lit["emulated"]["scalar"]["isa"] == "scalar"
+    assert all(e["selftest"] == "passed" for e in lit["emulated"].values())
+    runs = {(Path(r["model"]).name, r["run"]): r for r in rep["runs"]}
+    exported = [Path(e["path"]).name for e in rep["litert_exports"]]
+    assert exported and all(n.endswith(".tflite") for n in exported)
+    for name in exported:
+        for tag in ("neon", "scalar"):
+            r = runs[(name, f"litert {tag}")]
+            assert r["ok"] and r["isa"] == tag and r["execution_path"] == "kernel", r
+            assert r["uses_kernels"] is True and r["claimed_nodes"] == r["composites"] > 0, r
+            assert r["max_abs_diff"] <= 1e-4 and r["min_cosine"] >= 0.99999, r
+            assert r["batches"] == [1, 3] and r["sample_similarity"] < 0.99999, r
+    assert rep["bench_smoke"]["ok"], rep["bench_smoke"]
+    assert all(s == "ok" for s in rep["bench_smoke"]["statuses"].values())
