@@ -371,8 +371,8 @@ def _bench_model(entry: dict, settings: BenchSettings, bar: _Progress, log) -> N
                               if k.startswith("input") or k.startswith("output")
                               or k == "dynamic_batch"}
             entry["execution"] = execution_path(probe)
-            if probe.uses_kernels:  # fused TVConv: which build and SIMD path did the timing
-                from edgeconv import kernels
+            if probe.uses_kernels and kind == B.ONNXRUNTIME:  # fused TVConv: which build and
+                from edgeconv import kernels  # SIMD path did the timing (TFLite: the delegate's)
 
                 built = kernels.info()
                 entry["kernels"] = {k: built[k] for k in ("version", "isa", "layout")}
