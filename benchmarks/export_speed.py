@@ -14,10 +14,13 @@ Prints and writes ``docs/export_speed.md`` (``--out``):
 3. folded vs in-graph-generator TVConv (the generator left in the exported graph);
 4. ONNX Runtime session settings (graph optimisation level, spinning, execution mode).
 
-Timing: every configuration runs warm-up runs, then timed runs for ``--min-time`` seconds;
-the latency figure is the MEDIAN run (throughput = batch / median), so that a shared,
-noisy machine (other processes) biases every model alike. Models of one configuration are
-measured interleaved (round robin), several rounds, best round kept.
+Timing (``edgeconv.profiling.timing.measure_round_robin``): every configuration runs
+warm-up runs, then timed runs for ``--min-time`` seconds; the latency figure is the MEDIAN run
+(throughput = batch / median), so that a shared, noisy machine (other processes) biases every
+model alike. Models of one configuration are measured interleaved (round robin), several
+rounds, best round kept.
+
+The fused-kernel section is its own benchmark: ``python benchmarks/fused_kernel.py``.
 """
 
 from __future__ import annotations
@@ -31,20 +34,21 @@ import sys
 import tempfile
 import time
 import warnings
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO / "benchmarks"))
+
+from edgeconv.profiling.timing import measure_round_robin  # noqa: E402
 
 warnings.simplefilter("ignore")
 
 
 def randomise(model, seed=0):
-    from test_ops import randomise as r
+    from edgeconv.models.randomise import randomise as r
 
     return r(model, seed)
 
@@ -86,8 +90,21 @@ def to_onnx(model, path, size=96, batch=None, opset=18, constant_folding=True):
     return path
 
 
-def ort_session(path, threads, opt="all", spinning=True, sequential=True, mem_pattern=True,
-                nchwc=True, constant_folding=True):
+def ort_session(path, threads):
+    """A runner of ``path`` in a session opened as edgeconv opens every ONNX model."""
+    from edgeconv.runtime.backends import ort_session as session
+
+    sess = session(Path(path).read_bytes(), threads)
+    name = sess.get_inputs()[0].name
+    return lambda x: sess.run(None, {name: x})
+
+
+def ort_settings_session(path, threads, opt="all", spinning=True, sequential=True,
+                         mem_pattern=True, nchwc=True, constant_folding=True):
+    """A runner in a session of this benchmark's own: the ORT settings section and the
+    generator section deliberately vary session options (graph optimisation level, spinning,
+    execution mode, memory pattern, NCHWc, constant folding), which
+    ``edgeconv.runtime.backends.ort_session`` does not expose."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -129,24 +146,6 @@ def tflite_runner(data, threads, batch, size):
     return run
 
 
-def measure_round_robin(runners: dict, x, min_time, rounds=2, warmup=2):
-    """name -> median seconds per run (best of ``rounds`` interleaved rounds)."""
-    best = {k: float("inf") for k in runners}
-    for fn in runners.values():
-        for _ in range(warmup):
-            fn(x)
-    for _ in range(rounds):
-        for k, fn in runners.items():
-            times = []
-            t_end = time.perf_counter() + min_time
-            while time.perf_counter() < t_end or len(times) < 3:
-                t0 = time.perf_counter()
-                fn(x)
-                times.append(time.perf_counter() - t0)
-            best[k] = min(best[k], float(np.median(times)))
-    return best
-
-
 # --------------------------------------------------------------------- per-op
 def per_op_table(args, tmp):
     import torch
@@ -183,7 +182,8 @@ def per_op_table(args, tmp):
         for batch in (1, 16):
             x = np.random.default_rng(0).standard_normal((batch, c, h, h)).astype(np.float32)
             runners = {k: ort_session(p, 1) for k, p in paths.items()}
-            med = measure_round_robin(runners, x, args.op_time, rounds=1)
+            med = measure_round_robin({k: partial(f, x) for k, f in runners.items()},
+                                      args.op_time, rounds=1)
             row[batch] = {k: v * 1e6 / batch for k, v in med.items()}  # us per image
         rows.append(row)
         print(f"  per-op {row['shape']}: " + ", ".join(
@@ -240,7 +240,8 @@ def whole_model(args, tmp):
         for batch in args.batches:
             x = np.random.default_rng(batch).standard_normal((batch, 3, 96, 96)).astype(np.float32)
             runners = {k: ort_session(p, threads) for k, p in paths.items()}
-            med = measure_round_robin(runners, x, args.min_time, rounds=args.rounds)
+            med = measure_round_robin({k: partial(f, x) for k, f in runners.items()},
+                                      args.min_time, rounds=args.rounds)
             for k, v in med.items():
                 ort_res.setdefault(k, {})[(batch, threads)] = batch / v
             print(f"  ORT b{batch} t{threads}: " + ", ".join(
@@ -301,7 +302,8 @@ def litert_part(args, models, onnx_paths):
         for batch in args.batches:
             x = np.random.default_rng(batch).standard_normal((batch, 3, 96, 96)).astype(np.float32)
             runners = {k: tflite_runner(d, threads, batch, 96) for k, d in datas.items()}
-            med = measure_round_robin(runners, x, args.min_time, rounds=args.rounds)
+            med = measure_round_robin({k: partial(f, x) for k, f in runners.items()},
+                                      args.min_time, rounds=args.rounds)
             for k, v in med.items():
                 res.setdefault(k, {})[(batch, threads)] = batch / v
             print(f"  LiteRT b{batch} t{threads}: " + ", ".join(
@@ -326,9 +328,12 @@ def generator_part(args, tmp):
     res = {}
     for batch in (1, 16):
         x = np.random.default_rng(0).standard_normal((batch, 3, 96, 96)).astype(np.float32)
-        runners = {"in-graph generator": ort_session(p_gen, 2, constant_folding=False),
-                   f"folded ({form})": ort_session(p_fold, 2)}
-        med = measure_round_robin(runners, x, args.min_time, rounds=1)
+        # own sessions: the in-graph generator needs ORT's ConstantFolding off (a session
+        # option), and the folded model runs in the same kind of session for the comparison
+        runners = {"in-graph generator": ort_settings_session(p_gen, 2, constant_folding=False),
+                   f"folded ({form})": ort_settings_session(p_fold, 2)}
+        med = measure_round_robin({k: partial(f, x) for k, f in runners.items()},
+                                  args.min_time, rounds=1)
         res[batch] = {k: batch / v for k, v in med.items()}
         print(f"  generator b{batch}: {res[batch]}", flush=True)
     return res
@@ -351,8 +356,9 @@ def ort_settings_part(args, paths):
     res = {}
     for batch in (1, 16):
         x = np.random.default_rng(0).standard_normal((batch, 3, 96, 96)).astype(np.float32)
-        runners = {k: ort_session(path, 2, **kw) for k, kw in configs.items()}
-        med = measure_round_robin(runners, x, args.min_time, rounds=1)
+        runners = {k: ort_settings_session(path, 2, **kw) for k, kw in configs.items()}
+        med = measure_round_robin({k: partial(f, x) for k, f in runners.items()},
+                                  args.min_time, rounds=1)
         res[batch] = {k: batch / v for k, v in med.items()}
     # what ORT fuses: op histogram of the optimised graph
     import onnx
@@ -418,17 +424,15 @@ def kernel_rates_part(args):
                    helper.make_node("Sum", [f"s{i}" for i in range(9)], ["y"])], {},
                   [1, c, 9, hw * hw]), (1, c, 9, hw * hw), n_cols),
     }
-    import onnxruntime as ort
+    from edgeconv.runtime.backends import ort_session as session
 
     rates = {}
     for threads in args.threads:
         base = None
         for name, (data, shape, n) in cases.items():
-            so = ort.SessionOptions()
-            so.intra_op_num_threads, so.log_severity_level = threads, 3
-            sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+            sess = session(data, threads)
             x = rng.standard_normal(shape).astype(np.float32)
-            med = measure_round_robin({name: lambda v, s=sess: s.run(None, {"x": v})}, x,
+            med = measure_round_robin({name: partial(sess.run, None, {"x": x})},
                                       args.min_time, rounds=2)[name]
             if base is None:
                 base = med
@@ -522,10 +526,10 @@ def main(argv=None):
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "edgeconv_speed_cache"),
                     help="TFLite conversions are cached here (they take minutes)")
     ap.add_argument("--only", choices=("all", "fused"), default="all",
-                    help="fused: only the fused-kernel section (benchmarks/fused_kernel.py), "
-                         "rewritten in place in --out")
+                    help="fused: the fused-kernel section is its own benchmark, "
+                         "`python benchmarks/fused_kernel.py` (this says so and exits)")
     ap.add_argument("--no-fused", dest="fused", action="store_false",
-                    help="skip the fused-kernel section")
+                    help="no closing hint about the fused-kernel benchmark")
     args = ap.parse_args(argv)
     from edgeconv.export.formulations import (DEFAULT_FORMULATION, EXACT_FORMULATIONS,
                                               default_formulation)
@@ -545,10 +549,9 @@ def main(argv=None):
     import torch
 
     if args.only == "fused":
-        import fused_kernel
-
-        fused_kernel.run(args, Path(args.out))
-        return
+        print(f"the fused-kernel section is its own benchmark: run `python "
+              f"benchmarks/fused_kernel.py --out {args.out}`", file=sys.stderr)
+        return 2
     t_start = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="edgeconv_speed_"))
     load = os.getloadavg()
@@ -623,12 +626,12 @@ def main(argv=None):
     from edgeconv import kernels
 
     if args.fused and kernels.available():
-        import fused_kernel
-
-        fused_kernel.run(args, out)
+        print(f"fused-kernel section: run `python benchmarks/fused_kernel.py --out {out}` "
+              "(it rewrites its section of that file in place)")
     elif args.fused:
-        print("fused-kernel section skipped: the edgeconv kernels are not built")
+        print("fused-kernel section: the edgeconv kernels are not built "
+              "(benchmarks/fused_kernel.py needs them)")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

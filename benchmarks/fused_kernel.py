@@ -1,8 +1,10 @@
 """The fused TVConv kernel (``--formulation fused``) against depthwise, in ONNX Runtime.
 
-Part of ``benchmarks/export_speed.py`` (its fused section); run alone with
+The fused section of ``docs/export_speed.md`` (``benchmarks/export_speed.py`` writes the
+rest); run it with
 
-    python benchmarks/export_speed.py --only fused          # ~10 min on 2 cores
+    python benchmarks/fused_kernel.py                       # ~10 min on 2 cores
+    python benchmarks/fused_kernel.py --quick               # batches 1 and 16 only
 
 One run, every comparison interleaved (models of one configuration round robin, several
 rounds, best median kept), written between the ``<!-- fused:begin/end -->`` markers of
@@ -21,51 +23,53 @@ rounds, best median kept), written between the ``<!-- fused:begin/end -->`` mark
 
 from __future__ import annotations
 
+import argparse
 import collections
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
+
+from edgeconv.profiling.timing import measure_round_robin  # noqa: E402
 
 BEGIN, END = "<!-- fused:begin -->", "<!-- fused:end -->"
 DTYPES = ("float32", "float16", "int8")
+#: the TVConv weight generator of the checkpoints (folded away by the export)
+SMALL_GENERATOR = dict(inter_channels=8, inter_layers=1)
 
 
 # ----------------------------------------------------------------------------- helpers
-def _session_kw(path_or_bytes, disabled):
-    """``disabled`` None: edgeconv's own policy (what `edgeconv bench` / the embedder run:
-    kernels.session_kwargs() for fused models); else exactly those optimizers off."""
-    from edgeconv import kernels
-
-    if disabled is None:
-        return kernels.session_kwargs() if kernels.model_uses_kernels(path_or_bytes) else {}
-    return {"disabled_optimizers": list(disabled)} if disabled else {}
-
-
 def make_session(path_or_bytes, threads, disabled=None, profiling=False):
-    """An ORT session as edgeconv opens it (library registered for fused models)."""
+    """An ORT session as edgeconv opens it (``edgeconv.runtime.backends.ort_session``: the
+    library registered for fused models, with its session kwargs).
+
+    ``disabled`` (exactly those ORT optimizers off, e.g. ``()``: ORT's defaults, NCHWc on) and
+    ``profiling`` (ORT's profiler) change one session option on top of edgeconv's own: this
+    benchmark deliberately measures that option (the NCHWc row) or needs the profiler, so it
+    opens that session itself, from the package's options (``ort_session_options``).
+    """
+    from edgeconv.runtime.backends import ort_session, ort_session_options
+
+    src = path_or_bytes if isinstance(path_or_bytes, bytes) else Path(path_or_bytes).read_bytes()
+    if disabled is None and not profiling:
+        return ort_session(src, threads)
     import onnxruntime as ort
 
-    from edgeconv import kernels
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
+    so, kw, _ = ort_session_options(src, threads)
     if profiling:
         so.enable_profiling = True
         so.profile_file_prefix = os.path.join(tempfile.gettempdir(), "edgeconv_fused_prof")
-    if kernels.model_uses_kernels(path_or_bytes):
-        kernels.register(so)
-    src = str(path_or_bytes) if isinstance(path_or_bytes, Path) else path_or_bytes
-    kw = _session_kw(path_or_bytes, disabled)
+    if disabled is not None:
+        kw = {"disabled_optimizers": list(disabled)} if disabled else {}
     return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"], **kw)
 
 
@@ -76,35 +80,26 @@ def session(path_or_bytes, threads, disabled=None):
 
 
 def round_robin(runners: dict, x, min_time, rounds):
-    from export_speed import measure_round_robin
-
-    return measure_round_robin(runners, x, min_time, rounds=rounds)
+    """name -> median seconds per run of ``runners[name](x)``, best of ``rounds`` rounds
+    (``edgeconv.profiling.timing.measure_round_robin``)."""
+    return measure_round_robin({k: partial(fn, x) for k, fn in runners.items()}, min_time,
+                               rounds=rounds)
 
 
 def rotating_rounds(runners: dict, x, window: float, rounds: int, warmup: int = 2) -> dict:
-    """name -> seconds per run: the MEDIAN over ``rounds`` of each window's median run.
+    """name -> seconds per run: the MEDIAN over ``rounds`` of each round's median run.
 
-    The order of the models rotates every round, so a transient change of the machine (the
-    build machine's second core is shared: it came and went for seconds at a time in these
-    runs) lands on different models in different rounds, and the median over rounds drops it,
-    where a best-of would keep the lucky model's spike.
+    ``edgeconv.profiling.timing.measure_round_robin``: the models are called in turn, each for
+    ``window`` seconds of timed calls a round, the rotation starting at another model every
+    round, so a transient change of the machine (the build machine's second core is shared:
+    it came and went for seconds at a time in these runs) lands on different models in
+    different rounds, and the median over rounds drops it, where a best-of would keep the
+    lucky model's spike.
     """
-    names = list(runners)
-    for fn in runners.values():
-        for _ in range(warmup):
-            fn(x)
-    per = {k: [] for k in names}
-    for r in range(rounds):
-        order = names[r % len(names):] + names[:r % len(names)]
-        for k in order:
-            times = []
-            t_end = time.perf_counter() + window
-            while time.perf_counter() < t_end or len(times) < 3:
-                t0 = time.perf_counter()
-                runners[k](x)
-                times.append(time.perf_counter() - t0)
-            per[k].append(float(np.median(times)))
-    return {k: float(np.median(v)) for k, v in per.items()}
+    stats: dict = {}
+    measure_round_robin({k: partial(fn, x) for k, fn in runners.items()}, window,
+                        rounds=rounds, warmup=warmup, stats=stats)
+    return {k: float(statistics.median(v["round_medians"])) for k, v in stats.items()}
 
 
 def profile(path_or_bytes, x, threads, runs=20, disabled=None, warmup=3):
@@ -165,12 +160,12 @@ def dw_node(c, hw, stride, seed=0):
 
 # ----------------------------------------------------------------------------- per op
 def per_op(args):
-    import _kernels
+    from edgeconv.export.fused_node import node_model
 
     rows = []
     for c, hw, stride in mbv2_shapes():
-        graphs = {f"fused {d}": _kernels.node_model(c, (hw, hw), 3, stride, dtype=d,
-                                                    bias="channel", act="relu6")[0]
+        graphs = {f"fused {d}": node_model(c, (hw, hw), 3, stride, dtype=d,
+                                           bias="channel", act="relu6")[0]
                   for d in DTYPES}
         graphs["dw (ORT node)"] = dw_node(c, hw, stride)
         row = {"shape": f"C={c} {hw}x{hw} s{stride}", "stride": stride, "t": {}}
@@ -194,9 +189,8 @@ def per_op(args):
 # ----------------------------------------------------------------------------- models
 def export_models(tmp: Path, family: str):
     """Real exports (edgeconv export) of randomised checkpoints; name -> path."""
-    from test_export import make_ckpt
-
     from edgeconv.export.exporter import export_checkpoint
+    from edgeconv.train.checkpoint import random_checkpoint
 
     quiet = dict(echo=lambda *a: None)
     paths = {}
@@ -207,10 +201,11 @@ def export_models(tmp: Path, family: str):
         dws = [("SF x1.0 depthwise", "sfv2_x1_0")]
         tv_name, tv_label = "sfv2_x1_0", "SF x1.0 TVConv"
     for label, name in dws:
-        ck = make_ckpt(tmp / f"{name}_dw.ckpt", name=name, op="depthwise", size=96, seed=1)
+        ck = random_checkpoint(tmp / f"{name}_dw.ckpt", name, "depthwise", 96, seed=1)
         rep = export_checkpoint(ck, formats="onnx", output_dir=tmp, **quiet)
         paths[label] = Path(rep["files"][0]["path"])
-    ck = make_ckpt(tmp / f"{tv_name}_tv.ckpt", name=tv_name, op="tvconv", size=96, seed=2)
+    ck = random_checkpoint(tmp / f"{tv_name}_tv.ckpt", tv_name, "tvconv", 96, seed=2,
+                           op_kwargs=SMALL_GENERATOR)
     rep = export_checkpoint(ck, formats="onnx", output_dir=tmp, formulation="col2im", **quiet)
     paths[f"{tv_label} col2im"] = Path(rep["files"][0]["path"])
     for d in DTYPES:
@@ -363,7 +358,7 @@ def run(args, out_md: Path) -> str:
 
     base = "MB x1.0 depthwise"
     md = [BEGIN, "## Fused TVConv kernel (`--formulation fused`), ONNX Runtime", "",
-          f"Generated by `python benchmarks/export_speed.py --only fused` in {minutes:.1f} min; "
+          f"Generated by `python benchmarks/fused_kernel.py` in {minutes:.1f} min; "
           f"onnxruntime {ort.__version__}, edgeconv kernels {info['version']} "
           f"(built against ORT_API_VERSION {info['ort_api_version']} headers), SIMD path "
           f"**{info['isa']}** (available: {', '.join(info['available_isas'])}). Load average "
@@ -431,3 +426,34 @@ def run(args, out_md: Path) -> str:
                       for r in ops], "load": [load0, load1], "kernels": info}
     (out_md.parent / "fused_speed.json").write_text(json.dumps(raw, indent=1, default=str) + "\n")
     return section
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(REPO / "docs" / "export_speed.md"),
+                    help="markdown file whose fused section is rewritten in place")
+    ap.add_argument("--quick", action="store_true", help="batches 1,16 only, shorter timing")
+    ap.add_argument("--op-time", type=float, default=0.15, help="seconds per per-op window")
+    ap.add_argument("--rounds", type=int, default=2, help="per-op rounds (best kept)")
+    ap.add_argument("--window", type=float, default=0.2,
+                    help="whole model: seconds of timed calls per model and round")
+    ap.add_argument("--whole-rounds", type=int, default=8,
+                    help="whole model: rounds (median kept)")
+    ap.add_argument("--no-per-op", dest="per_op", action="store_false")
+    args = ap.parse_args(argv)
+    args.batches = [1, 16] if args.quick else [1, 2, 4, 8, 16]
+    args.threads = [1, 2]
+    if args.quick:
+        args.rounds = 1
+    from edgeconv import kernels
+
+    if not kernels.available():
+        print("the edgeconv kernels are not built: `python -m edgeconv.kernels.build`",
+              file=sys.stderr)
+        return 2
+    run(args, Path(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -28,14 +28,10 @@ GENERATOR_ONNX_OPS = {"LayerNormalization", "ReduceMean", "Sqrt", "Pow", "Div"}
 
 
 def make_ckpt(path, name="mbv2_x0_1", op="tvconv", size=32, metrics=None, seed=0):
-    from edgeconv.models import create_model
-    from edgeconv.train.checkpoint import save_checkpoint
+    from edgeconv.train.checkpoint import random_checkpoint
 
-    torch.manual_seed(seed)
-    model = create_model(name, op=op, input_size=size,
-                         op_kwargs=SMALL if op == "tvconv" else None).eval()
-    randomise(model, seed)
-    save_checkpoint(path, model, metrics=metrics)
+    random_checkpoint(path, name, op, size, seed, op_kwargs=SMALL if op == "tvconv" else None,
+                      metrics=metrics)
     return path
 
 

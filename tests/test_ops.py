@@ -9,6 +9,7 @@ from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from edgeconv.errors import EdgeconvError  # noqa: E402
+from edgeconv.models.randomise import randomise  # noqa: E402,F401 (tests import it from here)
 from edgeconv.ops import build_op, list_ops  # noqa: E402
 from edgeconv.ops.tvconv import FoldedTVConv, InputSizeError, TVConv  # noqa: E402
 
@@ -21,24 +22,6 @@ def unfold_reference(x, weight, bias, k, stride):
     cols = cols.view(n, c, k * k, h, w)
     out = (cols * weight).sum(2)
     return out + bias if bias is not None else out
-
-
-def randomise(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Random affinity maps, LayerNorm affine, BatchNorm stats: default init hides mistakes."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, TVConv):
-                m.affinity.copy_(torch.randn(m.affinity.shape, generator=g))
-            elif isinstance(m, nn.LayerNorm):
-                m.weight.copy_(1 + 0.3 * torch.randn(m.weight.shape, generator=g))
-                m.bias.copy_(0.3 * torch.randn(m.bias.shape, generator=g))
-            elif isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.running_mean.copy_(0.2 * torch.randn(m.running_mean.shape, generator=g))
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(0.2 * torch.randn(m.bias.shape, generator=g))
-    return module
 
 
 def test_op_names():

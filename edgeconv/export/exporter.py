@@ -424,15 +424,9 @@ def _run_tflite_all(data: bytes, inputs: dict) -> dict:
 
 
 def _run_onnx(data: bytes, inputs: dict) -> dict:
-    import onnxruntime as ort
+    from edgeconv.runtime.backends import ort_session
 
-    from edgeconv import kernels
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    if kernels.model_uses_kernels(data):
-        kernels.register(so)
-    sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+    sess = ort_session(data, threads=0)  # 0: ONNX Runtime's default thread count
     name = sess.get_inputs()[0].name
     return {k: sess.run(None, {name: v})[0] for k, v in inputs.items()}
 

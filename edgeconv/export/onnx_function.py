@@ -224,15 +224,9 @@ KERNEL_LABEL = "ONNX (onnxruntime + edgeconv kernels)"
 
 def run_onnx(data: bytes, inputs: dict, with_kernels: bool) -> dict:
     """Run ``data`` on every input set, with the kernel library registered or without it."""
-    import onnxruntime as ort
+    from edgeconv.runtime.backends import ort_session
 
-    from edgeconv import kernels
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    if with_kernels:
-        kernels.register(so)
-    sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+    sess = ort_session(data, threads=0, kernels="require" if with_kernels else "never")
     name = sess.get_inputs()[0].name
     return {k: sess.run(None, {name: v})[0] for k, v in inputs.items()}
 

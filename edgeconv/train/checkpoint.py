@@ -166,6 +166,21 @@ def init_checkpoint(name: str, op: str = "tvconv", input_size=None, embedding_di
     return save_checkpoint(output, model, metrics={"seed": seed, "trained": False})
 
 
+def random_checkpoint(path: str | os.PathLike, name: str, op: str, size: int, seed: int,
+                      op_kwargs: dict | None = None, metrics: dict | None = None) -> Path:
+    """Write a checkpoint of ``name`` (``op``, ``size`` x ``size`` input) with randomised
+    weights: seeded init, then random affinity maps, LayerNorm affine and BatchNorm
+    statistics (:func:`edgeconv.models.randomise.randomise`), for tests and benchmarks whose
+    checks a default init would hide. Returns ``path``."""
+    from edgeconv.models import create_model
+    from edgeconv.models.randomise import randomise
+
+    torch.manual_seed(seed)
+    model = create_model(name, op=op, input_size=size, op_kwargs=op_kwargs or None).eval()
+    randomise(model, seed)
+    return save_checkpoint(path, model, metrics=metrics)
+
+
 def _param_counts(model) -> dict:
     from edgeconv.profiling.counts import param_counts
 
