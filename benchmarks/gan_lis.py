@@ -57,13 +57,16 @@ def export_all(ckpts, seed, args, log):
 
     files = {}
     d = Path(args.runs) / f"export_s{seed}"
+    fresh = lambda p, ck: p.exists() and p.stat().st_mtime > ck.stat().st_mtime  # noqa: E731
     for name, ck in ckpts.items():
         fm = "onnx,tflite" if seed == args.seeds[0] else "onnx"
-        export_generator(ck, formats=fm, output_dir=d, name=name, echo=log, force=True)
+        if not all(fresh(d / f"{name}.{f}", ck) for f in fm.split(",")):
+            export_generator(ck, formats=fm, output_dir=d, name=name, echo=log, force=True)
         files[name] = d / f"{name}.onnx"
         if name == "lis0" and args.reverser_epochs:
-            export_generator(ck, formats="onnx", output_dir=d, name="rsep", reverse=True,
-                             echo=log, force=True)
+            if not fresh(d / "rsep.onnx", ck):
+                export_generator(ck, formats="onnx", output_dir=d, name="rsep", reverse=True,
+                                 echo=log, force=True)
             files["rsep"] = d / "rsep.onnx"
     return files
 
@@ -83,7 +86,8 @@ def real_sets(args):
 
 def evaluate(files, reals, face, args, log):
     from edgeconv.gan.metrics import (EmbeddingFeatures, PixelFeatures, artifact_cut,
-                                      artifact_rate, fid, precision_recall)
+                                      artifact_rate, fid, outlier_cut, outlier_rate,
+                                      precision_recall)
     from edgeconv.runtime.generator import FaceGenerator
 
     ref, cut_set, control = reals
@@ -92,6 +96,7 @@ def evaluate(files, reals, face, args, log):
     f_ref = {"pixel": pix(ref), "embedding": emb(ref)}
     e_cut, e_ctl = emb(cut_set), emb(control)
     cut = artifact_cut(e_cut, f_ref["embedding"], q=0.01)
+    pcut = outlier_cut(pix(cut_set), f_ref["pixel"], q=0.99)
     rows = {}
     samples = {"real (held-out)": control}
     for name, path in files.items():
@@ -105,12 +110,14 @@ def evaluate(files, reals, face, args, log):
             row[space] = {"precision": p, "recall": r, "fid": fid(f_ref[space], f)}
         e = emb(imgs) if name != "real (held-out)" else e_ctl
         row["artifact_rate"] = artifact_rate(e, f_ref["embedding"], cut)
+        row["pixel_outlier_rate"] = outlier_rate(pix(imgs), f_ref["pixel"], pcut)
         row["n"] = len(imgs)
         rows[name] = row
         log(f"  {name:<16} pixel P {row['pixel']['precision']:.3f} R "
             f"{row['pixel']['recall']:.3f} FID {row['pixel']['fid']:.3f} | emb P "
             f"{row['embedding']['precision']:.3f} R {row['embedding']['recall']:.3f} FID "
-            f"{row['embedding']['fid']:.4f} | artifacts {100 * row['artifact_rate']:.1f}%")
+            f"{row['embedding']['fid']:.4f} | artifacts {100 * row['artifact_rate']:.1f}% | "
+            f"pixel outliers {100 * row['pixel_outlier_rate']:.1f}%")
     emb.close()
     return rows, cut, samples
 
@@ -127,6 +134,22 @@ def save_grids(samples, args):
         save_image(p, grid_image(imgs[:64]))
         out[name] = p.name
     return out
+
+
+def _LISOnly(g):
+    import torch
+
+    class LISOnly(torch.nn.Module):
+        def __init__(self, lis):
+            super().__init__()
+            self.lis = lis
+
+        def forward(self, z):
+            for m in self.lis:
+                z = m(z)
+            return z
+
+    return LISOnly(g.lis).eval()
 
 
 def device_cost(files, args, log):
@@ -175,11 +198,21 @@ def device_cost(files, args, log):
                                     "params": int(values_of(dep)),
                                     "bytes.onnx": len(proto.SerializeToString())}
         runners[f"full80_lis{k}.onnx"] = (lambda s=sess: s.run(None, {"input": z}))
-    sec = measure_round_robin(runners, min_time=args.time_per_config, rounds=3)
+        if k:  # the LIS stack alone (what the modules add, without G's noise around it)
+            stack = _LISOnly(dep)
+            proto, _ = export_onnx(stack, (), 1, 18, "none", channels=256, output_name="z")
+            s2 = ort.InferenceSession(proto.SerializeToString(), so,
+                                      providers=["CPUExecutionProvider"])
+            res.setdefault("lis_only", {})[f"lis{k}"] = {
+                "macs": 2 * k * (256 * 256 + 256),  # two FCs of 256 x 256 + bias each
+                "params": int(values_of(stack)), "bytes.onnx": len(proto.SerializeToString())}
+            runners[f"lisonly_lis{k}.onnx"] = (lambda s=s2: s.run(None, {"input": z}))
+    sec = measure_round_robin(runners, min_time=args.time_per_config, rounds=5)
     for key, s in sec.items():
         name, suffix = key.rsplit(".", 1)
-        where = res["full_80"] if name.startswith("full80_") else res["trained"]
-        where[name.replace("full80_", "")][f"ms_{suffix}"] = s * 1000
+        where = (res["full_80"] if name.startswith("full80_") else res["lis_only"]
+                 if name.startswith("lisonly_") else res["trained"])
+        where[name.replace("full80_", "").replace("lisonly_", "")][f"ms_{suffix}"] = s * 1000
     for m in opened:
         m.close()
     log(json.dumps(res, indent=1))
@@ -202,6 +235,56 @@ def impostor_trials(files, face, args, log):
     return out
 
 
+def tables(result) -> str:
+    """Markdown tables of a result JSON (the numbers docs/gan_lis.md quotes)."""
+    names = {"real (held-out)": "real faces (held-out identities)", "lis0": "0 LIS modules",
+             "lis1": "1 LIS module", "lis3": "3 LIS modules",
+             "rsep": "R-separate (0 modules + R)"}
+    out = []
+    for seed, r in result["seeds"].items():
+        out += [f"seed {seed} (artifact cut: nearest-real cosine {r['artifact_cut']:.4f})", "",
+                "| samples | pixel precision | pixel recall | pixel FID | embedding precision | "
+                "embedding recall | embedding FID | artifact rate (embedding) | pixel outliers |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for k, m in r["metrics"].items():
+            px, em = m["pixel"], m["embedding"]
+            out.append(f"| {names.get(k, k)} | {px['precision']:.3f} | {px['recall']:.3f} | "
+                       f"{px['fid']:.3f} | {em['precision']:.3f} | {em['recall']:.3f} | "
+                       f"{em['fid']:.4f} | {100 * m['artifact_rate']:.1f}% | "
+                       f"{100 * m.get('pixel_outlier_rate', float('nan')):.1f}% |")
+        out.append("")
+    dev = result.get("device") or {}
+    for where, title in (("trained", "trained CPU-sized G"), ("full_80", "paper-size G, 80x80"),
+                         ("lis_only", "the LIS modules alone (z -> z)")):
+        rows = dev.get(where) or {}
+        if not rows:
+            continue
+        out += [f"{title}:", "", "| G | MACs | params | ONNX bytes | TFLite bytes | ONNX Runtime ms "
+                "| LiteRT ms |", "|---|---|---|---|---|---|---|"]
+        for k, v in rows.items():
+            f = lambda key, fmt: (fmt.format(v[key]) if v.get(key) is not None else "-")  # noqa
+            out.append(f"| {k} | {f('macs', '{:,}')} | {f('params', '{:,}')} | "
+                       f"{f('bytes.onnx', '{:,}')} | {f('bytes.tflite', '{:,}')} | "
+                       f"{f('ms_onnx', '{:.3f}')} | {f('ms_tflite', '{:.3f}')} |")
+        out.append("")
+    trials = result.get("trials") or {}
+    if trials:
+        def cell(d):
+            lo, hi = d["clopper_pearson_95"]
+            return f"{100 * d['rate']:.2f}% ({d['accepted']}/{d['attempts']}; {100 * lo:.2f}-{100 * hi:.2f})"
+        out += ["| impostors | FAR 1:1 (95% CP) | FAR 1:N (95% CP) |", "|---|---|---|"]
+        for k, r in trials.items():
+            out.append(f"| generated, {names.get(k, k)} | {cell(r['generated']['far_1to1'])} | "
+                       f"{cell(r['generated']['far_1toN'])} |")
+            if "synthetic" in r:
+                out.append(f"| synthetic people (never enrolled) | {cell(r['synthetic']['far_1to1'])}"
+                           f" | {cell(r['synthetic']['far_1toN'])} |")
+        first = next(iter(trials.values()))
+        out += ["", f"genuine accept: {cell(first['genuine'])}; threshold {first['threshold']:.4f} "
+                f"({first['threshold_source']})"]
+    return "\n".join(out)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--face", required=True, help="exported face model (ONNX)")
@@ -222,7 +305,11 @@ def main(argv=None):
     ap.add_argument("--time-per-config", type=float, default=0.5)
     ap.add_argument("--runs", default=str(ROOT / "runs" / "gan_lis"))
     ap.add_argument("--out", default=str(ROOT / "docs" / "gan_lis.json"))
+    ap.add_argument("--tables", default=None, help="print the tables of this result JSON")
     args = ap.parse_args(argv)
+    if args.tables:
+        print(tables(json.loads(Path(args.tables).read_text())))
+        return
     import torch
 
     torch.set_num_threads(args.threads)

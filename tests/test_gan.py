@@ -217,6 +217,11 @@ def test_pixel_features_and_artifact_rate():
     cut = artifact_cut(held, ref, q=0.01)
     assert cut == pytest.approx(1.0)
     assert artifact_rate(np.array([[1.0, 0, 0, 0], [0.6, 0.8, 0, 0]]), ref, cut) == 0.5
+    from edgeconv.gan.metrics import outlier_cut, outlier_rate
+
+    pcut = outlier_cut(np.array([[0.0], [1.0]]), np.array([[0.0], [0.5]]), q=1.0)
+    assert pcut == pytest.approx(0.5)
+    assert outlier_rate(np.array([[0.2], [3.0], [0.9]]), np.array([[0.0], [0.5]]), pcut) == 1 / 3
 
 
 def test_confidence_intervals_known_values():

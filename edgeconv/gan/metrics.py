@@ -17,6 +17,8 @@
   "artifacts" (the control, reported next to it): a generated face below the cut is less
   face-like, to the verifier, than 99% of real faces. Being below it says the verifier sees no
   face it knows the like of: broken geometry, melted features, blobs.
+  :func:`outlier_rate` is the same rule in a distance space (pixel features): the share of
+  samples farther from every real reference than 99% of held-out real faces are.
 """
 
 from __future__ import annotations
@@ -108,6 +110,17 @@ class EmbeddingFeatures:
 
     def close(self):
         self.embedder.close()
+
+
+def outlier_cut(heldout: np.ndarray, reference: np.ndarray, q: float = 0.99) -> float:
+    """The ``q``-quantile of held-out real samples' distance to their nearest reference."""
+    return float(np.quantile(np.sqrt(_sqdist(heldout, reference).min(1)), q))
+
+
+def outlier_rate(feats: np.ndarray, reference: np.ndarray, cut: float) -> float:
+    """Share of samples farther from every reference sample than ``cut`` (the pixel-space
+    artifact rate: a sample farther from any real face than 99% of real faces are)."""
+    return float((np.sqrt(_sqdist(feats, reference).min(1)) > cut).mean())
 
 
 def nearest_cosine(emb: np.ndarray, reference: np.ndarray) -> np.ndarray:
