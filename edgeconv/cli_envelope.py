@@ -33,6 +33,8 @@ def _csv(value: str) -> tuple:
 @click.option("--difficulty", default=0.5, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--embedding-dim", default=512, show_default=True, type=click.IntRange(1))
 @click.option("--test-pairs", default=2000, show_default=True, type=click.IntRange(10))
+@click.option("--val-pairs", default=600, show_default=True, type=click.IntRange(10))
+@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(2))
 @click.option("--formats", default="onnx,tflite", show_default=True,
               help="Export formats to bench ('' skips export and bench).")
 @click.option("--bench-threads", default="1", show_default=True)
@@ -42,7 +44,8 @@ def _csv(value: str) -> tuple:
 @click.option("--device", default="auto", show_default=True,
               type=click.Choice(["auto", "cpu", "cuda"]), help="Training device.")
 def envelope(output, models, ops, widths, seeds, epochs, cell_minutes, data, pairs, input_size,
-             identities, images_per_identity, difficulty, embedding_dim, test_pairs, formats,
+             identities, images_per_identity, difficulty, embedding_dim, test_pairs, val_pairs,
+             batch_size, formats,
              bench_threads, memory_batch, jobs, device):
     """Train, evaluate, export and bench every models x ops x widths x seeds cell; plot accuracy
     against MACs, max FPS and peak memory (one curve per op over widths) with a table.
@@ -62,6 +65,7 @@ def envelope(output, models, ops, widths, seeds, epochs, cell_minutes, data, pai
                          epochs=epochs, cell_minutes=cell_minutes, data=data, pairs=pairs,
                          input_size=input_size, identities=identities,
                          images_per_identity=images_per_identity, difficulty=difficulty,
-                         embedding_dim=embedding_dim, test_pairs=test_pairs, formats=formats,
+                         embedding_dim=embedding_dim, test_pairs=test_pairs, val_pairs=val_pairs,
+                         batch_size=batch_size, formats=formats,
                          bench_threads=t, memory_batch=memory_batch, jobs=jobs, device=device)
     run_envelope(cfg, echo=lambda m: click.echo(m))
