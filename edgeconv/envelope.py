@@ -443,9 +443,15 @@ def plot(rows: list[dict], out: Path, title: str = "") -> list[Path]:
         ax.set_xlabel(xlabel)
         ax.set_ylabel("verification accuracy (%)")
         if key == "macs":
+            from matplotlib.ticker import FormatStrFormatter
+
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+            ax.xaxis.set_minor_formatter(FormatStrFormatter("%g"))
         ax.grid(alpha=0.3)
-        ax.set_title((title + ": " if title else "") + fname.split("_", 1)[1][:-4].replace("_", " "),
+        what = {"macs": "MACs", "max_fps": "max FPS", "net_peak_mb": "peak memory"}[key]
+        ax.set_title((title + ": " if title else "") + f"accuracy vs {what}"
+                     + (" over widths (baseline vs TVConv)" if widths_only else ", one curve per op"),
                      fontsize=9)
         ax.legend(fontsize=7)
         fig.tight_layout()
