@@ -423,6 +423,7 @@ def plot(rows: list[dict], out: Path, title: str = "") -> list[Path]:
     fig5 = [c for c, rs in curves.items() if "/" in c and (op_spec(rs[0]["op"]).baseline
                                                           or op_spec(rs[0]["op"]).foldable)] \
         or list(curves)
+    colours = {c: f"C{i % 10}" for i, c in enumerate(sorted(curves))}  # same colour per op in all
     paths = []
     for fname, key, xlabel, widths_only in PLOTS:
         fig, ax = plt.subplots(figsize=(6.4, 4.6))
@@ -436,7 +437,7 @@ def plot(rows: list[dict], out: Path, title: str = "") -> list[Path]:
                 continue
             xs, ys, es, ws = zip(*pts)
             ax.errorbar(xs, ys, yerr=es if any(es) else None, marker="o", capsize=3,
-                        label=curve)
+                        label=curve, color=colours[curve])
             for x, y, w in zip(xs, ys, ws):
                 ax.annotate(f"x{w:g}", (x, y), textcoords="offset points", xytext=(4, -10),
                             fontsize=7)
