@@ -53,7 +53,7 @@ def train_runs(args, seed, log):
 
 
 def export_all(ckpts, seed, args, log):
-    from edgeconv.gan.export import export_generator
+    from edgeconv.export.generator import export_generator
 
     files = {}
     d = Path(args.runs) / f"export_s{seed}"
@@ -159,7 +159,7 @@ def device_cost(files, args, log):
     import onnxruntime as ort
     import torch
 
-    from edgeconv.gan.export import count_generator_macs, deployable
+    from edgeconv.export.generator import count_generator_macs, deployable
     from edgeconv.gan.models import GANConfig, Generator
     from edgeconv.profiling.counts import values_of
     from edgeconv.profiling.timing import measure_round_robin

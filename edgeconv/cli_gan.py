@@ -89,7 +89,7 @@ def gan_export_cmd(checkpoint, formats, output_dir, opset, batch, reverse, simpl
     """Export the generator of CHECKPOINT (z -> image, LIS modules included) to verified ONNX /
     TFLite files with metadata kind "generator"; nothing is written unless every file passes
     its parity check."""
-    from edgeconv.gan.export import export_generator
+    from edgeconv.export.generator import export_generator
 
     echo = (lambda *a, **k: None) if as_json else click.echo
     report = export_generator(checkpoint, formats=formats, output_dir=output_dir, opset=opset,

@@ -43,7 +43,7 @@ def tiny_ckpt(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def generator_onnx(tiny_ckpt, tmp_path_factory):
-    from edgeconv.gan.export import export_generator
+    from edgeconv.export.generator import export_generator
 
     d = tmp_path_factory.mktemp("genx")
     export_generator(tiny_ckpt, formats="onnx", output_dir=d, echo=_quiet)
@@ -258,7 +258,7 @@ def test_generator_metadata_validated_and_kinds_kept_apart(generator_onnx):
 @pytest.mark.slow
 def test_generator_export_parity_in_both_runtimes(tiny_ckpt, tmp_path):
     pytest.importorskip("litert_torch")
-    from edgeconv.gan.export import export_generator
+    from edgeconv.export.generator import export_generator
     from edgeconv.gan.train import gan_from_checkpoint, load_gan_checkpoint
     from edgeconv.runtime.generator import FaceGenerator, noise
 

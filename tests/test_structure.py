@@ -15,7 +15,7 @@ PACKAGE = ROOT / "edgeconv"
 
 #: floors, bottom up: a module may import from its own floor and the floors below
 FLOORS = [
-    ("edgeconv.errors", "edgeconv.quiet", "edgeconv.progress"),
+    ("edgeconv.errors", "edgeconv.quiet", "edgeconv.progress", "edgeconv.protobuf"),
     ("edgeconv.config", "edgeconv.fileio", "edgeconv.options", "edgeconv.kernels"),
     ("edgeconv.metadata", "edgeconv.data", "edgeconv.ops"),
     ("edgeconv.models", "edgeconv.runtime"),
