@@ -211,7 +211,9 @@ def test_parity_failure_leaves_nothing_behind(small_ckpt, tmp_path, monkeypatch)
 
     monkeypatch.setattr(exporter, "_run_onnx", corrupted)
     out = tmp_path / "out"
-    res = run_cli("export", small_ckpt, "--format", "onnx", "-o", out)
+    # the standard-op form (the default fused file is gated through onnx_function's runs)
+    res = run_cli("export", small_ckpt, "--format", "onnx", "--formulation", "col2im", "-o",
+                  out)
     assert res.returncode == 2
     assert "parity check failed" in res.stderr and "nothing written" in res.stderr
     assert "Traceback" not in res.stderr
@@ -357,7 +359,7 @@ def test_cli_option_validation(small_ckpt, tmp_path):
     _expect_export_refusal(small_ckpt, out, "unknown export format 'coreml'",
                            "--format", "coreml")
     _expect_export_refusal(small_ckpt, out, "built for 32x32", "--input-size", "48")
-    _expect_export_refusal(small_ckpt, out, "--batch must be", "--batch", "0")
+    _expect_export_refusal(small_ckpt, out, "--batch 0: must be at least 1", "--batch", "0")
     _expect_export_refusal(small_ckpt, out, "--opset must be", "--opset", "7")
     _expect_export_refusal(small_ckpt, out, "--lowrank takes", "--lowrank", "1.5")
     _expect_export_refusal(small_ckpt, out, "unknown --formulation", "--formulation", "magic")
