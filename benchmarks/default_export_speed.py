@@ -72,27 +72,11 @@ def pretty(model: str) -> str:
 
 
 def randomise(model, seed: int = 0):
-    """Random TVConv affinity maps, LayerNorm affine and BatchNorm statistics (a default init
-    hides mistakes and runs unrealistically uniform weights)."""
-    import torch
-    from torch import nn
+    """Random TVConv affinity maps, LayerNorm affine and BatchNorm statistics (the package's
+    fixture, edgeconv.models.randomise: a default init hides mistakes)."""
+    from edgeconv.models.randomise import randomise as _randomise
 
-    from edgeconv.ops.tvconv import TVConv
-
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, TVConv):
-                m.affinity.copy_(torch.randn(m.affinity.shape, generator=g))
-            elif isinstance(m, nn.LayerNorm):
-                m.weight.copy_(1 + 0.3 * torch.randn(m.weight.shape, generator=g))
-                m.bias.copy_(0.3 * torch.randn(m.bias.shape, generator=g))
-            elif isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.running_mean.copy_(0.2 * torch.randn(m.running_mean.shape, generator=g))
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(0.2 * torch.randn(m.bias.shape, generator=g))
-    return model
+    return _randomise(model, seed)
 
 
 def checkpoint(cache: Path, name: str, op: str, size: int, seed: int) -> Path:

@@ -552,7 +552,7 @@ def build_aarch64_litert(work: Path, cxx: Path) -> dict:
 # A fresh checkpoint hides mistakes: its affinity maps are all ones (every pixel gets the same
 # weights), its BatchNorms are identities and its convolutions so small that the embedding
 # hardly depends on the input (cosine 1.0000000 between two random inputs' embeddings), so a
-# wrong kernel would pass. Randomise as the tests do (tests/test_ops.py: randomise) and give
+# wrong kernel would pass. Randomise as the tests do (edgeconv.models.randomise) and give
 # every Conv2d normal weights of variance 0.75 / fan_in: different random inputs then give
 # embeddings with cosine ~0.998 and max |diff| ~0.1 (the run checks it: sample_similarity),
 # while float32 rounding stays ~1e-6 (at He's 2 / fan_in the network amplifies it to ~5e-3,
@@ -564,8 +564,7 @@ from torch import nn
 from edgeconv.train.checkpoint import load_model, save_checkpoint
 
 path, seed, tests_dir = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-sys.path.insert(0, tests_dir)
-from test_ops import randomise  # the tests' randomiser: affinity maps, LayerNorm, BatchNorm
+from edgeconv.models.randomise import randomise  # affinity maps, LayerNorm, BatchNorm
 
 model, _ = load_model(path)
 randomise(model, seed)
