@@ -105,9 +105,11 @@ class FusedTVConv(nn.Module):
         return n
 
 
-def fuse_model(model: nn.Module, weight_dtype: str = "float32") -> int:
+def fuse_model(model: nn.Module, weight_dtype: str = "float32", fused_cls=None) -> int:
     """Replace (in place) every FoldedTVConv [+ ReLU/ReLU6 after it in a Sequential] by a
-    FusedTVConv; returns how many. Idempotent (fused layers are left alone)."""
+    ``fused_cls`` (default :class:`FusedTVConv`, the ONNX node; the LiteRT composite passes its
+    own): the ONE fusing walker. Returns how many. Idempotent (fused layers are left alone)."""
+    fused_cls = fused_cls or FusedTVConv
     count = 0
     for module in list(model.modules()):
         if isinstance(module, nn.Sequential):
@@ -123,11 +125,11 @@ def fuse_model(model: nn.Module, weight_dtype: str = "float32") -> int:
                 if j < len(keys) and type(module._modules[keys[j]]) in _ACT:
                     act = _ACT[type(module._modules[keys[j]])]
                     module._modules[keys[j]] = nn.Identity()
-                module._modules[key] = FusedTVConv(child, act, weight_dtype)
+                module._modules[key] = fused_cls(child, act, weight_dtype)
                 count += 1
     for module in list(model.modules()):  # a FoldedTVConv outside any Sequential
         for name, child in list(module.named_children()):
             if isinstance(child, FoldedTVConv):
-                setattr(module, name, FusedTVConv(child, "none", weight_dtype))
+                setattr(module, name, fused_cls(child, "none", weight_dtype))
                 count += 1
     return count

@@ -48,7 +48,6 @@ COMPOSITE_NAME = "edgeconv.tvconv"
 LAYOUT = pack.NHWC_LAYOUT
 KERNEL_VERSION = 1
 WEIGHT_DTYPES = pack.WEIGHT_DTYPES
-_ACT = {nn.ReLU: "relu", nn.ReLU6: "relu6"}
 _TORCH_DTYPE = {"float32": torch.float32, "float16": torch.float16, "int8": torch.int8}
 
 
@@ -152,30 +151,11 @@ class LiteRTFusedTVConv(nn.Module):
 
 def fuse_model_litert(model: nn.Module, weight_dtype: str = "float32") -> int:
     """Replace (in place) every FoldedTVConv [+ ReLU/ReLU6 after it in a Sequential] by a
-    LiteRTFusedTVConv; returns how many. Idempotent (fused layers are left alone)."""
-    count = 0
-    for module in list(model.modules()):
-        if isinstance(module, nn.Sequential):
-            keys = list(module._modules)
-            for i, key in enumerate(keys):
-                child = module._modules[key]
-                if not isinstance(child, FoldedTVConv):
-                    continue
-                act = "none"
-                j = i + 1  # the next layer that is not an Identity (a fused BatchNorm's place)
-                while j < len(keys) and isinstance(module._modules[keys[j]], nn.Identity):
-                    j += 1
-                if j < len(keys) and type(module._modules[keys[j]]) in _ACT:
-                    act = _ACT[type(module._modules[keys[j]])]
-                    module._modules[keys[j]] = nn.Identity()
-                module._modules[key] = LiteRTFusedTVConv(child, act, weight_dtype)
-                count += 1
-    for module in list(model.modules()):  # a FoldedTVConv outside any Sequential
-        for name, child in list(module.named_children()):
-            if isinstance(child, FoldedTVConv):
-                setattr(module, name, LiteRTFusedTVConv(child, "none", weight_dtype))
-                count += 1
-    return count
+    LiteRTFusedTVConv (the one fusing walker, edgeconv.export.fused.fuse_model); returns how
+    many. Idempotent (fused layers are left alone)."""
+    from edgeconv.export.fused import fuse_model
+
+    return fuse_model(model, weight_dtype, LiteRTFusedTVConv)
 
 
 def kernels_metadata(weight_dtype: str) -> dict:
