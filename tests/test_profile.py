@@ -80,7 +80,10 @@ def test_param_counts_agree_everywhere(tmp_path):
                          seed=0, output=tmp_path / "m.ckpt", op_kwargs=kw)
     info = describe_checkpoint(ck, as_json=True)
     prof = profile_model("mbv2_x0_1", "tvconv", (32, 32), op_kwargs=kw)
-    export_checkpoint(ck, formats="onnx", output_dir=tmp_path / "out", echo=lambda *a: None)
+    # the standard-op form: its constants are the inference-form parameters (the default fused
+    # file stores the per-pixel weights in the kernel's layout, padded to 8 columns)
+    export_checkpoint(ck, formats="onnx", output_dir=tmp_path / "out", formulation="col2im",
+                      echo=lambda *a: None)
     meta = json.loads((tmp_path / "out" / "m.onnx.json").read_text())
     for key in ("params_train", "params_inference"):
         assert info[key] == prof[key] == meta[key], key
