@@ -93,10 +93,9 @@ def test_every_registered_op_has_quirks_and_the_new_ops_are_registered():
 
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("hw", [(8, 8), (7, 9)])
-@pytest.mark.parametrize("op", list_ops())
+# ops built by a model (filtergen: tests/test_filtergen.py) are left out, not skipped
+@pytest.mark.parametrize("op", [o for o in list_ops() if not quirk(o, "model_only")])
 def test_forward_backward_shape(op, stride, hw):
-    if quirk(op, "model_only"):
-        pytest.skip("built by a model (tests/test_filtergen.py)")
     torch.manual_seed(0)
     m = layer(op, 16, stride, hw)
     x = torch.randn(3, 16, *hw, requires_grad=True)
@@ -179,14 +178,13 @@ def test_dyconv_temperature_anneals_and_the_trainer_sets_it():
 
 
 @pytest.mark.parametrize("stride", [1, 2])
-@pytest.mark.parametrize("op", list_ops())
+# ops whose MACs are counted in their own tests (test_profile.py) are left out
+@pytest.mark.parametrize("op", [o for o in list_ops() if quirk(o, "macs") is not None])
 def test_macs_match_a_hand_count(op, stride):
     pytest.importorskip("fvcore")
     from edgeconv.profiling.macs import count_macs
 
     hand = quirk(op, "macs")
-    if hand is None:
-        pytest.skip("counted in the op's own tests (test_profile.py)")
     c, hw = 16, (8, 8)
     m = layer(op, c, stride, hw)
     p = (-(-hw[0] // stride)) * (-(-hw[1] // stride))
@@ -278,13 +276,11 @@ def test_onnx_export_parity_slow(tmp_path, op, torch_one_thread):
     _export(tmp_path, op, "onnx", "dynamic")
 
 
-@pytest.mark.parametrize("op", [o for o in list_ops() if op_spec(o).pins_batch])
+@pytest.mark.parametrize("op", [o for o in list_ops() if op_spec(o).pins_batch
+                                and not quirk(o, "model_only")])  # filtergen: its own tests
 def test_tflite_dynamic_batch_refused_in_one_line_before_converting(tmp_path, op):
     from edgeconv.errors import EdgeconvError
     from edgeconv.export.exporter import export_checkpoint
-
-    if quirk(op, "model_only"):
-        pytest.skip("tests/test_export_filtergen.py")
     with pytest.raises(EdgeconvError, match="--batch N") as exc:
         export_checkpoint(_ckpt(tmp_path, op), formats="tflite", output_dir=tmp_path / "o",
                           echo=lambda *a, **k: None)
