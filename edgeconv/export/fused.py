@@ -48,19 +48,26 @@ class _TVConvNode(torch.autograd.Function):
         return out
 
 
+def take_fused_geometry(module: nn.Module, folded: FoldedTVConv, activation: str,
+                        weight_dtype: str) -> None:
+    """Check a fused layer's activation and weight dtype and copy the folded layer's geometry
+    onto it (shared by the ONNX node and the LiteRT composite forms)."""
+    if activation not in pack.ACTIVATIONS:
+        raise ValueError(f"activation must be one of {pack.ACTIVATIONS}, got {activation!r}")
+    if weight_dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"weight dtype must be one of {WEIGHT_DTYPES}, got {weight_dtype!r}")
+    module.kernel_size, module.stride = folded.kernel_size, folded.stride
+    module.in_hw, module.out_hw, module.channels = folded.in_hw, folded.out_hw, folded.channels
+    module.activation, module.weight_dtype = activation, weight_dtype
+
+
 class FusedTVConv(nn.Module):
     """A folded TVConv (+ fused BatchNorm) + activation, weights packed for the kernel."""
 
     def __init__(self, folded: FoldedTVConv, activation: str = "none",
                  weight_dtype: str = "float32"):
         super().__init__()
-        if activation not in pack.ACTIVATIONS:
-            raise ValueError(f"activation must be one of {pack.ACTIVATIONS}, got {activation!r}")
-        if weight_dtype not in WEIGHT_DTYPES:
-            raise ValueError(f"weight dtype must be one of {WEIGHT_DTYPES}, got {weight_dtype!r}")
-        self.kernel_size, self.stride = folded.kernel_size, folded.stride
-        self.in_hw, self.out_hw, self.channels = folded.in_hw, folded.out_hw, folded.channels
-        self.activation, self.weight_dtype = activation, weight_dtype
+        take_fused_geometry(self, folded, activation, weight_dtype)
         h, w = self.out_hw
         weight = folded.weight.detach().double().numpy()[0]  # (C, k*k, h, w)
         packed, scales = pack.pack_weights(weight, self.in_hw, self.stride, weight_dtype)

@@ -99,13 +99,9 @@ class LiteRTFusedTVConv(nn.Module):
     def __init__(self, folded: FoldedTVConv, activation: str = "none",
                  weight_dtype: str = "float32"):
         super().__init__()
-        if activation not in pack.ACTIVATIONS:
-            raise ValueError(f"activation must be one of {pack.ACTIVATIONS}, got {activation!r}")
-        if weight_dtype not in WEIGHT_DTYPES:
-            raise ValueError(f"weight dtype must be one of {WEIGHT_DTYPES}, got {weight_dtype!r}")
-        self.kernel_size, self.stride = folded.kernel_size, folded.stride
-        self.in_hw, self.out_hw, self.channels = folded.in_hw, folded.out_hw, folded.channels
-        self.activation, self.weight_dtype = activation, weight_dtype
+        from edgeconv.export.fused import take_fused_geometry
+
+        take_fused_geometry(self, folded, activation, weight_dtype)
         h, w = self.out_hw
         kk, c = self.kernel_size ** 2, self.channels
         weight = folded.weight.detach().double().numpy()[0]  # (C, k*k, h, w)
