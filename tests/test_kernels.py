@@ -25,7 +25,11 @@ from edgeconv.ops.per_pixel import apply_per_pixel  # noqa: E402
 # 4-image loop, widths that are and are not multiples of 8 / 16
 SHAPES = [(1, 3, 7, 9, 3, 1), (5, 4, 20, 21, 3, 1), (4, 8, 24, 24, 3, 1), (2, 3, 17, 16, 5, 1),
           (3, 5, 11, 13, 3, 2), (6, 2, 24, 24, 3, 2), (1, 3, 9, 17, 5, 2), (5, 2, 33, 19, 3, 1),
-          (2, 4, 6, 6, 3, 1), (9, 2, 12, 40, 3, 2)]
+          (2, 4, 6, 6, 3, 1), (9, 2, 12, 40, 3, 2),
+          # output rows narrower than a vector: the whole-vector stores of a row's tail spill
+          # into the rows after it (one, or several when w < 8), never past the plane
+          (3, 4, 5, 5, 3, 2), (2, 3, 3, 2, 3, 1), (2, 5, 4, 2, 5, 2), (5, 3, 12, 12, 3, 2),
+          (6, 7, 12, 12, 3, 1)]
 
 
 def _isas():

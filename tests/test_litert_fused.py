@@ -56,15 +56,20 @@ def _tiny_model():
     return model
 
 
-def _convert(model):
+def _convert(model, scales_seed: int | None = None):
     import copy
 
     from edgeconv.export import tflite_export as tfl
-    from edgeconv.export.litert_fused import batch_free_bodies, fuse_model_litert
+    from edgeconv.export.litert_fused import LiteRTFusedTVConv, batch_free_bodies, fuse_model_litert
     from edgeconv.quiet import third_party_output
 
     fused = copy.deepcopy(model)
     assert fuse_model_litert(fused) == 2
+    if scales_seed is not None:  # float weights with scales other than the exporter's ones
+        g = torch.Generator().manual_seed(scales_seed)
+        for m in fused.modules():
+            if isinstance(m, LiteRTFusedTVConv):
+                m.scales.copy_(0.5 + torch.rand(m.scales.shape, generator=g))
     with third_party_output():
         data = tfl.export_tflite(fused.eval(), IN_HW, None)
     return batch_free_bodies(data)[0]
@@ -158,6 +163,18 @@ def test_delegate_parity_batch_1_and_3(tiny):
     assert d is not None, "the delegate failed its self-test"
     _check(ref[:1], _run(data, x[:1], [d]))
     _check(ref, _run(data, x, [ld.load_delegate(1)]))
+
+
+@needs_delegate
+def test_delegate_applies_scales_other_than_one(tiny):
+    """The delegate skips float weights' scales only where every one is exactly 1."""
+    path, x, _ = tiny
+    data = _convert(_tiny_model(), scales_seed=3)
+    body = _run(data, x, [])
+    kernel = _run(data, x, [ld.load_delegate(1)])
+    np.testing.assert_allclose(kernel, body, rtol=1e-5, atol=1e-5)
+    ones = _run(path.read_bytes(), x, [ld.load_delegate(1)])
+    assert np.abs(kernel - ones).max() > 1e-2  # the scales changed the result
 
 
 def test_identical_results_at_1_and_2_threads(tiny):

@@ -19,6 +19,9 @@ struct Avx512x16 {
   static R set1(float f) { return _mm512_set1_ps(f); }
   static R load(const float* p) { return _mm512_loadu_ps(p); }
   static R load_f32(const float* p) { return _mm512_loadu_ps(p); }
+  static R load_n(const float* p, int n) {
+    return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1u), p);
+  }
   static R load_f16(const uint16_t* p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
   }

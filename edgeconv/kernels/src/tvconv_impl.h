@@ -5,6 +5,8 @@
 //   V::zero(), V::set1(f), V::load(const float*), V::fma(a, b, c) = a*b + c,
 //   V::max(a, b), V::min(a, b), V::store(float*, r), V::store_n(float*, r, n < L),
 //   V::load_f32(const float*), V::load_f16(const uint16_t*), V::load_i8(const int8_t*),
+//   V::load_n(const float* p, int n): p[0..n) (0 <= n <= L) and zeros, reading nothing after
+//   p[n - 1],
 //   V::deint2(const float* src, float* even, float* odd): src[0..2L) -> its L even- and
 //   L odd-indexed floats (the stride-2 scratch fill),
 //   V::kPairRows: enough registers (32) for two output rows' 2 x 9 weight vectors
@@ -21,16 +23,20 @@ namespace {
 
 using edgeconv::TVConvArgs;
 
-template <class VW, class VN>
-inline void copy_floats(float* dst, const float* src, int64_t n) {
-  int64_t j = 0;
-  for (; j + VW::L <= n; j += VW::L) VW::store(dst + j, VW::load(src + j));
-  for (; j + VN::L <= n; j += VN::L) VN::store(dst + j, VN::load(src + j));
-  for (; j < n; ++j) dst[j] = src[j];
+// src[0..n) (n < 2L) deinterleaved into L even- and L odd-indexed floats, zeros after.
+template <class V>
+inline void deint2_tail(const float* src, int64_t n, float* even, float* odd) {
+  alignas(64) float t[2 * V::L];
+  const int lo = n < V::L ? static_cast<int>(n) : V::L;
+  V::store(t, V::load_n(src, lo));
+  V::store(t + V::L, V::load_n(src + V::L, static_cast<int>(n) - lo));
+  V::deint2(t, even, odd);
 }
 
 // Writes padded input row r (r in [0, H + 2p)) of one image's plane into its s phases at dst.
 // ZERO: also write the zero padding (else the caller guarantees those floats are zero).
+// A row's last partial vector is written whole, zeros after the input's last column: the
+// scratch row has room for it (row_stride >= wpad + k - 1) and those floats are padding.
 template <class VW, class VN, int K, int S, bool ZERO>
 inline void fill_row(const float* plane, int64_t r, int64_t H, int64_t W, int64_t rs, float* dst) {
   constexpr int64_t p = K / 2;
@@ -42,8 +48,14 @@ inline void fill_row(const float* plane, int64_t r, int64_t H, int64_t W, int64_
   const float* row = plane + ir * W;
   if (S == 1) {
     if (ZERO) std::memset(dst, 0, sizeof(float) * p);
-    copy_floats<VW, VN>(dst + p, row, W);
-    if (ZERO) std::memset(dst + p + W, 0, sizeof(float) * (rs - p - W));
+    int64_t j = 0;
+    for (; j + VW::L <= W; j += VW::L) VW::store(dst + p + j, VW::load(row + j));
+    for (; j + VN::L <= W; j += VN::L) VN::store(dst + p + j, VN::load(row + j));
+    if (j < W) {
+      VN::store(dst + p + j, VN::load_n(row + j, static_cast<int>(W - j)));
+      j += VN::L;
+    }
+    if (ZERO && p + j < rs) std::memset(dst + p + j, 0, sizeof(float) * (rs - p - j));
     return;
   }
   // S == 2: input column col goes to padded column col + p = 2*idx + q, phase q, index idx.
@@ -57,10 +69,7 @@ inline void fill_row(const float* plane, int64_t r, int64_t H, int64_t W, int64_
   int64_t m = 0;
   for (; m + VW::L <= pairs; m += VW::L) VW::deint2(row + 2 * m, pe + m + de, po + m + dq);
   for (; m + VN::L <= pairs; m += VN::L) VN::deint2(row + 2 * m, pe + m + de, po + m + dq);
-  for (; m < pairs; ++m) {
-    pe[m + de] = row[2 * m];
-    po[m + dq] = row[2 * m + 1];
-  }
+  if (m < pairs) deint2_tail<VN>(row + 2 * m, 2 * (pairs - m), pe + m + de, po + m + dq);
   if (W % 2) pe[pairs + de] = row[W - 1];
 }
 
@@ -108,9 +117,14 @@ inline typename V::R load_weight(const TVConvArgs& a, int64_t idx, float scale) 
   }
 }
 
+// A block's last vector holds `valid` < L real columns. Where the floats after them belong to
+// the next output row of the same plane, not yet written (``spill``), the whole vector is
+// stored: that row overwrites them later. Partial stores are slow on some CPUs (AVX2's
+// vmaskmovps is microcoded on AMD Zen), and only a plane's last row (or a row whose successor
+// is already written) needs one.
 template <class V>
-inline void store_out(float* dst, typename V::R r, int64_t valid) {
-  if (valid >= V::L) V::store(dst, r);
+inline void store_out(float* dst, typename V::R r, int64_t valid, bool spill) {
+  if (valid >= V::L || spill) V::store(dst, r);
   else V::store_n(dst, r, static_cast<int>(valid));
 }
 
@@ -119,7 +133,7 @@ inline void store_out(float* dst, typename V::R r, int64_t valid) {
 // Image n's tap (u, v) reads src + (n - nsrc)*istride + (u*S + v%S)*rs + v/S + jb.
 template <class V, int K, int S>
 inline void block(const TVConvArgs& a, int64_t c, int64_t i, int64_t jb, const float* src,
-                  int64_t istride, int64_t rs, int64_t nsrc, int64_t n0, int64_t n1) {
+                  int64_t istride, int64_t rs, int64_t nsrc, int64_t n0, int64_t n1, bool spill) {
   using R = typename V::R;
   constexpr int KK = K * K;
   const int64_t wrow = ((c * a.h + i) * KK) * a.wpad + jb;
@@ -153,10 +167,10 @@ inline void block(const TVConvArgs& a, int64_t c, int64_t i, int64_t jb, const f
       a2 = V::fma(wv[t], V::load(s2 + off), a2);
       a3 = V::fma(wv[t], V::load(s3 + off), a3);
     }
-    store_out<V>(yb + n * ystride, activate<V>(a0, a.act), valid);
-    store_out<V>(yb + (n + 1) * ystride, activate<V>(a1, a.act), valid);
-    store_out<V>(yb + (n + 2) * ystride, activate<V>(a2, a.act), valid);
-    store_out<V>(yb + (n + 3) * ystride, activate<V>(a3, a.act), valid);
+    store_out<V>(yb + n * ystride, activate<V>(a0, a.act), valid, spill);
+    store_out<V>(yb + (n + 1) * ystride, activate<V>(a1, a.act), valid, spill);
+    store_out<V>(yb + (n + 2) * ystride, activate<V>(a2, a.act), valid, spill);
+    store_out<V>(yb + (n + 3) * ystride, activate<V>(a3, a.act), valid, spill);
   }
   // remaining images: one kernel row per accumulator (shorter dependency chains)
   for (; n < n1; ++n) {
@@ -172,7 +186,7 @@ inline void block(const TVConvArgs& a, int64_t c, int64_t i, int64_t jb, const f
     R sum = b;
 #pragma GCC unroll 5
     for (int u = 0; u < K; ++u) sum = V::add(sum, acc[u]);
-    store_out<V>(yb + n * ystride, activate<V>(sum, a.act), valid);
+    store_out<V>(yb + n * ystride, activate<V>(sum, a.act), valid, spill);
   }
 }
 
@@ -224,10 +238,10 @@ inline void block_pair(const TVConvArgs& a, int64_t c, int64_t i, int64_t jb, co
         }
       }
     }
-    store_out<V>(y0 + n * ystride, activate<V>(a00, a.act), valid);
-    store_out<V>(y0 + n * ystride + a.w_out, activate<V>(a01, a.act), valid);
-    store_out<V>(y0 + (n + 1) * ystride, activate<V>(a10, a.act), valid);
-    store_out<V>(y0 + (n + 1) * ystride + a.w_out, activate<V>(a11, a.act), valid);
+    store_out<V>(y0 + n * ystride, activate<V>(a00, a.act), valid, false);
+    store_out<V>(y0 + n * ystride + a.w_out, activate<V>(a01, a.act), valid, false);
+    store_out<V>(y0 + (n + 1) * ystride, activate<V>(a10, a.act), valid, false);
+    store_out<V>(y0 + (n + 1) * ystride + a.w_out, activate<V>(a11, a.act), valid, false);
   }
   for (; n < n1; ++n) {
     const float* s0 = sb + (n - nsrc) * istride;
@@ -241,8 +255,8 @@ inline void block_pair(const TVConvArgs& a, int64_t c, int64_t i, int64_t jb, co
         if (r >= 1) a01 = V::fma(w1[(r - 1) * K + v], x0, a01);
       }
     }
-    store_out<V>(y0 + n * ystride, activate<V>(a00, a.act), valid);
-    store_out<V>(y0 + n * ystride + a.w_out, activate<V>(a01, a.act), valid);
+    store_out<V>(y0 + n * ystride, activate<V>(a00, a.act), valid, false);
+    store_out<V>(y0 + n * ystride + a.w_out, activate<V>(a01, a.act), valid, false);
   }
 }
 
@@ -288,15 +302,18 @@ void run_channels(const TVConvArgs& a, int64_t c0, int64_t c1, float* scratch) {
           for (; jb + VW::L <= a.wpad; jb += VW::L)
             block_pair<VW>(a, c, i, jb, src, istride, rs, nsrc, n0, n1);
           for (int64_t r = 0; r < 2; ++r)  // the narrow tail, one row at a time
-            for (int64_t j = jb; j < a.wpad; j += VN::L)
-              block<VN, K, S>(a, c, i + r, j, src + r * rs, istride, rs, nsrc, n0, n1);
+            for (int64_t j = jb; j < a.wpad; j += VN::L)  // row i + 1 already has its start
+              block<VN, K, S>(a, c, i + r, j, src + r * rs, istride, rs, nsrc, n0, n1,
+                              r == 0 ? false : (i + 1) * a.w_out + a.wpad <= a.h * a.w_out);
           ++i;  // row i + 1 is done too
           continue;
         }
+        // the rows after row i (of this plane) are written after it
+        const bool spill = i * a.w_out + a.wpad <= a.h * a.w_out;
         for (; jb + VW::L <= a.wpad; jb += VW::L)
-          block<VW, K, S>(a, c, i, jb, src, istride, rs, nsrc, n0, n1);
+          block<VW, K, S>(a, c, i, jb, src, istride, rs, nsrc, n0, n1, spill);
         for (; jb < a.wpad; jb += VN::L)
-          block<VN, K, S>(a, c, i, jb, src, istride, rs, nsrc, n0, n1);
+          block<VN, K, S>(a, c, i, jb, src, istride, rs, nsrc, n0, n1, spill);
       }
     }
   }

@@ -17,6 +17,11 @@ struct Neon8 {
   static R set1(float f) { return {vdupq_n_f32(f), vdupq_n_f32(f)}; }
   static R load(const float* p) { return {vld1q_f32(p), vld1q_f32(p + 4)}; }
   static R load_f32(const float* p) { return load(p); }
+  static R load_n(const float* p, int n) {
+    float tmp[8] = {};
+    std::memcpy(tmp, p, sizeof(float) * n);
+    return load(tmp);
+  }
   static R load_f16(const uint16_t* p) {
     const float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(p));
     return {vcvt_f32_f16(vget_low_f16(h)), vcvt_high_f32_f16(h)};

@@ -41,6 +41,7 @@ struct Scalar8 {
   static R set1(float f) { R r; for (int l = 0; l < L; ++l) r.v[l] = f; return r; }
   static R load(const float* p) { R r; for (int l = 0; l < L; ++l) r.v[l] = p[l]; return r; }
   static R load_f32(const float* p) { return load(p); }
+  static R load_n(const float* p, int n) { R r = zero(); for (int l = 0; l < n; ++l) r.v[l] = p[l]; return r; }
   static R load_f16(const uint16_t* p) {
     R r; for (int l = 0; l < L; ++l) r.v[l] = half_to_float(p[l]); return r;
   }

@@ -15,6 +15,11 @@ struct Avx2x8 {
   static R set1(float f) { return _mm256_set1_ps(f); }
   static R load(const float* p) { return _mm256_loadu_ps(p); }
   static R load_f32(const float* p) { return _mm256_loadu_ps(p); }
+  // p[0..n) (0 <= n <= L), zeros after; reads nothing past p[n - 1]
+  static R load_n(const float* p, int n) {
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return _mm256_maskload_ps(p, mask);
+  }
   static R load_f16(const uint16_t* p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   }
