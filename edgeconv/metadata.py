@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 from pathlib import Path
 
 from edgeconv.errors import EdgeconvError
@@ -198,6 +199,84 @@ def read_onnx_metadata(model_path: str | Path) -> dict | None:
 
     data = read_regular_file(model_path, "model file", 1 << 30)
     return onnx_metadata_from_bytes(data, str(model_path))
+
+
+def read_tflite_metadata(path: str | os.PathLike, name: str | None = None) -> dict | None:
+    """The edgeconv JSON stored in a .tflite file's ``metadata`` (None when absent).
+
+    A minimal FlatBuffers walk of ``Model.metadata`` -> ``Buffer.data`` (no extra
+    packages); any structural surprise returns None rather than guessing.
+    """
+    from edgeconv.fileio import read_regular_file
+
+    try:
+        buf = read_regular_file(path, "model file", 1 << 30)
+    except (OSError, EdgeconvError):
+        return None
+    return tflite_metadata_from_bytes(buf, path, name)
+
+
+def tflite_metadata_from_bytes(buf: bytes, path, name: str | None = None) -> dict | None:
+    """:func:`read_tflite_metadata` of a .tflite file's bytes (``path`` names it in errors)."""
+    try:
+        raw = _tflite_metadata_bytes(buf, name or TFLITE_METADATA_NAME)
+    except (struct.error, IndexError, ValueError, UnicodeDecodeError, OverflowError):
+        return None
+    if raw is None:
+        return None
+    return parse_metadata_json(raw.rstrip(b"\0"), str(path),
+                               "edgeconv metadata in the TFLite file")
+
+
+def _tflite_metadata_bytes(buf: bytes, name: str) -> bytes | None:
+    u32 = lambda o: struct.unpack_from("<I", buf, o)[0]  # noqa: E731
+    i32 = lambda o: struct.unpack_from("<i", buf, o)[0]  # noqa: E731
+
+    def field(table: int, index: int) -> int | None:
+        vtable = table - i32(table)
+        vt_len = struct.unpack_from("<H", buf, vtable)[0]
+        if 4 + 2 * index >= vt_len:
+            return None
+        off = struct.unpack_from("<H", buf, vtable + 4 + 2 * index)[0]
+        return table + off if off else None
+
+    def deref(pos: int) -> int:
+        return pos + u32(pos)
+
+    def vector(pos: int):
+        start = deref(pos)
+        return start + 4, u32(start)
+
+    root = u32(0)
+    meta_f = field(root, 6)      # Model.metadata: [Metadata]
+    bufs_f = field(root, 4)      # Model.buffers: [Buffer]
+    if meta_f is None or bufs_f is None:
+        return None
+    mstart, mlen = vector(meta_f)
+    bstart, blen = vector(bufs_f)
+    for k in range(mlen):
+        md = deref(mstart + 4 * k)
+        name_f, buf_f = field(md, 0), field(md, 1)
+        if name_f is None or buf_f is None:
+            continue
+        s, n = vector(name_f)
+        if buf[s:s + n].decode("utf-8") != name:
+            continue
+        index = u32(buf_f)
+        if index >= blen:
+            return None
+        b = deref(bstart + 4 * index)
+        data_f = field(b, 0)
+        if data_f is not None:
+            ds, dn = vector(data_f)
+            return bytes(buf[ds:ds + dn])
+        off_f, size_f = field(b, 1), field(b, 2)   # large models: data after the flatbuffer
+        if off_f is not None and size_f is not None:
+            off = struct.unpack_from("<Q", buf, off_f)[0]
+            size = struct.unpack_from("<Q", buf, size_f)[0]
+            return bytes(buf[off:off + size])
+        return None
+    return None
 
 
 def load_metadata(model_path: str | Path) -> dict | None:

@@ -201,15 +201,15 @@ def test_every_exact_formulation_passes_parity_onnx(small_ckpt, tmp_path, formul
 
 
 def test_parity_failure_leaves_nothing_behind(small_ckpt, tmp_path, monkeypatch):
-    from edgeconv.export import exporter
+    from edgeconv.export import onnx_export
 
-    real = exporter._run_onnx
+    real = onnx_export.run
 
-    def corrupted(data, inputs):
-        outs = real(data, inputs)
+    def corrupted(data, inputs, dynamic_batch=True):
+        outs = real(data, inputs, dynamic_batch)
         return {k: v + 1e-3 for k, v in outs.items()}
 
-    monkeypatch.setattr(exporter, "_run_onnx", corrupted)
+    monkeypatch.setattr(onnx_export, "run", corrupted)
     out = tmp_path / "out"
     # the standard-op form (the default fused file is gated through onnx_function's runs)
     res = run_cli("export", small_ckpt, "--format", "onnx", "--formulation", "col2im", "-o",
@@ -222,7 +222,7 @@ def test_parity_failure_leaves_nothing_behind(small_ckpt, tmp_path, monkeypatch)
 
 def test_write_failure_removes_partial_files(tmp_path):
     """A crash while writing the second file removes the first: all or nothing."""
-    from edgeconv.export.exporter import _write_all
+    from edgeconv.export.pipeline import write_all as _write_all
 
     out = tmp_path / "out"
     with pytest.raises(TypeError):

@@ -283,7 +283,7 @@ def test_weight_dtype_and_fused_are_tflite_options():
     from edgeconv.export import formats as fmt
     from edgeconv.export.formulations import check_formulation_for, default_formulation
 
-    assert default_formulation("tflite") == "tapconv"  # see DEFAULT_TFLITE_FORMULATION
+    assert default_formulation("tflite") == "tapconv"  # the TFLite table entry (edgeconv.export.formats)
     assert check_formulation_for("fused", "tflite", dynamic_batch=True) == "fused"
     fmt.validate_options(["tflite"], {"weight_dtype": "int8", "formulation": "fused"})
     with pytest.raises(EdgeconvError):

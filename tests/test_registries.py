@@ -107,3 +107,50 @@ def test_no_module_compares_op_or_model_names():
             if any(p.search(code) for p in _name_patterns()):
                 hits.append(f"{rel}:{n}: {line.strip()}")
     assert not hits, "ask the registry (op_spec / model_spec) instead:\n" + "\n".join(hits)
+
+
+#: where export format and runtime backend names may be compared: the format table, the
+#: runtime import layer and the model-file reader (which tells the file kinds apart)
+_FORMAT_ALLOWED = {"export/formats.py", "runtime/runtimes.py", "runtime/model_file.py"}
+
+
+def _format_patterns():
+    from edgeconv.export.formats import EXPORT_FORMATS
+    from edgeconv.runtime.runtimes import BACKENDS
+
+    names = "|".join(map(re.escape, sorted(set(EXPORT_FORMATS) | set(BACKENDS))))
+    return [re.compile(rf"""(==|!=)\s*["']({names})["']"""),
+            re.compile(rf"""["']({names})["']\s*(==|!=)"""),
+            re.compile(r"""(==|!=)\s*(B\.)?(ONNXRUNTIME|TFLITE)\b"""),
+            re.compile(rf"""\bin\s*\(["']({names})["']""")]
+
+
+def test_no_module_compares_format_or_backend_names():
+    """A format's code lives in its table entry's module (edgeconv.export.formats), a
+    backend's in its class (edgeconv.runtime.backends): no call site asks for a name."""
+    hits = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).as_posix()
+        if rel in _FORMAT_ALLOWED:
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if any(p.search(code) for p in _format_patterns()):
+                hits.append(f"{rel}:{n}: {line.strip()}")
+    assert not hits, "ask the format table / the backend class instead:\n" + "\n".join(hits)
+
+
+def test_every_format_module_has_the_export_loop_functions():
+    import importlib
+
+    from edgeconv.export.formats import EXPORT_FORMATS
+
+    for spec in EXPORT_FORMATS.values():
+        mod = importlib.import_module(spec.module)
+        for fn in ("convert", "run", "finalize"):
+            assert callable(getattr(mod, fn, None)), f"{spec.module}.{fn}"
+        assert isinstance(mod.RUNTIME_LABEL, str) and mod.RUNTIME_LABEL
+        if spec.fused_module:
+            fused = importlib.import_module(spec.fused_module)
+            for fn in ("fuse", "gate", "kernels_metadata", "report_lines"):
+                assert callable(getattr(fused, fn, None)), f"{spec.fused_module}.{fn}"

@@ -19,6 +19,23 @@ class ExportFormat:
     packages: tuple[str, ...]     # importable modules needed (in the format's extra)
     extra: str = "export"
     description: str = ""
+    #: the module that holds the format's code: ``convert(subject, net, options, formulation,
+    #: weight_dtype) -> Converted``, ``run(data, inputs, dynamic_batch) -> outputs`` and
+    #: ``finalize(artifact, meta) -> (bytes, metadata embedded)`` (edgeconv.export.pipeline)
+    module: str = ""
+    #: the module of its fused TVConv form (``--formulation fused``): ``fuse(model,
+    #: weight_dtype)``, ``gate(data, inputs, refs, tol, file_name) -> (summary, metadata)``,
+    #: ``kernels_metadata(weight_dtype)``, ``report_lines(summary, file_name, converted)``
+    fused_module: str = ""
+    #: added to a failed parity gate of a dynamic-batch file
+    dynamic_batch_note: str = ""
+    title: str = ""
+    #: the TVConv formulation (edgeconv.export.formulations) a plain export writes
+    default_formulation: str = "tapconv"
+    #: formulations this format cannot carry, (name, why)
+    cannot_carry: tuple[tuple[str, str], ...] = ()
+    #: formulations whose graph pins the batch size in this format (no dynamic batch)
+    batch_pinning: tuple[str, ...] = ()
 
 
 # Options every format takes.
@@ -29,14 +46,31 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
         "onnx", ".onnx", COMMON_OPTIONS + ("opset", "simplify", "weight_dtype"),
         ("torch", "onnx", "onnxruntime"),
         description="ONNX (torch.onnx, onnxsim/onnxslim simplified, ONNX-checked), "
-                    "checked in ONNX Runtime"),
+                    "checked in ONNX Runtime; TVConv layers as edgeconv.TVConv nodes with "
+                    "standard-op function bodies (the default)",
+        module="edgeconv.export.onnx_export", fused_module="edgeconv.export.onnx_function",
+        title="ONNX",
+        # edgeconv.TVConv nodes with standard-op function bodies: portable, and fast where
+        # the kernel library is loaded (docs/default_export_speed.md)
+        default_formulation="fused"),
     "tflite": ExportFormat(
         "tflite", ".tflite", COMMON_OPTIONS + ("fp16", "weight_dtype"),
         ("torch", "litert_torch", "ai_edge_litert"), extra="tflite",
         description="TFLite flatbuffer via litert-torch (no TensorFlow), float32 "
                     "(--fp16: float16 weights), checked in the LiteRT interpreter; TVConv "
                     "layers as edgeconv.tvconv composites with --formulation fused "
-                    "(--weight-dtype sets their weight storage)"),
+                    "(--weight-dtype sets their weight storage)",
+        module="edgeconv.export.tflite_export", fused_module="edgeconv.export.litert_fused",
+        dynamic_batch_note="TFLite dynamic batch = a batch-1 file resized at run time; this "
+                           "model's graph pins the batch size: export it with --batch N",
+        title="TFLite",
+        # a stock LiteRT runs the fused file's composite bodies outside XNNPACK (slower than
+        # tapconv, docs/litert_delegate.md): --formulation fused where the delegate is built
+        default_formulation="tapconv",
+        # litert-torch lowers Col2Im to a stablehlo scatter the interpreter cannot run
+        cannot_carry=(("col2im", "has no Col2Im op"),),
+        # a dynamic-batch file resized to batch 3 computes one image (benchmarks/export_speed.py)
+        batch_pinning=("onehot", "onehot_tap", "slices")),
 }
 
 DEFAULT_FORMATS = ("onnx", "tflite")
@@ -115,11 +149,9 @@ def validate_options(formats: list[str], given: dict) -> None:
         if wd not in WEIGHT_DTYPES:
             raise EdgeconvError(f"--weight-dtype must be one of {', '.join(WEIGHT_DTYPES)}, "
                                 f"got {wd!r}")
-        from edgeconv.export.formulations import FUSED, default_formulation
-
         form = given.get("formulation")
-        if form != FUSED and not (form is None and all(default_formulation(f) == FUSED
-                                                       for f in formats)):
+        if form != "fused" and not (form is None and all(
+                EXPORT_FORMATS[f].default_formulation == "fused" for f in formats)):
             raise EdgeconvError("--weight-dtype is the storage of the fused kernel's weights: "
                                 "it needs --formulation fused")
     opset = given.get("opset")

@@ -53,54 +53,46 @@ EXACT_FORMULATIONS = LOWERINGS
 #: where the edgeconv LiteRT delegate is loaded (docs/litert_delegate.md).
 FUSED = "fused"
 FORMULATIONS = EXACT_FORMULATIONS + (FUSED,)
-#: The default where ``col2im`` cannot be used (ONNX opset < 18), chosen from the
-#: measurements in docs/export_speed.md.
+#: The default of a format without its own (``edgeconv.export.formats``: each format's entry
+#: names its default, the formulations it cannot carry and those that pin its batch size).
 DEFAULT_FORMULATION = "tapconv"
-#: TFLite's default stays ``tapconv``: the fused file is portable, but a stock LiteRT runs its
-#: composite bodies outside XNNPACK (MB x0.5 96x96, 1 thread: 356 ms vs tapconv's, see
-#: docs/litert_delegate.md); ``--formulation fused`` is the choice where the delegate is built
-DEFAULT_TFLITE_FORMULATION = DEFAULT_FORMULATION
-#: Formulations only ONNX can carry (TFLite has no Col2Im: litert-torch lowers it to a
-#: stablehlo scatter that the interpreter cannot run).
-ONNX_ONLY_FORMULATIONS = ("col2im",)
-_WHY_ONNX_ONLY = {"col2im": "has no Col2Im op"}
-#: formulations whose TFLite graph pins the batch size (a dynamic-batch file resized to
-#: batch 3 computes one image: measured by benchmarks/export_speed.py), so TFLite needs --batch N
-TFLITE_BATCH_PINNING = ("onehot", "onehot_tap", "slices")
 MIN_OPSET = {"col2im": 18}
 
 
 def default_formulation(fmt: str, opset: int | None = None) -> str:
-    """The fastest exact formulation each format can carry (docs/export_speed.md)."""
-    if fmt == "onnx":  # edgeconv.TVConv nodes with standard-op function bodies: portable
-        return FUSED
-    if fmt == "tflite":
-        return DEFAULT_TFLITE_FORMULATION
-    return DEFAULT_FORMULATION
+    """The formulation a plain export of format ``fmt`` writes (its table entry)."""
+    from edgeconv.export.formats import EXPORT_FORMATS
+
+    spec = EXPORT_FORMATS.get(fmt)
+    return spec.default_formulation if spec is not None else DEFAULT_FORMULATION
 
 
 def check_formulation_for(name: str, fmt: str, opset: int | None = None,
                           dynamic_batch: bool = False) -> str:
     """Refuse, in one line, a ``--formulation`` that ``fmt`` cannot carry: unknown names,
-    ONNX-only forms outside ONNX, Col2Im below opset 18, and (``dynamic_batch``) forms whose
-    TFLite graph pins the batch size."""
+    forms the format's table entry cannot carry, Col2Im below opset 18, and
+    (``dynamic_batch``) forms whose graph pins the format's batch size."""
     from edgeconv.errors import EdgeconvError
+    from edgeconv.export.formats import EXPORT_FORMATS
 
     if name not in FORMULATIONS:
         raise EdgeconvError(f"unknown --formulation '{name}' "
                             f"(choose from: {', '.join(FORMULATIONS)})")
-    if fmt != "onnx" and name in ONNX_ONLY_FORMULATIONS:
-        raise EdgeconvError(f"--formulation {name} is ONNX only ({fmt} {_WHY_ONNX_ONLY[name]}): "
-                            f"export {fmt} with another formulation, e.g. {DEFAULT_FORMULATION}, "
-                            f"or give --format onnx")
-    if fmt == "onnx" and opset is not None and opset < MIN_OPSET.get(name, 0):
-        raise EdgeconvError(f"--formulation {name} needs ONNX opset >= {MIN_OPSET[name]} "
-                            f"(Col2Im), got --opset {opset}")
-    if fmt == "tflite" and dynamic_batch and name in TFLITE_BATCH_PINNING:
+    spec = EXPORT_FORMATS[fmt]
+    why = dict(spec.cannot_carry).get(name)
+    if why is not None:
+        carriers = [s.title for s in EXPORT_FORMATS.values() if name not in dict(s.cannot_carry)]
+        raise EdgeconvError(f"--formulation {name} is {'/'.join(carriers)} only ({fmt} {why}): "
+                            f"export {fmt} with another formulation, e.g. "
+                            f"{spec.default_formulation}, or leave {fmt} out of --format")
+    if "opset" in spec.options and opset is not None and opset < MIN_OPSET.get(name, 0):
+        raise EdgeconvError(f"--formulation {name} needs {spec.title} opset >= "
+                            f"{MIN_OPSET[name]} (Col2Im), got --opset {opset}")
+    if dynamic_batch and name in spec.batch_pinning:
         raise EdgeconvError(
-            f"--formulation {name} pins the batch size of a TFLite file, so it cannot "
-            f"be dynamic (litert-torch converts at batch 1 and the interpreter resizes): "
-            f"give --batch N, or another formulation")
+            f"--formulation {name} pins the batch size of a {spec.title} file, so it cannot "
+            f"be dynamic (the file is converted at batch 1 and resized at run time): give "
+            f"--batch N, or another formulation")
     return name
 
 

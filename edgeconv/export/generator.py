@@ -30,7 +30,6 @@ from torch import nn
 
 from edgeconv import __version__
 from edgeconv.errors import EdgeconvError
-from edgeconv.export import formats as fmt
 from edgeconv.gan.lis import TPReLU, WNConv2d, WNConvTranspose2d, WNLinear
 from edgeconv.metadata import METADATA_FORMAT_VERSION
 
@@ -159,64 +158,32 @@ def export_generator(checkpoint, formats=None, output_dir=".", opset=None, batch
                      force: bool = False) -> dict:
     """Export the generator of a GAN checkpoint; returns a report. Raises EdgeconvError with
     nothing written when any file fails its parity gate."""
-    from edgeconv.export import parity as par
-    from edgeconv.export.exporter import _check_overwrite, _guarded, _run_onnx, \
-        _run_tflite_all, stage_file, write_staged
+    from edgeconv.export.job import Subject
+    from edgeconv.export.pipeline import make_options, run_export
     from edgeconv.runtime.model_meta import file_sha256
 
-    formats = fmt.parse_formats(formats)
-    fmt.validate_options(formats, {"opset": opset, "simplify": simplify})
-    batch_n = fmt.parse_batch(batch)
-    fmt.check_packages(formats)
-    out_dir = Path(output_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise EdgeconvError(f"{out_dir}: exists and is not a directory")
+    opts = make_options(formats, output_dir, batch=batch, opset=opset, simplify=simplify,
+                        force=force, echo=echo)
     t0 = time.perf_counter()
     net, ckpt = generator_net(checkpoint, reverse)
     z_dim = int(ckpt["gan_config"]["z_dim"])
     ckpt_sha = file_sha256(checkpoint)
-    inputs = parity_inputs(z_dim, batch_n, seed)
+    inputs = parity_inputs(z_dim, opts.batch, seed)
     refs = {k: _eager64(net, v) for k, v in inputs.items()}
     meta0 = generator_metadata(net, ckpt, reverse, ckpt_sha)
-    export_net = deployable(net)
     stem = name or f"{Path(checkpoint).stem}_generator{'_rsep' if reverse else ''}"
     report = {"checkpoint": str(checkpoint), "kind": KIND, "image_size": meta0["image_size"],
               "lis_modules": meta0["lis_modules"], "reverser": reverse,
-              "batch": batch_n or "dynamic", "files": [], "parity": {},
+              "batch": opts.batch or "dynamic", "files": [], "parity": {},
               "macs": meta0["macs"], "params": meta0["params_inference"]}
-    staged = []
-    for f in formats:
-        spec = fmt.EXPORT_FORMATS[f]
-        meta = dict(meta0, format=f, batch=batch_n or "dynamic")
-        if f == "onnx":
-            from edgeconv.export.onnx_export import export_onnx
 
-            proto, extra = export_onnx(export_net, (), batch_n, int(opset or fmt.DEFAULT_OPSET),
-                                       simplify or "auto", channels=z_dim,
-                                       output_name=OUTPUT_NAME)
-            meta.update(opset=extra["opset"], simplifier=extra["simplifier"])
-            outs = _guarded(_run_onnx, proto.SerializeToString(), inputs, "ONNX Runtime")
-            label, path = "ONNX (onnxruntime)", out_dir / f"{stem}{spec.suffix}"
-        else:
-            from edgeconv.export import tflite_export as tfl
+    def tflite_net(export_net, dynamic_batch: bool):  # fixed batch (the module docstring)
+        return tflite_form(export_net, z_dim, False), {"upsampling": "transpose_conv"}
 
-            tb = batch_n or 1                     # fixed batch (see the module docstring)
-            data = tfl.export_tflite(tflite_form(export_net, z_dim, False), (), tb,
-                                    channels=z_dim)
-            meta.update(batch=tb, upsampling="transpose_conv", precision="float32")
-            t_inputs = inputs if batch_n else parity_inputs(z_dim, tb, seed)
-            refs.update({k: _eager64(net, v) for k, v in t_inputs.items() if k not in refs})
-            outs = _guarded(_run_tflite_all, data, t_inputs, "the LiteRT interpreter")
-            label, path = "TFLite (LiteRT interpreter)", out_dir / f"{stem}{spec.suffix}"
-        _check_overwrite(path, ckpt_sha, force)
-        results = {k: par.compare(refs[k], outs[k]) for k in outs}
-        summary = par.check(results, par.MAX_ABS_DIFF, par.MIN_COSINE,
-                            label=f"{path.name} [{label}]")
-        meta["parity"] = {"runtime": label, "max_abs_diff": summary["max_abs_diff"],
-                          "tolerance": summary["tolerance"], "min_cosine": summary["min_cosine"],
-                          "inputs": summary["inputs"], "reference": "eager float64 network"}
-        report["parity"][f] = summary
-        echo(f"parity {f:<6} {label}: max abs diff {summary['max_abs_diff']:.2e}, "
-             f"min cosine {summary['min_cosine']:.8f} on {', '.join(summary['inputs'])}")
-        staged.append(stage_file(path, proto if f == "onnx" else data, meta))
-    return write_staged(staged, report, echo, t0)
+    subject = Subject(kind=KIND, net=deployable(net), inputs=inputs, refs=refs, meta=meta0,
+                      report=report, stem=stem, ckpt_sha=ckpt_sha, input_size=(),
+                      channels=z_dim, output_name=OUTPUT_NAME, tflite_net=tflite_net,
+                      tflite_fixed_batch=True,
+                      inputs_at=lambda n: parity_inputs(z_dim, n, seed),
+                      reference_of=lambda x: _eager64(net, x))
+    return run_export(subject, opts, t0)

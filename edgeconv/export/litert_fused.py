@@ -40,11 +40,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgeconv.export.tflite_export import _op_name, batch_free_bodies, composite_ops  # noqa: F401
 from edgeconv.kernels import pack
 from edgeconv.ops.tvconv import FoldedTVConv
 
 #: the composite's name and attributes (the contract with the delegate)
-COMPOSITE_NAME = "edgeconv.tvconv"
+COMPOSITE_NAME = "edgeconv.tvconv"  # edgeconv.runtime.litert_delegate.COMPOSITE_NAME
 LAYOUT = pack.NHWC_LAYOUT
 KERNEL_VERSION = 1
 WEIGHT_DTYPES = pack.WEIGHT_DTYPES
@@ -227,86 +228,19 @@ def gate_both(data: bytes, inputs: dict, refs: dict, tol: tuple, name: str) -> t
     return summary, meta
 
 
-def _op_name(model_t, op) -> int:
-    code = model_t.operatorCodes[op.opcodeIndex]
-    return max(code.builtinCode, code.deprecatedBuiltinCode)
+# ------------------------------------------------------ the fused form in the export loop
+def fuse(model: nn.Module, weight_dtype: str = "float32") -> int:
+    """Every folded TVConv (+ BatchNorm, activation) of ``model`` -> one composite."""
+    return fuse_model_litert(model, weight_dtype)
 
 
-def composite_ops(model_t):
-    """(subgraph index, op) of every ``edgeconv.tvconv`` composite."""
-    from edgeconv.export.tflite_export import _schema
-
-    fb = _schema()
-    out = []
-    for si, sg in enumerate(model_t.subgraphs):
-        for op in sg.operators:
-            if _op_name(model_t, op) == fb.BuiltinOperator.STABLEHLO_COMPOSITE:
-                opts = op.builtinOptions2
-                name = getattr(opts, "name", b"") or b""
-                if (name.decode() if isinstance(name, bytes) else name) == COMPOSITE_NAME:
-                    out.append((si, op))
-    return out
+#: the export loop's gate of a fused TFLite file: with the delegate and without, both gated
+gate = gate_both
 
 
-def batch_free_bodies(data: bytes) -> tuple[bytes, int]:
-    """Let the composites' decomposition bodies run any batch size; returns (bytes, n ops).
-
-    The current body takes its input planes with depthwise convs, which carry any batch: for
-    it this only writes the batch signatures. Bodies written before (Pad + Slices of the input:
-    the shipped self-test file, older exports) need the slice fix: litert-torch converts at
-    batch 1 and writes every slice of the input with an explicit batch extent of 1 (SLICE
-    size[0] = 1, STRIDED_SLICE end[0] = 1), so a file resized to batch N would compute one
-    image. The slices of the input chain (X -> PAD -> SLICE /
-    STRIDED_SLICE) always take the whole batch axis: SLICE gets size[0] = -1 (a new constant:
-    size tensors are shared with RESHAPEs of the weights) and STRIDED_SLICE the begin/end mask
-    bit of axis 0.
-    """
-    from edgeconv.export import tflite_export as tfl
-
-    fb = tfl._schema()
-    model_t = tfl._load(data)
-    ops = fb.BuiltinOperator
-    patched = 0
-    for _, comp in composite_ops(model_t):
-        sg = model_t.subgraphs[comp.builtinOptions2.decompositionSubgraphIndex]
-        chain = {int(sg.inputs[0])}
-        for op in sg.operators:  # topological order: the chain grows as it is walked
-            code = _op_name(model_t, op)
-            if code not in (ops.PAD, ops.SLICE, ops.STRIDED_SLICE) or int(op.inputs[0]) not in chain:
-                continue
-            chain.add(int(op.outputs[0]))
-            if code == ops.SLICE:
-                size_t = sg.tensors[int(op.inputs[2])]
-                raw = model_t.buffers[size_t.buffer].data
-                dtype = np.int64 if size_t.type == fb.TensorType.INT64 else np.int32
-                size = np.frombuffer(np.asarray(raw, np.uint8).tobytes(), dtype).copy()
-                if size[0] == -1:
-                    continue
-                size[0] = -1
-                buf = fb.BufferT()
-                buf.data = np.frombuffer(size.tobytes(), np.uint8).copy()
-                model_t.buffers.append(buf)
-                t = fb.TensorT()
-                t.shape, t.type = [len(size)], size_t.type
-                t.buffer = len(model_t.buffers) - 1
-                t.name = "edgeconv_batch_free_size"
-                sg.tensors.append(t)
-                op.inputs[2] = len(sg.tensors) - 1
-                patched += 1
-            elif code == ops.STRIDED_SLICE:
-                o = op.builtinOptions
-                o.beginMask = int(o.beginMask or 0) | 1
-                o.endMask = int(o.endMask or 0) | 1
-                patched += 1
-        # every tensor the input reaches carries the batch: signature -1 on axis 0
-        batched = {int(sg.inputs[0])}
-        for op in sg.operators:
-            if any(int(t) in batched for t in op.inputs):
-                batched.update(int(t) for t in op.outputs)
-        for idx in batched:
-            t = sg.tensors[idx]
-            if t.shape is not None and len(t.shape) and int(t.shape[0]) == 1:
-                sig = [int(v) for v in t.shape]
-                sig[0] = -1
-                t.shapeSignature = sig
-    return tfl._save(model_t), patched
+def report_lines(summary: dict, file_name: str, converted) -> list[str]:
+    """The delegate's run, one line."""
+    d = summary["delegate"]
+    return [f"parity tflite {DELEGATE_LABEL}: " + (
+        f"max abs diff {d['max_abs_diff']:.2e}, min cosine {d['min_cosine']:.8f}"
+        if "skipped" not in d else f"not run ({d['skipped']})")]

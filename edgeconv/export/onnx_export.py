@@ -13,6 +13,47 @@ from edgeconv.metadata import ONNX_METADATA_KEY
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "embedding"
+RUNTIME_LABEL = "ONNX (onnxruntime)"
+#: file-name suffix of a fused export per weight storage: the default export of a TVConv
+#: model (fused nodes + function bodies) is NAME.onnx; an explicit --formulation fused keeps
+#: the _fused names
+FUSED_SUFFIX = {"float32": "_fused", "float16": "_fused_fp16", "int8": "_fused_int8"}
+DEFAULT_FUSED_SUFFIX = {"float32": "", "float16": "_fp16", "int8": "_int8"}
+
+
+def convert(subject, net, options, formulation: str | None, weight_dtype: str):
+    """The ONNX conversion of the export loop (edgeconv.export.pipeline): -> Converted."""
+    from edgeconv.export.formulations import FUSED
+    from edgeconv.export.job import Converted
+
+    proto, extra = export_onnx(net, subject.input_size, options.batch,
+                               options.opset_for("onnx"), options.simplify or "auto",
+                               channels=subject.channels, output_name=subject.output_name)
+    fused = formulation == FUSED
+    names = FUSED_SUFFIX if options.formulation == FUSED else DEFAULT_FUSED_SUFFIX
+    return Converted(proto, proto.SerializeToString(),
+                     {"opset": extra["opset"], "simplifier": extra["simplifier"]},
+                     names[weight_dtype] if fused else "", fused_nodes=extra["tvconv_nodes"],
+                     dynamic_batch=options.batch is None)
+
+
+def run(data: bytes, inputs: dict, dynamic_batch: bool = True) -> dict:
+    """The file's outputs in ONNX Runtime (its default thread count) for the parity gate."""
+    from edgeconv.export.parity import guarded_run
+
+    def _run(data, inputs):
+        from edgeconv.runtime.backends import ort_session
+
+        sess = ort_session(data, threads=0)
+        name = sess.get_inputs()[0].name
+        return {k: sess.run(None, {name: v})[0] for k, v in inputs.items()}
+
+    return guarded_run(_run, data, inputs, "ONNX Runtime")
+
+
+def finalize(proto, meta: dict) -> tuple[bytes, bool]:
+    """The file's bytes with ``meta`` embedded (always embedded in ONNX)."""
+    return finalize_onnx(proto, meta), True
 
 
 def torch_to_onnx(model: torch.nn.Module, input_size, batch: int | None, opset: int,

@@ -246,11 +246,13 @@ def kernel_unusable_reason() -> str | None:
     return None
 
 
-def gate_both(data: bytes, inputs: dict, refs: dict, tol, file_name: str, guarded):
+def gate_both(data: bytes, inputs: dict, refs: dict, tol, file_name: str, guarded=None):
     """Parity of the function bodies (stock ONNX Runtime, no library) and of the kernel (where
     the library is built) against ``refs``; both must pass. Returns (summary, parity metadata);
     the summary is the kernel's where it ran, else the bodies'."""
     from edgeconv.export import parity as par
+
+    guarded = guarded or par.guarded_run
 
     def gate(with_kernels: bool, label: str) -> dict:
         outs = guarded(lambda d, i: run_onnx(d, i, with_kernels), data, inputs, label)
@@ -271,3 +273,39 @@ def gate_both(data: bytes, inputs: dict, refs: dict, tol, file_name: str, guarde
 def where_line(file_name: str, n_layers: int) -> str:
     return (f"{file_name}: {n_layers} TVConv layers as {DOMAIN}.{OP_TYPE} (edgeconv kernel where "
             f"loaded, standard-op body elsewhere)")
+
+
+# ------------------------------------------------------ the fused form in the export loop
+def fuse(model, weight_dtype: str = "float32") -> int:
+    """Every folded TVConv (+ BatchNorm, activation) of ``model`` -> one edgeconv.TVConv node."""
+    from edgeconv.export.fused import fuse_model
+
+    return fuse_model(model, weight_dtype)
+
+
+#: the export loop's gate of a fused ONNX file: bodies and kernel both gated
+gate = gate_both
+
+
+def kernels_metadata(weight_dtype: str) -> dict:
+    """What a fused file needs at run time (checked by the device side before loading)."""
+    from edgeconv import kernels
+    from edgeconv.kernels.pack import LAYOUT
+
+    try:  # the file runs without the library too (function bodies): its version is a note
+        built = kernels.info()["version"]
+    except kernels.KernelsMissing:
+        built = None
+    return {"domain": kernels.DOMAIN, "op": kernels.OP_TYPE, "op_version": kernels.OP_VERSION,
+            "layout": LAYOUT, "weight_dtype": weight_dtype,
+            "library_version": built, "library": "edgeconv kernels (edgeconv/kernels)",
+            "function_body": True}
+
+
+def report_lines(summary: dict, file_name: str, converted) -> list[str]:
+    """The fused file's other run and where its layers run, one line each."""
+    body, kern = summary["function_body"], summary["kernel"]
+    first = (f"parity onnx   edgeconv kernel: not run ({kern['skipped']})" if "skipped" in kern
+             else f"parity onnx   {BODY_LABEL}: max abs diff {body['max_abs_diff']:.2e}, "
+                  f"min cosine {body['min_cosine']:.8f}")
+    return [first, where_line(file_name, converted.fused_nodes)]

@@ -29,6 +29,58 @@ from edgeconv.errors import EdgeconvError, require
 from edgeconv.metadata import TFLITE_METADATA_NAME
 
 FP16_MIN_ELEMENTS = 16
+RUNTIME_LABEL = "TFLite (LiteRT interpreter)"
+
+
+def convert(subject, net, options, formulation: str | None, weight_dtype: str):
+    """The TFLite conversion of the export loop (edgeconv.export.pipeline): -> Converted.
+
+    The subject's ``tflite_net`` gives the form litert-torch lowers; a kind whose graph bakes
+    the batch in (``tflite_fixed_batch``) gets a fixed-batch file (batch 1 where the run is
+    dynamic) gated on its own inputs. Fused composites' bodies are made batch-free; --fp16
+    stores float weights as float16."""
+    from edgeconv.export.formulations import FUSED
+    from edgeconv.export.job import Converted
+
+    batch = options.batch or (1 if subject.tflite_fixed_batch else None)
+    meta = {}
+    if subject.tflite_net is not None:
+        net, extra = subject.tflite_net(net, batch is None)
+        meta.update(extra)
+    data = export_tflite(net, subject.input_size, batch, channels=subject.channels)
+    fused = formulation == FUSED
+    if fused:
+        data, _ = batch_free_bodies(data)
+    if batch is not None and options.batch is None:
+        meta["batch"] = batch
+    meta["precision"] = "float32"
+    fp16 = options.fp16_for("tflite")
+    if fp16:
+        data, meta["fp16_tensors"] = to_fp16_weights(data)
+        meta["precision"] = "float16-weights"
+    # fused weight storage: --fp16 already names a float16 file
+    wsuffix = {"float32": "", "float16": "" if fp16 else "_fp16", "int8": "_int8"}
+    suffix = ("_fp16" if fp16 else "") + (wsuffix[weight_dtype] if fused else "")
+    inputs = (subject.inputs_at(batch) if batch is not None and options.batch is None
+              and subject.inputs_at is not None else None)
+    return Converted(data, data, meta, suffix, inputs=inputs, dynamic_batch=batch is None)
+
+
+def run(data: bytes, inputs: dict, dynamic_batch: bool = False) -> dict:
+    """The file's outputs in the LiteRT interpreter for the parity gate."""
+    from edgeconv.export.parity import guarded_run
+
+    def _run(data, inputs):
+        interp = make_interpreter(data)
+        return {k: run_tflite(interp, v) for k, v in inputs.items()}
+
+    return guarded_run(_run, data, inputs, "the LiteRT interpreter",
+                       hint="export it with --batch N" if dynamic_batch else None)
+
+
+def finalize(data: bytes, meta: dict) -> tuple[bytes, bool]:
+    """The file's bytes with ``meta`` embedded (False: too big, sidecar only)."""
+    return embed_metadata(bytes(data), meta)
 
 
 class GlobalAvgPool(torch.nn.Module):
@@ -243,3 +295,87 @@ def tflite_op_names(data: bytes) -> dict[str, int]:
     for d in interp._get_ops_details():
         ops[d["op_name"]] = ops.get(d["op_name"], 0) + 1
     return ops
+
+
+# ------------------------------------------------------------------ edgeconv.tvconv composites
+def _op_name(model_t, op) -> int:
+    code = model_t.operatorCodes[op.opcodeIndex]
+    return max(code.builtinCode, code.deprecatedBuiltinCode)
+
+
+def composite_ops(model_t):
+    """(subgraph index, op) of every ``edgeconv.tvconv`` composite."""
+    from edgeconv.runtime.litert_delegate import COMPOSITE_NAME
+
+    fb = _schema()
+    out = []
+    for si, sg in enumerate(model_t.subgraphs):
+        for op in sg.operators:
+            if _op_name(model_t, op) == fb.BuiltinOperator.STABLEHLO_COMPOSITE:
+                opts = op.builtinOptions2
+                name = getattr(opts, "name", b"") or b""
+                if (name.decode() if isinstance(name, bytes) else name) == COMPOSITE_NAME:
+                    out.append((si, op))
+    return out
+
+
+def batch_free_bodies(data: bytes) -> tuple[bytes, int]:
+    """Let the composites' decomposition bodies run any batch size; returns (bytes, n ops).
+
+    The current body takes its input planes with depthwise convs, which carry any batch: for
+    it this only writes the batch signatures. Bodies written before (Pad + Slices of the input:
+    the shipped self-test file, older exports) need the slice fix: litert-torch converts at
+    batch 1 and writes every slice of the input with an explicit batch extent of 1 (SLICE
+    size[0] = 1, STRIDED_SLICE end[0] = 1), so a file resized to batch N would compute one
+    image. The slices of the input chain (X -> PAD -> SLICE /
+    STRIDED_SLICE) always take the whole batch axis: SLICE gets size[0] = -1 (a new constant:
+    size tensors are shared with RESHAPEs of the weights) and STRIDED_SLICE the begin/end mask
+    bit of axis 0.
+    """
+    fb = _schema()
+    model_t = _load(data)
+    ops = fb.BuiltinOperator
+    patched = 0
+    for _, comp in composite_ops(model_t):
+        sg = model_t.subgraphs[comp.builtinOptions2.decompositionSubgraphIndex]
+        chain = {int(sg.inputs[0])}
+        for op in sg.operators:  # topological order: the chain grows as it is walked
+            code = _op_name(model_t, op)
+            if code not in (ops.PAD, ops.SLICE, ops.STRIDED_SLICE) or int(op.inputs[0]) not in chain:
+                continue
+            chain.add(int(op.outputs[0]))
+            if code == ops.SLICE:
+                size_t = sg.tensors[int(op.inputs[2])]
+                raw = model_t.buffers[size_t.buffer].data
+                dtype = np.int64 if size_t.type == fb.TensorType.INT64 else np.int32
+                size = np.frombuffer(np.asarray(raw, np.uint8).tobytes(), dtype).copy()
+                if size[0] == -1:
+                    continue
+                size[0] = -1
+                buf = fb.BufferT()
+                buf.data = np.frombuffer(size.tobytes(), np.uint8).copy()
+                model_t.buffers.append(buf)
+                t = fb.TensorT()
+                t.shape, t.type = [len(size)], size_t.type
+                t.buffer = len(model_t.buffers) - 1
+                t.name = "edgeconv_batch_free_size"
+                sg.tensors.append(t)
+                op.inputs[2] = len(sg.tensors) - 1
+                patched += 1
+            elif code == ops.STRIDED_SLICE:
+                o = op.builtinOptions
+                o.beginMask = int(o.beginMask or 0) | 1
+                o.endMask = int(o.endMask or 0) | 1
+                patched += 1
+        # every tensor the input reaches carries the batch: signature -1 on axis 0
+        batched = {int(sg.inputs[0])}
+        for op in sg.operators:
+            if any(int(t) in batched for t in op.inputs):
+                batched.update(int(t) for t in op.outputs)
+        for idx in batched:
+            t = sg.tensors[idx]
+            if t.shape is not None and len(t.shape) and int(t.shape[0]) == 1:
+                sig = [int(v) for v in t.shape]
+                sig[0] = -1
+                t.shapeSignature = sig
+    return _save(model_t), patched

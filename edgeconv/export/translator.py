@@ -26,7 +26,6 @@ from torch import nn
 
 from edgeconv import __version__
 from edgeconv.errors import EdgeconvError
-from edgeconv.export import formats as fmt
 from edgeconv.metadata import METADATA_FORMAT_VERSION
 from edgeconv.runtime.model_meta import TRANSLATOR_DIRECTIONS as DIRECTIONS  # (source, target)
 
@@ -257,69 +256,29 @@ def export_translator(checkpoint, direction: str, formats=None, output_dir=".", 
                       force: bool = False) -> dict:
     """Export one direction of a UNIT checkpoint; returns a report. Raises EdgeconvError with
     nothing written when any file fails its parity gate."""
-    from edgeconv.export import parity as par
-    from edgeconv.export.exporter import _check_overwrite, _guarded, _run_onnx, \
-        _run_tflite_all, stage_file, write_staged
+    from edgeconv.export.job import Subject
+    from edgeconv.export.pipeline import make_options, run_export
     from edgeconv.runtime.model_meta import file_sha256
 
-    formats = fmt.parse_formats(formats)
-    fmt.validate_options(formats, {"opset": opset, "fp16": fp16, "simplify": simplify})
-    if simplify is not None and simplify not in ("auto", "onnxsim", "onnxslim", "none"):
-        raise EdgeconvError(f"--simplify must be auto, onnxsim, onnxslim or none, got {simplify!r}")
-    batch_n = fmt.parse_batch(batch)
-    fmt.check_packages(formats)
-    out_dir = Path(output_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise EdgeconvError(f"{out_dir}: exists and is not a directory")
+    opts = make_options(formats, output_dir, batch=batch, opset=opset, simplify=simplify,
+                        fp16=fp16, force=force, echo=echo)
     t0 = time.perf_counter()
     net, ckpt, cin, cout = load_direction(checkpoint, direction)
     size = int(ckpt["config"]["size"])
     ckpt_sha = file_sha256(checkpoint)
-    inputs = parity_inputs(direction, size, batch_n, seed)
+    inputs = parity_inputs(direction, size, opts.batch, seed)
     refs = {k: _eager64(net, v) for k, v in inputs.items()}
     meta0 = translator_metadata(net, ckpt, direction, cin, cout, size, ckpt_sha)
-    export_net = deployable(net)
     stem = name or f"{Path(checkpoint).stem}_{direction}"
     report = {"checkpoint": str(checkpoint), "kind": "translator", "direction": direction,
-              "input_size": [size, size], "batch": batch_n or "dynamic", "files": [],
+              "input_size": [size, size], "batch": opts.batch or "dynamic", "files": [],
               "parity": {}, "macs": meta0["macs"], "params": meta0["params_inference"]}
-    staged = []
-    for f in formats:
-        spec = fmt.EXPORT_FORMATS[f]
-        meta = dict(meta0, format=f, batch=batch_n or "dynamic")
-        if f == "onnx":
-            from edgeconv.export.onnx_export import export_onnx
 
-            proto, extra = export_onnx(export_net, (size, size), batch_n,
-                                       int(opset or fmt.DEFAULT_OPSET), simplify or "auto",
-                                       output_name=OUTPUT_NAME)
-            meta.update(opset=extra["opset"], simplifier=extra["simplifier"])
-            outs = _guarded(_run_onnx, proto.SerializeToString(), inputs, "ONNX Runtime")
-            label, path = "ONNX (onnxruntime)", out_dir / f"{stem}{spec.suffix}"
-        else:
-            from edgeconv.export import tflite_export as tfl
+    def tflite_net(export_net, dynamic_batch: bool):
+        return (tflite_form(export_net, size, dynamic_batch),
+                {"upsampling": "zero_insert_conv" if dynamic_batch else "transpose_conv"})
 
-            data = tfl.export_tflite(tflite_form(export_net, size, batch_n is None), (size, size),
-                                    batch_n)
-            meta["upsampling"] = "zero_insert_conv" if batch_n is None else "transpose_conv"
-            meta["precision"] = "float32"
-            if fp16:
-                data, meta["fp16_tensors"] = tfl.to_fp16_weights(data)
-                meta["precision"] = "float16-weights"
-            outs = _guarded(_run_tflite_all, data, inputs, "the LiteRT interpreter",
-                            hint=None if batch_n else "export it with --batch N")
-            label = "TFLite (LiteRT interpreter)"
-            path = out_dir / f"{stem}{'_fp16' if fp16 else ''}{spec.suffix}"
-        _check_overwrite(path, ckpt_sha, force)
-        results = {k: par.compare(refs[k], outs[k]) for k in inputs}
-        tol = ((par.FP16_MAX_ABS_DIFF, par.FP16_MIN_COSINE) if (f == "tflite" and fp16)
-               else (par.MAX_ABS_DIFF, par.MIN_COSINE))
-        summary = par.check(results, *tol, label=f"{path.name} [{label}]")
-        meta["parity"] = {"runtime": label, "max_abs_diff": summary["max_abs_diff"],
-                          "tolerance": summary["tolerance"], "min_cosine": summary["min_cosine"],
-                          "inputs": summary["inputs"], "reference": "eager float64 network"}
-        report["parity"][f] = summary
-        echo(f"parity {f:<6} {label}: max abs diff {summary['max_abs_diff']:.2e}, "
-             f"min cosine {summary['min_cosine']:.8f} on {', '.join(summary['inputs'])}")
-        staged.append(stage_file(path, proto if f == "onnx" else data, meta))
-    return write_staged(staged, report, echo, t0)
+    subject = Subject(kind="translator", net=deployable(net), inputs=inputs, refs=refs,
+                      meta=meta0, report=report, stem=stem, ckpt_sha=ckpt_sha,
+                      input_size=(size, size), output_name=OUTPUT_NAME, tflite_net=tflite_net)
+    return run_export(subject, opts, t0)

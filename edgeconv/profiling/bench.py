@@ -126,7 +126,7 @@ def measure_config(path, backend: str, threads: int, batch: int, settings: Bench
            "status": "ok", "failure": None, "init_ms": None, "first_inference_ms": None,
            "warmup_runs": None, "runs": None, "timed_secs": None,
            "latency_ms": None, "fps": None, "cpu_util": None,
-           "ort_allow_spinning": spinning if backend == B.ONNXRUNTIME else None,
+           "ort_allow_spinning": spinning if B.backend_class(backend).has_spinning else None,
            **dict.fromkeys(_MEMORY_KEYS)}
     model = None
     try:
@@ -190,15 +190,7 @@ def execution_path(model) -> str:
     path = getattr(model, "execution_path", None)
     if path:
         return path
-    if model.uses_kernels:
-        return "kernel"
-    data = getattr(getattr(model, "model_file", None), "data", None)
-    if data is not None and model.backend == B.ONNXRUNTIME:
-        from edgeconv.kernels import model_uses_kernels
-
-        if model_uses_kernels(data):
-            return "portable body"
-    return "standard ops"
+    return "kernel" if model.uses_kernels else "standard ops"
 
 
 # --------------------------------------------------------------------------- models
@@ -260,7 +252,7 @@ def check_inputs(models, settings: BenchSettings, outputs: dict) -> None:
         path = B.check_model_file(p)
         kind = B.backend_for_path(path)
         if kind not in settings.backends:
-            fmt = "onnx" if kind == B.ONNXRUNTIME else "tflite"
+            fmt = B.backend_class(kind).file_format
             raise EdgeconvError(f"{path}: a {fmt} file, and no requested backend runs it "
                                 f"(--backend {','.join(settings.backends)})")
     for opt, out in outputs.items():
@@ -361,7 +353,7 @@ def _bench_model(entry: dict, settings: BenchSettings, bar: _Progress, log) -> N
     try:
         B.check_model_file(path)
         kind = B.backend_for_path(path)
-        entry["format"] = "onnx" if kind == B.ONNXRUNTIME else "tflite"
+        entry["format"] = B.backend_class(kind).file_format
         entry["backends"] = [b for b in entry["backends"] if b == kind]
         bar.shrink(units - _work_units(entry, settings))  # format known only now (no suffix)
         units = _work_units(entry, settings)
@@ -371,19 +363,12 @@ def _bench_model(entry: dict, settings: BenchSettings, bar: _Progress, log) -> N
                               if k.startswith("input") or k.startswith("output")
                               or k == "dynamic_batch"}
             entry["execution"] = execution_path(probe)
-            if probe.uses_kernels and kind == B.ONNXRUNTIME:  # fused TVConv: which build and
-                from edgeconv import kernels  # SIMD path did the timing (TFLite: the delegate's)
-
-                built = kernels.info()
-                entry["kernels"] = {k: built[k] for k in ("version", "isa", "layout")}
-            if getattr(probe, "execution_path", None):  # edgeconv.tvconv composites (TFLite)
-                from edgeconv.runtime import litert_delegate as ld
-
-                entry["kernels"] = ld.bench_entry(probe.execution_path)
-                log(f"edgeconv: {Path(path).name}: edgeconv.tvconv layers run on the "
-                    f"{probe.execution_path}" + (f" (LiteRT delegate {entry['kernels']['version']}"
-                                                 f", {entry['kernels']['isa']})"
-                                                 if probe.uses_kernels else ""))
+            kernel = probe.kernel_entry()  # fused TVConv: which build and SIMD path timed it
+            if kernel is not None:
+                entry["kernels"] = kernel
+            note = probe.kernel_note()
+            if note:
+                log(f"edgeconv: {note}")
     except B.ModelFileError as exc:
         entry["status"], entry["error"] = "error", str(exc)
         log(f"edgeconv: error: {exc}")
@@ -413,7 +398,7 @@ def _bench_model(entry: dict, settings: BenchSettings, bar: _Progress, log) -> N
                 res = measure_config(path, backend, threads, batch, settings, input_size, layout)
                 entry["results"].append(res)
                 bar.step()
-        if settings.measure_spinning and backend == B.ONNXRUNTIME:
+        if settings.measure_spinning and B.backend_class(backend).has_spinning:
             entry["spinning"] = _spinning_check(entry, settings, input_size, layout, bar)
         if settings.memory_batch:
             _memory_for_backend(entry, backend, settings, input_size, layout, bar)
@@ -427,7 +412,7 @@ def _spinning_check(entry, settings, input_size, layout, bar) -> dict:
     cands = [t for t in settings.threads if 1 < t <= logical] or sorted(settings.threads)[-1:]
     threads = max(cands)
     ok_batches = [r["batch"] for r in entry["results"]
-                  if r["backend"] == B.ONNXRUNTIME and r["threads"] == threads
+                  if B.backend_class(r["backend"]).has_spinning and r["threads"] == threads
                   and r["status"] == "ok"]
     batch = min(ok_batches) if ok_batches else min(settings.batches)
     out = {"threads": threads, "batch": batch,

@@ -128,6 +128,14 @@ class ModelBackend:
     """One opened model. Subclasses fill the ``input_*``/``output_*`` attributes."""
 
     backend: str = ""
+    #: the export format of the files this backend runs (edgeconv.export.formats)
+    file_format: str = ""
+    #: the runtime resizes the batch of a file at run time (TFLite: a file exported with a
+    #: dynamic batch declares batch 1); a file exported for a fixed batch says so in its
+    #: metadata ("batch": N)
+    resizes_batch: bool = False
+    #: the runtime has a spin-wait setting for its threads (ONNX Runtime's allow_spinning)
+    has_spinning: bool = False
     runtime: str = ""
     runtime_version: str | None = None
     uses_kernels: bool = False  # the edgeconv kernel library was registered for this model
@@ -226,6 +234,26 @@ class OnnxRuntimeBackend(ModelBackend):
     """ONNX Runtime CPU session with explicit threading and spinning settings."""
 
     backend = ONNXRUNTIME
+    file_format = "onnx"
+    has_spinning = True
+
+    def kernel_entry(self) -> dict | None:
+        """What ``edgeconv bench`` records of the kernel build that ran the TVConv nodes."""
+        if not self.uses_kernels:
+            return None
+        from edgeconv import kernels
+
+        built = kernels.info()
+        return {k: built[k] for k in ("version", "isa", "layout")}
+
+    def kernel_note(self) -> str | None:
+        return None
+
+    def embedded_metadata(self) -> dict | None:
+        """The edgeconv metadata embedded in the bytes this session runs."""
+        from edgeconv.metadata import onnx_metadata_from_bytes
+
+        return onnx_metadata_from_bytes(self.model_file.data, str(self.path))
 
     def __init__(self, path, threads: int = 1, allow_spinning: bool = True,
                  optimization: str = "all", model_file: ModelFile | None = None):
@@ -251,6 +279,13 @@ class OnnxRuntimeBackend(ModelBackend):
             raise ModelFileError(f"{self.path}: not a readable ONNX model ({first})") from None
         self.uses_kernels = info["uses_kernels"]
         self.disabled_optimizers = info["disabled_optimizers"]
+        if self.uses_kernels:
+            self.execution_path = "kernel"
+        else:
+            from edgeconv.kernels import model_uses_kernels
+
+            # edgeconv.TVConv nodes without the library: their function bodies run
+            self.execution_path = "portable body" if model_uses_kernels(mf.data) else None
         inputs = self._sess.get_inputs()
         if len(inputs) != 1:
             self.close()
@@ -394,8 +429,34 @@ class TFLiteBackend(ModelBackend):
     """TFLite interpreter (ai-edge-litert, else tflite-runtime) with ``threads`` threads."""
 
     backend = TFLITE
+    file_format = "tflite"
+    resizes_batch = True
 
-    def __init__(self, path, threads: int = 1, model_file: ModelFile | None = None):
+    def kernel_entry(self) -> dict | None:
+        """What ``edgeconv bench`` records of a file with edgeconv.tvconv composites."""
+        if not self.execution_path:
+            return None
+        from edgeconv.runtime import litert_delegate as ld
+
+        return ld.bench_entry(self.execution_path)
+
+    def kernel_note(self) -> str | None:
+        """One line on what ran a file's composites (None: the file has none)."""
+        entry = self.kernel_entry()
+        if entry is None:
+            return None
+        return (f"{self.path.name}: edgeconv.tvconv layers run on the {self.execution_path}"
+                + (f" (LiteRT delegate {entry['version']}, {entry['isa']})"
+                   if self.uses_kernels else ""))
+
+    def embedded_metadata(self) -> dict | None:
+        """The edgeconv metadata embedded in the bytes this interpreter runs."""
+        from edgeconv.metadata import tflite_metadata_from_bytes
+
+        return tflite_metadata_from_bytes(self.model_file.data, self.path)
+
+    def __init__(self, path, threads: int = 1, model_file: ModelFile | None = None,
+                 allow_spinning: bool = True):
         super().__init__(path, threads, model_file)
         if self.model_file.data[4:8] != b"TFL3":
             raise ModelFileError(f"{self.path}: not a TFLite model (no TFL3 file identifier)")
@@ -498,14 +559,21 @@ def open_model(path: str | os.PathLike, backend: str | None = None, threads: int
     Runtime's ``session.intra_op.allow_spinning`` (ignored by TFLite).
     """
     mf = read_model_file(path)
-    kind = ONNXRUNTIME if mf.kind == "onnx" else TFLITE
-    backend = normalize_backend(backend) if backend else kind
-    if backend != kind:
-        raise EdgeconvError(f"{mf.path}: backend {backend} cannot run a {kind} model file")
-    if backend == ONNXRUNTIME:
-        return OnnxRuntimeBackend(mf.path, threads=threads, allow_spinning=allow_spinning,
-                                  model_file=mf)
-    return TFLiteBackend(mf.path, threads=threads, model_file=mf)
+    cls = next(c for c in BACKEND_CLASSES if c.file_format == mf.kind)
+    backend = normalize_backend(backend) if backend else cls.backend
+    if backend != cls.backend:
+        raise EdgeconvError(f"{mf.path}: backend {backend} cannot run a {cls.backend} model file")
+    return cls(mf.path, threads=threads, allow_spinning=allow_spinning, model_file=mf)
+
+
+#: every backend class; a model file's kind (edgeconv.runtime.model_file) picks one
+BACKEND_CLASSES = (OnnxRuntimeBackend, TFLiteBackend)
+
+
+def backend_class(name: str) -> type[ModelBackend]:
+    """The class of backend ``name`` (aliases accepted)."""
+    name = normalize_backend(name)
+    return next(c for c in BACKEND_CLASSES if c.backend == name)
 
 
 def random_input(shape, dtype, seed: int = 0) -> np.ndarray:

@@ -20,10 +20,8 @@ are assumed, with a :class:`MetadataWarning` saying so.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
-import struct
 import time
 import warnings
 from pathlib import Path
@@ -57,83 +55,9 @@ from edgeconv.runtime.thresholds import (ThresholdError, calibrated_thresholds, 
 from edgeconv.runtime.model_meta import file_sha256  # noqa: E402,F401  (re-exported)
 
 
-# ----------------------------------------------------------------------------- metadata
-def read_tflite_metadata(path: str | os.PathLike, name: str | None = None) -> dict | None:
-    """The edgeconv JSON stored in a .tflite file's ``metadata`` (None when absent).
-
-    A minimal FlatBuffers walk of ``Model.metadata`` -> ``Buffer.data`` (no extra
-    packages); any structural surprise returns None rather than guessing.
-    """
-    try:
-        buf = Path(path).read_bytes()
-    except OSError:
-        return None
-    return tflite_metadata_from_bytes(buf, path, name)
-
-
-def tflite_metadata_from_bytes(buf: bytes, path, name: str | None = None) -> dict | None:
-    """:func:`read_tflite_metadata` of a .tflite file's bytes (``path`` names it in errors)."""
-    from edgeconv.metadata import TFLITE_METADATA_NAME, parse_metadata_json
-
-    try:
-        raw = _tflite_metadata_bytes(buf, name or TFLITE_METADATA_NAME)
-    except (struct.error, IndexError, ValueError, UnicodeDecodeError, OverflowError):
-        return None
-    if raw is None:
-        return None
-    return parse_metadata_json(raw.rstrip(b"\0"), str(path),
-                               "edgeconv metadata in the TFLite file")
-
-
-def _tflite_metadata_bytes(buf: bytes, name: str) -> bytes | None:
-    u32 = lambda o: struct.unpack_from("<I", buf, o)[0]  # noqa: E731
-    i32 = lambda o: struct.unpack_from("<i", buf, o)[0]  # noqa: E731
-
-    def field(table: int, index: int) -> int | None:
-        vtable = table - i32(table)
-        vt_len = struct.unpack_from("<H", buf, vtable)[0]
-        if 4 + 2 * index >= vt_len:
-            return None
-        off = struct.unpack_from("<H", buf, vtable + 4 + 2 * index)[0]
-        return table + off if off else None
-
-    def deref(pos: int) -> int:
-        return pos + u32(pos)
-
-    def vector(pos: int):
-        start = deref(pos)
-        return start + 4, u32(start)
-
-    root = u32(0)
-    meta_f = field(root, 6)      # Model.metadata: [Metadata]
-    bufs_f = field(root, 4)      # Model.buffers: [Buffer]
-    if meta_f is None or bufs_f is None:
-        return None
-    mstart, mlen = vector(meta_f)
-    bstart, blen = vector(bufs_f)
-    for k in range(mlen):
-        md = deref(mstart + 4 * k)
-        name_f, buf_f = field(md, 0), field(md, 1)
-        if name_f is None or buf_f is None:
-            continue
-        s, n = vector(name_f)
-        if buf[s:s + n].decode("utf-8") != name:
-            continue
-        index = u32(buf_f)
-        if index >= blen:
-            return None
-        b = deref(bstart + 4 * index)
-        data_f = field(b, 0)
-        if data_f is not None:
-            ds, dn = vector(data_f)
-            return bytes(buf[ds:ds + dn])
-        off_f, size_f = field(b, 1), field(b, 2)   # large models: data after the flatbuffer
-        if off_f is not None and size_f is not None:
-            off = struct.unpack_from("<Q", buf, off_f)[0]
-            size = struct.unpack_from("<Q", buf, size_f)[0]
-            return bytes(buf[off:off + size])
-        return None
-    return None
+# metadata readers: edgeconv.metadata (re-exported here for older imports)
+from edgeconv.metadata import (_tflite_metadata_bytes, read_tflite_metadata,  # noqa: E402,F401
+                               tflite_metadata_from_bytes)
 
 
 # ----------------------------------------------------------------------------- embedder
@@ -207,12 +131,7 @@ class Embedder:
     def _embedded_metadata(self) -> dict | None:
         """The metadata embedded in the bytes the runtime runs (one parser per format, in
         edgeconv.metadata; no second read of the file)."""
-        from edgeconv.metadata import onnx_metadata_from_bytes
-
-        data = self.model.model_file.data
-        if self.model.backend == "onnxruntime":
-            return onnx_metadata_from_bytes(data, str(self.path))
-        return tflite_metadata_from_bytes(data, self.path)
+        return self.model.embedded_metadata()
 
     def _check_declared_shapes(self, declared, model_hw) -> None:
         """Refuse, before anything is allocated, inputs that would need absurd memory and
@@ -302,7 +221,7 @@ class Embedder:
         self.name = escape_text(meta.get("model") or self.path.stem, 80)
         # batch strategy: dynamic -> chunks of MAX_BATCH; fixed B -> chunks of B (padded)
         self.fixed_batch = None if model.dynamic_batch else int(declared[0] or 1)
-        if model.backend == "tflite":
+        if model.resizes_batch:
             # the interpreter resizes its batch dimension, unless the file was exported for a
             # fixed batch (metadata "batch": N): its graph may bake that batch in
             b = meta.get("batch")
@@ -332,7 +251,7 @@ class Embedder:
     def label(self) -> str:
         """Model name, op, width and file format, e.g. ``mbv2_x0_5 tvconv x0.5 (onnx)``:
         recorded with templates, so that ``users list`` tells the models apart."""
-        fmt = "onnx" if self.model.backend == "onnxruntime" else "tflite"
+        fmt = self.model.file_format
         parts = [self.name]
         op = self.meta.get("op")
         if isinstance(op, str) and op and op != "none":

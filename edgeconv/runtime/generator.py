@@ -33,19 +33,14 @@ def noise(n: int, z_dim: int, seed: int = 0) -> np.ndarray:
 class FaceGenerator:
     def __init__(self, model_path: str | os.PathLike, threads: int = 1,
                  backend: str | None = None):
-        from edgeconv.metadata import onnx_metadata_from_bytes
         from edgeconv.runtime import model_meta
         from edgeconv.runtime.backends import open_model
-        from edgeconv.runtime.embedder import tflite_metadata_from_bytes
 
         self.path = Path(model_path)
         self.model = open_model(self.path, backend=backend, threads=threads)
         mf = self.model.model_file
         try:
-            if self.model.backend == "onnxruntime":
-                embedded = onnx_metadata_from_bytes(mf.data, str(self.path))
-            else:
-                embedded = tflite_metadata_from_bytes(mf.data, self.path)
+            embedded = self.model.embedded_metadata()
             res = model_meta.resolve_metadata(self.path, embedded, mf.sha256)
             meta = res.meta
             if meta is not None:
