@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgeconv.kernels import DOMAIN, OP_TYPE, OP_VERSION
+from edgeconv.kernels import DOMAIN, OP_TYPE
 from edgeconv.kernels import pack
 from edgeconv.ops.per_pixel import apply_per_pixel
 from edgeconv.ops.tvconv import FoldedTVConv

@@ -68,26 +68,11 @@ def deployable(net: nn.Module) -> nn.Module:
 
 
 def tflite_form(net: nn.Module, z_dim: int, dynamic_batch: bool) -> nn.Module:
-    """The translator exporter's TFLite forms of transposed convs, for a z input."""
-    from edgeconv.export.translator import CroppedConvTranspose, ZeroInsertConv
+    """The TFLite forms of the transposed convs (edgeconv.export.upsampling), for a z input;
+    padded ones cropped (TRANSPOSE_CONV files have a fixed batch anyway)."""
+    from edgeconv.export.upsampling import tflite_form as form
 
-    net = copy.deepcopy(net).eval()
-    shapes = {}
-    hooks = [m.register_forward_hook(lambda m, i, o: shapes.__setitem__(m, i[0].shape[2:]))
-             for m in net.modules() if isinstance(m, nn.ConvTranspose2d)]
-    with torch.no_grad():
-        net(torch.zeros(1, z_dim))
-    for h in hooks:
-        h.remove()
-    for module in list(net.modules()):
-        for key, child in list(module._modules.items()):
-            if not isinstance(child, nn.ConvTranspose2d):
-                continue
-            if dynamic_batch:
-                module._modules[key] = ZeroInsertConv(child, tuple(shapes[child]))
-            elif any(child.output_padding) or any(child.padding):
-                module._modules[key] = CroppedConvTranspose(child)
-    return net.eval()
+    return form(net, torch.zeros(1, z_dim), dynamic_batch, crop_padding=True)
 
 
 def generator_net(checkpoint, reverse: bool = False):
