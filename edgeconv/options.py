@@ -143,3 +143,25 @@ def click_seconds(ctx, param, value):
     if value is None:
         return None
     return check_seconds(value, _name(param))
+
+
+#: the longest wall-clock budget a command takes, in minutes (one day)
+MAX_BUDGET_MIN = 24 * 60
+
+
+def check_minutes(value, option: str, maximum: float = MAX_BUDGET_MIN) -> float:
+    """A finite number of minutes in 0 .. ``maximum`` (nan and inf refused)."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise EdgeconvError(f"{option}: expected a number of minutes, got {value!r}") from None
+    if not math.isfinite(x) or not 0 <= x <= maximum:
+        raise EdgeconvError(f"{option} {value}: must be a finite number of minutes "
+                            f"(0 .. {maximum:g})")
+    return x
+
+
+def click_minutes(ctx, param, value):
+    if value is None:
+        return None
+    return check_minutes(value, _name(param))

@@ -183,3 +183,30 @@ def test_malicious_checkpoint_refused_nothing_executed(tmp_path, kind):
         path.write_bytes(pickle.dumps(payload, protocol=2))
     _expect_refusal(path, "refused")
     assert not marker.exists()
+
+
+def test_every_command_takes_exactly_its_options():
+    """Each command's function takes exactly the options click declares for it (an option
+    missing from the decorators was a NameError only at run time: quickstart --budget)."""
+    import inspect
+
+    import click
+
+    from edgeconv.cli import cli
+
+    def commands(group, prefix=""):
+        for name, cmd in group.commands.items():
+            yield prefix + name, cmd
+            if isinstance(cmd, click.Group):
+                yield from commands(cmd, prefix + name + " ")
+
+    bad = []
+    for name, cmd in commands(cli):
+        if cmd.callback is None:
+            continue
+        fn = inspect.unwrap(cmd.callback)
+        params = set(inspect.signature(fn).parameters) - {"ctx"}
+        declared = {p.name for p in cmd.params if p.expose_value}
+        if params != declared:
+            bad.append(f"{name}: function {sorted(params ^ declared)}")
+    assert not bad, bad

@@ -137,3 +137,30 @@ def test_benchmarks_import_neither_tests_nor_each_other():
                     top.startswith("test_") or (top in benches and top != path.stem):
                 bad.append(f"{path.name}: imports {imp}")
     assert not bad, "\n".join(bad)
+
+
+def test_no_function_reads_an_undefined_global():
+    """Every name a function reads from its module's globals exists there (or in builtins):
+    the static check that would have caught ``quickstart`` reading an option it never
+    declared (a NameError only when a user ran the README's main command)."""
+    import builtins
+    import importlib
+    import symtable
+
+    bad = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        mod_name = module_name(path)
+        mod = importlib.import_module(mod_name)
+
+        def walk(table):
+            if table.get_type() != "module":
+                for sym in table.get_symbols():
+                    name = sym.get_name()
+                    if (sym.is_global() and sym.is_referenced() and not sym.is_assigned()
+                            and not hasattr(mod, name) and not hasattr(builtins, name)):
+                        bad.append(f"{mod_name}: {table.get_name()} reads {name}")
+            for child in table.get_children():
+                walk(child)
+
+        walk(symtable.symtable(path.read_text(), str(path), "exec"))
+    assert not bad, bad

@@ -94,6 +94,22 @@ def test_quickstart_cli_help_is_torch_free():
     assert res.returncode == 0 and "depthwise twin" in res.stdout
 
 
+def test_quickstart_cli_hands_its_budget_to_the_run(monkeypatch):
+    """`edgeconv quickstart --budget M` (the README's option) reaches the run's options, the
+    default is 15 minutes, and a bad value is one line with exit 2 (nothing trains)."""
+    import edgeconv.quickstart as qs
+    from tests.test_cli import run_cli
+
+    seen = []
+    monkeypatch.setattr(qs, "run_quickstart", lambda opts, echo=None: seen.append(opts))
+    assert run_cli("quickstart", "-o", "unused", "--budget", "7.5").returncode == 0
+    assert run_cli("quickstart", "-o", "unused").returncode == 0
+    assert [o.budget_min for o in seen] == [7.5, 15.0]
+    for bad in ("-1", "nan", "100000"):
+        res = run_cli("quickstart", "--budget", bad)
+        assert res.returncode == 2 and "--budget" in res.stderr and "Traceback" not in res.stderr
+
+
 def test_quickstart_help_describes_every_option():
     from edgeconv.cli import cli
     from tests.test_cli import run_cli
