@@ -213,6 +213,26 @@ def step_profile(ctx: QuickstartContext) -> None:
         ctx.profile[op] = {k: rec[k] for k in ("macs", "params_train", "params_inference")}
 
 
+def export_plan(op: str, formats: str) -> list[tuple[list[str], str | None]]:
+    """[(formats, formulation)] of one op's export: each format in its fast form where
+    edgeconv runs it here. A format whose default is not the fused form (TFLite: a stock
+    LiteRT runs composite bodies slowly) is exported fused where its kernel (the LiteRT
+    delegate) is built; the bench then also times that file's portable body, as a stock
+    runtime runs it."""
+    from edgeconv.export.formats import EXPORT_FORMATS, parse_formats
+    from edgeconv.export.formulations import FUSED
+    from edgeconv.export.pipeline import fused_module
+    from edgeconv.ops import op_spec
+
+    names = parse_formats(formats)
+    fused = [f for f in names if FUSED in op_spec(op).export_forms
+             and EXPORT_FORMATS[f].fused_module
+             and EXPORT_FORMATS[f].default_formulation != FUSED
+             and fused_module(f).kernel_available()]
+    plain = [f for f in names if f not in fused]
+    return [(g, form) for g, form in ((plain, None), (fused, FUSED)) if g]
+
+
 def step_export(ctx: QuickstartContext) -> None:
     """Fold and export both trained checkpoints (parity-gated; threshold in the metadata)."""
     if not ctx.opts.export_formats:
@@ -221,10 +241,13 @@ def step_export(ctx: QuickstartContext) -> None:
 
     ctx.extra["exports"] = {}
     for op in OPS:
-        ctx.echo(f"[export] {op} -> {ctx.opts.export_formats}")
         out_dir = ctx.out / "export" / op
-        export_checkpoint(ctx.runs[op]["checkpoint"], formats=ctx.opts.export_formats,
-                          output_dir=out_dir, echo=ctx.echo)
+        for group, form in export_plan(op, ctx.opts.export_formats):
+            ctx.echo(f"[export] {op} -> {','.join(group)}"
+                     + (f" (--formulation {form}: edgeconv's kernel is built here)"
+                        if form else ""))
+            export_checkpoint(ctx.runs[op]["checkpoint"], formats=",".join(group),
+                              output_dir=out_dir, formulation=form, echo=ctx.echo)
         ctx.extra["exports"][op] = sorted(str(p) for p in out_dir.iterdir()
                                           if p.suffix in (".onnx", ".tflite"))
 

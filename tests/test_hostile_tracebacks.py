@@ -80,11 +80,11 @@ def test_sidecar_hostile(tmp_path, face, raw, pattern):
 @pytest.mark.parametrize("raw,pattern", [(DEEP.encode(), "nested deeper than"),
                                          (b'{"a": "\xc3\x28"}', "not UTF-8")])
 def test_tflite_metadata_hostile(monkeypatch, raw, pattern):
-    from edgeconv.runtime import embedder
+    from edgeconv import metadata
 
-    monkeypatch.setattr(embedder, "_tflite_metadata_bytes", lambda buf, name: raw)
+    monkeypatch.setattr(metadata, "_tflite_metadata_bytes", lambda buf, name: raw)
     with pytest.raises(EdgeconvError, match=pattern):
-        embedder.tflite_metadata_from_bytes(b"\0" * 16, "m.tflite")
+        metadata.tflite_metadata_from_bytes(b"\0" * 16, "m.tflite")
 
 
 def test_face_model_labelled_translator(tmp_path, face):

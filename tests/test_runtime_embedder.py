@@ -250,3 +250,23 @@ def test_tflite_metadata_reader_on_handmade_flatbuffer(tmp_path):
     assert read_tflite_metadata(p, name="other") is None
     (tmp_path / "junk.tflite").write_bytes(b"\x01\x02")
     assert read_tflite_metadata(tmp_path / "junk.tflite") is None
+
+
+def test_image_models_are_siblings_on_one_base(models):
+    """Embedder, Translator and Segmenter share ImageModel; none subclasses another, and each
+    refuses the others' files in one line."""
+    from edgeconv.runtime.image_model import ImageModel
+    from edgeconv.runtime.translator import Translator
+    from edgeconv.segmentation.runtime import Segmenter
+
+    kinds = (Embedder, Translator, Segmenter)
+    assert all(issubclass(k, ImageModel) for k in kinds)
+    assert not any(issubclass(a, b) for a in kinds for b in kinds if a is not b)
+    meta = {"format_version": 1, "kind": "segmenter", "classes": ["cup", "disc"],
+            "input_size": [96, 96]}
+    with pytest.raises(EdgeconvError, match="segmenter, not a face model"):
+        Embedder(models / "face.onnx", metadata=meta, warmup=False)
+    with pytest.raises(EdgeconvError, match="not an edgeconv translator"):
+        Translator(models / "face.onnx", warmup=False)
+    with pytest.raises(EdgeconvError, match="not an edgeconv segmenter"):
+        Segmenter(models / "face.onnx", warmup=False)

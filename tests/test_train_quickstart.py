@@ -121,3 +121,17 @@ def test_quickstart_help_describes_every_option():
     out = run_cli("quickstart", "--help", block_torch=True).stdout
     for word in ("evaluate", "export", "benchmark", "unlock", "Square face-crop size"):
         assert word in out
+
+
+def test_quickstart_exports_each_format_in_its_fast_form(monkeypatch):
+    """TVConv's TFLite file is exported fused where the LiteRT delegate is built (the default
+    tapconv is what a stock LiteRT runs fastest), ONNX keeps its default (already fused);
+    depthwise keeps every default."""
+    from edgeconv.export import litert_fused
+    from edgeconv.quickstart import export_plan
+
+    monkeypatch.setattr(litert_fused, "kernel_available", lambda: True)
+    assert export_plan("tvconv", "onnx,tflite") == [(["onnx"], None), (["tflite"], "fused")]
+    assert export_plan("depthwise", "onnx,tflite") == [(["onnx", "tflite"], None)]
+    monkeypatch.setattr(litert_fused, "kernel_available", lambda: False)
+    assert export_plan("tvconv", "onnx,tflite") == [(["onnx", "tflite"], None)]

@@ -244,3 +244,10 @@ def report_lines(summary: dict, file_name: str, converted) -> list[str]:
     return [f"parity tflite {DELEGATE_LABEL}: " + (
         f"max abs diff {d['max_abs_diff']:.2e}, min cosine {d['min_cosine']:.8f}"
         if "skipped" not in d else f"not run ({d['skipped']})")]
+
+
+def kernel_available() -> bool:
+    """Whether the edgeconv LiteRT delegate is built here (it runs the composites)."""
+    from edgeconv.runtime import litert_delegate as ld
+
+    return ld.delegate_path() is not None

@@ -309,3 +309,10 @@ def report_lines(summary: dict, file_name: str, converted) -> list[str]:
              else f"parity onnx   {BODY_LABEL}: max abs diff {body['max_abs_diff']:.2e}, "
                   f"min cosine {body['min_cosine']:.8f}")
     return [first, where_line(file_name, converted.fused_nodes)]
+
+
+def kernel_available() -> bool:
+    """Whether edgeconv's kernel library runs fused ONNX files here."""
+    from edgeconv import kernels
+
+    return kernels.available()

@@ -20,31 +20,15 @@ are assumed, with a :class:`MetadataWarning` saying so.
 
 from __future__ import annotations
 
-import math
 import os
-import time
-import warnings
-from pathlib import Path
 
 import numpy as np
 
-from edgeconv.data import images as _images
 from edgeconv.errors import EdgeconvError
 
-DEFAULT_INPUT_SIZE = (96, 96)
-DEFAULT_SCALE = 1.0 / 255.0
-DEFAULT_MEAN = (0.5, 0.5, 0.5)
-DEFAULT_STD = (0.5, 0.5, 0.5)
-#: Largest relative aspect-ratio difference accepted before resizing (2 %).
-ASPECT_TOLERANCE = 0.02
-#: Largest batch sent to a dynamic-batch model in one run.
-MAX_BATCH = 32
-#: Largest input tensor one run may need (a fixed-batch model's declared batch included).
-MAX_BATCH_BYTES = 1 << 30
-
-
-class MetadataWarning(UserWarning):
-    """The model has no (or incomplete) edgeconv metadata; defaults were assumed."""
+from edgeconv.runtime.image_model import (ASPECT_TOLERANCE, DEFAULT_INPUT_SIZE,  # noqa: F401
+                                          DEFAULT_MEAN, DEFAULT_SCALE, DEFAULT_STD, MAX_BATCH,
+                                          MAX_BATCH_BYTES, ImageModel, MetadataWarning)
 
 
 from edgeconv.runtime.thresholds import (ThresholdError, calibrated_thresholds,  # noqa: E402,F401
@@ -61,12 +45,12 @@ from edgeconv.metadata import (_tflite_metadata_bytes, read_tflite_metadata,  # 
 
 
 # ----------------------------------------------------------------------------- embedder
-class Embedder:
+class Embedder(ImageModel):
     """An exported face model plus the preprocessing it was trained with.
 
     Args:
-        model_path: ``.onnx`` or ``.tflite`` file (metadata from the sidecar
-            ``<file>.json``, else from the file itself).
+        model_path: ``.onnx`` or ``.tflite`` file (metadata embedded in the file; a sidecar
+            ``<file>.json`` only where the file has none).
         threads: inference threads.
         backend: force ``onnxruntime`` / ``tflite`` (default: by file type).
         flip: flip-test: embed the image and its mirror image and average.  Default:
@@ -77,47 +61,24 @@ class Embedder:
             slowed down by the runtime's lazy initialisation.
     """
 
+    OUTPUT_WHAT = "a vector per image (an embedding model)"
+
     def __init__(self, model_path: str | os.PathLike, threads: int = 1,
                  backend: str | None = None, flip: bool | None = None,
                  metadata: dict | None = None,
                  warmup: bool = True):
-        from edgeconv.runtime import model_meta
-        from edgeconv.runtime.backends import open_model
-
-        self.path = Path(model_path)
-        t0 = time.perf_counter()
-        self.model = open_model(self.path, backend=backend, threads=threads)
-        self.warnings: list[str] = []
+        self._flip_arg = flip
         self.threshold_warning: str | None = None
-        # the bytes the runtime runs, read once: hashed and parsed here, never re-read
-        mf = self.model.model_file
-        if metadata is not None:
-            res = model_meta.ResolvedMetadata(metadata, "given")
-        else:  # the embedded metadata is the authority; a disagreeing sidecar is refused
-            res = model_meta.resolve_metadata(self.path, self._embedded_metadata(), mf.sha256)
-        for w in res.warnings:
-            self._warn(w)
-        meta = res.meta
-        if meta is not None:
-            model_meta.validate_metadata(meta, self.path.name)
-        self._check_kind(meta)
-        self.metadata_source = res.source
-        self.has_metadata = meta is not None
-        self.meta: dict = dict(meta or {})
+        super().__init__(model_path, threads=threads, backend=backend, metadata=metadata,
+                         warmup=warmup)
+
+    def _setup(self) -> None:
         ver = self.meta.get("verification")
         ver = ver if isinstance(ver, dict) else {}
         self.calibrated_flip = ver.get("flip_test", ver.get("flip"))
-        if flip is None:
-            flip = bool(self.calibrated_flip)
-        self.flip = bool(flip)
-        self._configure()
-        # what templates are bound to: the file, its external data, sidecar-only metadata
-        self.sha256 = mf.identity(res.bound_bytes)
-        if warmup:
-            self.warmup()
-        self.load_seconds = time.perf_counter() - t0
+        flip = self._flip_arg
+        self.flip = bool(self.calibrated_flip) if flip is None else bool(flip)
 
-    # -- set-up ------------------------------------------------------------------------
     def _check_kind(self, meta: dict | None) -> None:
         if meta and meta.get("kind") == "translator":
             raise EdgeconvError(f"{self.path.name}: an image translator ({meta.get('direction')}),"
@@ -127,117 +88,21 @@ class Embedder:
             raise EdgeconvError(f"{self.path.name}: a face generator (noise -> image), not a "
                                 "face model; give it as --impostors FILE to "
                                 "`edgeconv unlock-trial`")
+        if meta and meta.get("kind") == "segmenter":
+            raise EdgeconvError(f"{self.path.name}: a disc/cup segmenter, not a face model; "
+                                "run it with `edgeconv segment`")
 
-    def _embedded_metadata(self) -> dict | None:
-        """The metadata embedded in the bytes the runtime runs (one parser per format, in
-        edgeconv.metadata; no second read of the file)."""
-        return self.model.embedded_metadata()
+    def _check_output_shape(self, out: tuple) -> None:
+        if len(out) < 2 or (out[-1] is not None and out[-1] < 2):
+            raise EdgeconvError(f"{self.path.name}: the model's output has shape {list(out)}; "
+                                "an embedding model outputs a vector per image ([batch, dim], "
+                                "dim >= 2)")
 
-    def _check_declared_shapes(self, declared, model_hw) -> None:
-        """Refuse, before anything is allocated, inputs that would need absurd memory and
-        outputs that are not an embedding vector per image."""
-        from edgeconv.runtime.model_meta import MAX_INPUT_SIDE
-
-        name = self.path.name
-        if any(v is not None and not 1 <= v <= MAX_INPUT_SIDE for v in model_hw):
-            raise EdgeconvError(f"{name}: the model's input {list(declared)} asks for images "
-                                f"larger than {MAX_INPUT_SIDE} pixels a side; not a face model")
-        batch = declared[0]
-        h, w = (v or 1 for v in model_hw)
-        if batch is not None and batch * 3 * h * w * 4 > MAX_BATCH_BYTES:
-            raise EdgeconvError(
-                f"{name}: the model's fixed input {list(declared)} would need "
-                f"{batch * 3 * h * w * 4 / 2**30:.1f} GiB per run (limit "
-                f"{MAX_BATCH_BYTES / 2**30:.0f} GiB); export it with a dynamic or small batch")
-        out = tuple(self.model.declared_output_shape)
-        if out and (len(out) < 2 or (out[-1] is not None and out[-1] < 2)):
-            raise EdgeconvError(f"{name}: the model's output has shape {list(out)}; an embedding "
-                                "model outputs a vector per image ([batch, dim], dim >= 2)")
-
-    def _warn(self, message: str) -> None:
-        self.warnings.append(message)
-        warnings.warn(f"{self.path.name}: {message}", MetadataWarning, stacklevel=3)
-
-    def _configure(self) -> None:
-        meta, model = self.meta, self.model
-        declared = tuple(model.declared_input_shape)
-        if len(declared) != 4:
-            raise EdgeconvError(f"{self.path.name}: expected a 4-D image input, the model's "
-                                f"input {model.input_name!r} has shape {list(declared)}")
-        layout = str(meta.get("layout") or "").upper()
-        if layout not in ("NCHW", "NHWC"):
-            if layout:
-                raise EdgeconvError(f"{self.path.name}: unsupported layout {layout!r} in metadata")
-            layout = "NHWC" if declared[3] == 3 and declared[1] != 3 else "NCHW"
-        self.layout = layout
-        hw_axes = (1, 2) if layout == "NHWC" else (2, 3)
-        c_axis = 3 if layout == "NHWC" else 1
-        if declared[c_axis] not in (None, 3):
-            raise EdgeconvError(f"{self.path.name}: expected 3 colour channels, the model's input "
-                                f"has shape {list(declared)} ({layout})")
-        model_hw = tuple(declared[a] for a in hw_axes)
-        self._check_declared_shapes(declared, model_hw)
-        size = meta.get("input_size")
-        if size is not None:
-            try:
-                size = tuple(int(v) for v in (size if isinstance(size, (list, tuple))
-                                              else (size, size)))
-                assert len(size) == 2 and min(size) > 0
-            except (TypeError, ValueError, AssertionError):
-                raise EdgeconvError(f"{self.path.name}: bad input_size {meta.get('input_size')!r} "
-                                    "in metadata") from None
-            for want, have in zip(size, model_hw):
-                if have is not None and have != want:
-                    raise EdgeconvError(f"{self.path.name}: metadata input_size {list(size)} does "
-                                        f"not match the model's input shape {list(declared)}")
-        elif all(v is not None for v in model_hw):
-            size = model_hw
-        else:
-            size = DEFAULT_INPUT_SIZE
-        self.input_size: tuple[int, int] = size
-        color = str(meta.get("color") or "RGB").upper()
-        if color not in ("RGB", "BGR"):
-            raise EdgeconvError(f"{self.path.name}: unsupported color order {color!r} in metadata")
-        self.color = color
-        self.scale = float(meta.get("scale", DEFAULT_SCALE))
-        self.mean = np.asarray(meta.get("mean", DEFAULT_MEAN), dtype=np.float32).reshape(-1)
-        self.std = np.asarray(meta.get("std", DEFAULT_STD), dtype=np.float32).reshape(-1)
-        if self.mean.size not in (1, 3) or self.std.size not in (1, 3) or (self.std == 0).any():
-            raise EdgeconvError(f"{self.path.name}: bad mean/std in metadata")
-        if not self.has_metadata:
-            self._warn(f"no edgeconv metadata; assuming input {size[0]}x{size[1]} "
-                       f"({'from the model' if size == model_hw else 'default'}), {layout}, RGB, "
-                       "(x/255 - 0.5)/0.5 and no calibrated threshold")
-        else:
-            missing = [k for k in ("input_size", "mean", "std") if k not in meta]
-            if missing:
-                self._warn(f"metadata lacks {', '.join(missing)}; edgeconv defaults assumed")
-        self._default_norm = (layout == "NCHW" and color == "RGB"
-                              and math.isclose(self.scale, DEFAULT_SCALE, rel_tol=1e-6)
-                              and np.allclose(self.mean, 0.5) and np.allclose(self.std, 0.5))
-        from edgeconv.metadata import escape_text
-
-        # shown and stored with templates: never raw (escape sequences, 200k characters)
-        self.name = escape_text(meta.get("model") or self.path.stem, 80)
-        # batch strategy: dynamic -> chunks of MAX_BATCH; fixed B -> chunks of B (padded)
-        self.fixed_batch = None if model.dynamic_batch else int(declared[0] or 1)
-        if model.resizes_batch:
-            # the interpreter resizes its batch dimension, unless the file was exported for a
-            # fixed batch (metadata "batch": N): its graph may bake that batch in
-            b = meta.get("batch")
-            fixed = isinstance(b, int) and not isinstance(b, bool) and 1 <= b <= 4096
-            self.fixed_batch = int(b) if fixed else None
-        self._quant = getattr(model, "input_quantization", (0.0, 0))
-        self._batch = None
-
-    def warmup(self) -> None:
-        """One inference on a grey image (counted in :attr:`load_seconds`)."""
-        from PIL import Image
-
-        Image.init()  # Pillow registers its decoders lazily (tens of ms on first use)
-        grey = np.full((1, *self.input_size, 3), 128, dtype=np.uint8)
-        for _ in range(2):
-            np.linalg.norm(self._run(self.preprocess(grey)), axis=1)
+    def _check_output(self, y: np.ndarray, batch: int) -> None:
+        if y.ndim < 2 or y.size // batch < 2:
+            raise EdgeconvError(f"{self.path.name}: the model returned shape {list(y.shape)} "
+                                f"for {batch} image(s); an embedding model returns a vector "
+                                "per image")
 
     # -- properties --------------------------------------------------------------------
     @property
@@ -261,11 +126,6 @@ class Embedder:
             parts.append(f"x{width:g}")
         return f"{' '.join(parts)} ({fmt})"
 
-    @property
-    def identity(self) -> dict:
-        """What a template records about the model that made it."""
-        return {"sha256": self.sha256, "name": self.label, "file": self.path.name}
-
     def threshold(self, far=None, threshold=None) -> tuple[float, str]:
         """See :func:`~edgeconv.runtime.thresholds.select_threshold`; a calibration that does
         not resolve the FAR leaves its one-line warning in ``threshold_warning``."""
@@ -273,130 +133,18 @@ class Embedder:
             self.meta, far=far, threshold=threshold)
         return thr, source
 
-    # -- preprocessing -----------------------------------------------------------------
-    def load(self, item, name: str | None = None) -> np.ndarray:
-        """One input (path, encoded bytes or uint8 RGB array) -> uint8 (H, W, 3) at input size."""
-        decode_image_bytes = _images.decode_image_bytes
-        if isinstance(item, (str, os.PathLike)):
-            path = Path(item)
-            arr = _images.load_image(path)
-            name = str(path)
-        elif isinstance(item, (bytes, bytearray, memoryview)):
-            name = name or "<image bytes>"
-            arr = decode_image_bytes(bytes(item), size=None, name=name)
-        elif isinstance(item, np.ndarray):
-            name = name or "<array>"
-            arr = item
-            if arr.dtype != np.uint8:
-                raise EdgeconvError(f"{name}: expected a uint8 RGB image array, got {arr.dtype} "
-                                    "(use embed_normalized for already-normalised input)")
-            if arr.ndim != 3 or arr.shape[2] != 3:
-                raise EdgeconvError(f"{name}: expected an RGB image of shape (H, W, 3), got "
-                                    f"{tuple(arr.shape)}")
-        else:
-            raise EdgeconvError(f"expected an image path, bytes or a uint8 array, got "
-                                f"{type(item).__name__}")
-        return self._fit(arr, name)
-
-    def _fit(self, arr: np.ndarray, name: str) -> np.ndarray:
-        h, w = arr.shape[:2]
-        th, tw = self.input_size
-        if (h, w) == (th, tw):
-            return np.ascontiguousarray(arr)
-        if min(h, w) < 8 or abs((w / h) / (tw / th) - 1.0) > ASPECT_TOLERANCE:
-            raise EdgeconvError(
-                f"{name}: image is {w}x{h} (WxH) but the model expects an aligned face crop of "
-                f"{tw}x{th}; crop/align the face first (only images with the same aspect ratio "
-                "are resized)")
-        from PIL import Image
-
-        # resize exactly as edgeconv.data.images does when loading training images
-        img = Image.fromarray(np.ascontiguousarray(arr), "RGB")
-        helper = getattr(_images, "_pil_to_rgb_array", None)
-        if helper is not None:
-            return helper(img, (th, tw), name)
-        return np.asarray(img.resize((tw, th), Image.BILINEAR), dtype=np.uint8)
-
-    def preprocess(self, images: np.ndarray) -> np.ndarray:
-        """uint8 (N, H, W, 3) RGB at the input size -> the model's float input."""
-        images = np.asarray(images)
-        if images.ndim == 3:
-            images = images[None]
-        if self._default_norm:
-            x = _images.normalize(images)
-        else:
-            x = images.astype(np.float32)
-            if self.color == "BGR":
-                x = x[..., ::-1]
-            x = (x * np.float32(self.scale) - self.mean) / self.std
-            if self.layout == "NCHW":
-                x = x.transpose(0, 3, 1, 2)
-            x = np.ascontiguousarray(x, dtype=np.float32)
-        return self._to_input_dtype(x)
-
-    def _to_input_dtype(self, x: np.ndarray) -> np.ndarray:
-        dtype = np.dtype(self.model.input_dtype)
-        if dtype.kind == "f":
-            return x.astype(dtype, copy=False)
-        scale, zero = self._quant
-        if not scale:
-            raise EdgeconvError(f"{self.path.name}: integer input {dtype} without quantisation "
-                                "parameters is not supported")
-        info = np.iinfo(dtype)
-        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
-
     # -- inference ---------------------------------------------------------------------
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        n = len(x)
-        step = self.fixed_batch or MAX_BATCH
-        outs = []
-        for lo in range(0, n, step):
-            chunk = x[lo:lo + step]
-            m = len(chunk)
-            b = self.fixed_batch or m
-            if m < b:  # fixed-batch model: pad the last chunk
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - m, axis=0)])
-            if self._batch != b:
-                self.model.set_batch(b, input_size=self.input_size, layout=self.layout)
-                self._batch = b
-            y = np.asarray(self.model.run(chunk))
-            if y.ndim < 2 or y.shape[0] != b or y.size // b < 2:
-                raise EdgeconvError(f"{self.path.name}: the model returned shape "
-                                    f"{list(y.shape)} for {b} image(s); an embedding model "
-                                    "returns a vector per image")
-            outs.append(y.reshape(b, -1)[:m].astype(np.float32))
-        return np.concatenate(outs) if outs else np.zeros((0, self.embedding_dim or 0), np.float32)
-
     def embed_normalized(self, x: np.ndarray) -> np.ndarray:
         """Model input (N, ...) already preprocessed -> L2-normalised (N, D) embeddings."""
         y = self._run(np.asarray(x))
+        y = y.reshape(len(y), -1) if len(y) else np.zeros((0, self.embedding_dim or 0),
+                                                          np.float32)
         if not np.isfinite(y).all():
             raise EdgeconvError(f"{self.path.name}: the model produced non-finite embeddings")
         norm = np.linalg.norm(y, axis=1, keepdims=True)
         if (norm <= 1e-12).any():
             raise EdgeconvError(f"{self.path.name}: the model produced a zero embedding")
         return (y / norm).astype(np.float32)
-
-    def _image_batch(self, images) -> tuple[np.ndarray, bool]:
-        """uint8 (N, H, W, 3) or one (H, W, 3) -> (batch at the input size, was it one)."""
-        images = np.asarray(images)
-        single = images.ndim == 3
-        if single:
-            images = images[None]
-        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-            raise EdgeconvError(f"expected uint8 RGB images (N, H, W, 3), got {images.dtype} "
-                                f"{tuple(images.shape)}")
-        if tuple(images.shape[1:3]) != tuple(self.input_size):
-            images = np.stack([self._fit(im, "<array>") for im in images])
-        return images, single
-
-    def load_items(self, items) -> tuple[np.ndarray, bool]:
-        """Path / bytes / uint8 array, or a list of them -> (uint8 batch, was it one item)."""
-        single = not isinstance(items, (list, tuple))
-        batch = [items] if single else list(items)
-        if not batch:
-            raise EdgeconvError("no images given")
-        return np.stack([self.load(it) for it in batch]), single
 
     def embed_images(self, images: np.ndarray) -> np.ndarray:
         """uint8 (N, H, W, 3) RGB at the input size -> (N, D) L2-normalised embeddings."""
@@ -415,16 +163,6 @@ class Embedder:
         images, single = self.load_items(items)
         e = self.embed_images(images)
         return e[0] if single else e
-
-    def close(self) -> None:
-        self.model.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
 
     def __repr__(self):
         return (f"<Embedder {self.path.name} {self.model.backend} input={self.input_size} "

@@ -8,8 +8,9 @@
     e = emb.embed("nir_probe.png")                   # the RGB face model's embedding of the
                                                      # probe's translation
 
-:class:`Translator` shares the embedder's file handling (metadata authority, validation,
-decoding, aspect check, batching) and adds what a translator file is: metadata
+:class:`Translator` is the embedder's sibling on :class:`~edgeconv.runtime.image_model.ImageModel`
+(metadata authority, validation, decoding, aspect check, batching) and adds what a translator
+file is: metadata
 ``kind: "translator"``, 3-channel NCHW input normalised ``(x/255 - 0.5)/0.5`` and a 3-channel
 output in [-1, 1]. :class:`TranslatingEmbedder` is what ``enroll / verify / identify /
 unlock --translate FILE`` use: the probe goes through the translator, then the face model;
@@ -25,31 +26,33 @@ import numpy as np
 
 from edgeconv.errors import EdgeconvError
 from edgeconv.runtime.embedder import Embedder
+from edgeconv.runtime.image_model import ImageModel
 
 KIND = "translator"
 
 
-class Translator(Embedder):
+class Translator(ImageModel):
     """An exported translator file (ONNX or .tflite) and the pre/post-processing it needs."""
 
     KIND = KIND
+    OUTPUT_WHAT = "an image per image (a translator)"
 
     def __init__(self, model_path: str | os.PathLike, threads: int = 1,
                  backend: str | None = None, warmup: bool = True):
-        super().__init__(model_path, threads=threads, backend=backend, flip=False,
-                         warmup=warmup)
+        super().__init__(model_path, threads=threads, backend=backend, warmup=warmup)
+
+    def _setup(self) -> None:
         self.direction = str(self.meta["direction"])
         domains = self.meta.get("domains") or {}
         self.source, self.target = domains.get("input"), domains.get("output")
         lo, hi = self.meta.get("output_range", [-1.0, 1.0])
         self._out_lo, self._out_hi = float(lo), float(hi)
-        out = tuple(self.model.declared_output_shape)
-        if out and (len(out) != 4 or out[1] not in (None, 3)):
-            name = self.path.name
-            self.close()
-            raise EdgeconvError(f"{name}: labelled a translator, but its output has shape "
-                                f"{list(out)}, not an image [batch, 3, height, width] (a face "
-                                "model?)")
+
+    def _check_output_shape(self, out: tuple) -> None:
+        if len(out) != 4 or out[1] not in (None, 3):
+            raise EdgeconvError(f"{self.path.name}: labelled a translator, but its output has "
+                                f"shape {list(out)}, not an image [batch, 3, height, width] (a "
+                                "face model?)")
 
     @property
     def label(self) -> str:

@@ -5,8 +5,9 @@ file (metadata ``kind: "segmenter"``) run in ONNX Runtime or LiteRT.
     seg = Segmenter("seg.onnx")
     masks = seg.segment("fundus.png")        # uint8 (2, H, W) [cup, disc], post-processed
 
-:class:`Segmenter` shares the embedder's file handling (embedded metadata is the authority,
-validation, decoding, batching) and its size rule: an image of the model's size is used as
+:class:`Segmenter` is the embedder's sibling on :class:`~edgeconv.runtime.image_model.ImageModel`
+(its file handling: embedded metadata is the authority, validation, decoding, batching)
+and its size rule: an image of the model's size is used as
 it is; one of the same aspect ratio is resized to it (the masks are resized back, nearest);
 any other size is refused in one line. The output (N, C, H, W) logits go through a sigmoid
 and the post-processing of :mod:`edgeconv.segmentation.metrics` (numpy only).
@@ -20,30 +21,30 @@ from pathlib import Path
 import numpy as np
 
 from edgeconv.errors import EdgeconvError
-from edgeconv.runtime.embedder import ASPECT_TOLERANCE, Embedder
+from edgeconv.runtime.image_model import ASPECT_TOLERANCE, ImageModel
 
 KIND = "segmenter"
 
 
-class Segmenter(Embedder):
+class Segmenter(ImageModel):
     """An exported segmenter file (ONNX or .tflite) and the pre/post-processing it needs."""
 
     KIND = KIND
+    OUTPUT_WHAT = "class logits per image (a segmenter)"
 
     def __init__(self, model_path: str | os.PathLike, threads: int = 1,
                  backend: str | None = None, warmup: bool = True):
-        super().__init__(model_path, threads=threads, backend=backend, flip=False,
-                         warmup=warmup)
+        super().__init__(model_path, threads=threads, backend=backend, warmup=warmup)
+
+    def _setup(self) -> None:
         self.classes = list(self.meta["classes"])
         post = self.meta.get("postprocess") or {}
         self.threshold_value = float(post.get("threshold", 0.5))
         out = tuple(self.model.declared_output_shape)
         if out and (len(out) != 4 or out[1] not in (None, len(self.classes))):
-            name = self.path.name
-            self.close()
-            raise EdgeconvError(f"{name}: labelled a segmenter of {len(self.classes)} classes, "
-                                f"but its output has shape {list(out)}, not [batch, "
-                                f"{len(self.classes)}, height, width]")
+            raise EdgeconvError(f"{self.path.name}: labelled a segmenter of "
+                                f"{len(self.classes)} classes, but its output has shape "
+                                f"{list(out)}, not [batch, {len(self.classes)}, height, width]")
 
     def _check_kind(self, meta: dict | None) -> None:
         if not meta or meta.get("kind") != KIND:
