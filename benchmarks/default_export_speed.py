@@ -210,8 +210,15 @@ def open_file(spec, path, threads):
     from edgeconv.runtime.backends import open_model
 
     with env(**(PORTABLE_ENV[spec["backend"]] if spec.get("portable") else {})):
-        model = open_model(path, threads=threads)
+        model = open_model(path, threads=threads, allow_spinning=SPINNING)
     return model, execution_path(model)
+
+
+#: ONNX Runtime's spin-waiting worker threads off: the files of a cell are interleaved call by
+#: call, and a session whose worker keeps spinning after its call takes the second core from
+#: the next session's call (measured: 2-thread cells of every ORT file 1.5-3x slower than one
+#: thread with spinning on). TFLite ignores the setting.
+SPINNING = False
 
 
 # ----------------------------------------------------------------------------- whole models
@@ -407,7 +414,8 @@ def per_op(args, cfg, cache, avail) -> list[dict]:
             if be == TFLITE:
                 row["dw_ops"] = tflite_ops(files["dw"].read_bytes())
             for t in cfg["threads"]:
-                models = {k: open_model(p, threads=t) for k, p in files.items()}
+                models = {k: open_model(p, threads=t, allow_spinning=SPINNING)
+                          for k, p in files.items()}
                 for k, m in models.items():
                     row["execution"][k] = execution_path(m)
                 for b in cfg["batches"]:
@@ -517,7 +525,9 @@ def markdown(args, cfg, specs, paths, exports, res, mem, ops, head) -> str:
           f"| wall time | {head['wall_s'] / 60:.1f} min (exports {head['export_s'] / 60:.1f} min"
           " of it; cached exports are reused) |",
           f"| timing | input {size}x{size}; per (backend, batch, threads) cell every file of the "
-          f"backend interleaved call by call (edgeconv.profiling.timing.measure_round_robin: "
+          f"backend interleaved call by call, ONNX Runtime's thread spinning off (interleaved "
+          f"sessions' spinning workers would take the other core) "
+          f"(edgeconv.profiling.timing.measure_round_robin: "
           f"min {args.min_time} s of calls per file and round, {args.rounds} rounds, median of "
           f"a round's calls, best round); FPS = batch / that median |", ""]
 
