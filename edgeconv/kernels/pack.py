@@ -41,28 +41,41 @@ def outside_taps(in_hw, kernel_size: int, stride: int) -> np.ndarray:
     return bad.reshape(k * k, h, w)
 
 
-def pack_weights(weight: np.ndarray, in_hw, stride: int, dtype: str = "float32"):
-    """(C, k*k, h, w) float -> (packed (C, h, k*k, wpad), scales (C, k*k) float32 or None)."""
+def _checked_weight(weight: np.ndarray, in_hw, stride: int, dtype: str) -> np.ndarray:
+    """(C, k*k, h, w) float64 with the taps that read the zero padding zeroed; every layout's
+    checks (dtype name, rank, k, output size) in one place."""
     if dtype not in WEIGHT_DTYPES:
         raise ValueError(f"weight dtype must be one of {WEIGHT_DTYPES}, got {dtype!r}")
     weight = np.asarray(weight, dtype=np.float64)
     if weight.ndim != 4:
         raise ValueError(f"weight must be (C, k*k, h, w), got shape {weight.shape}")
-    c, kk, h, w = weight.shape
+    _, kk, h, w = weight.shape
     k = int(round(kk ** 0.5))
     if k * k != kk or out_hw(in_hw, k, stride) != (h, w):
         raise ValueError(f"weight {weight.shape} does not fit input {tuple(in_hw)}, stride {stride}")
-    weight = np.where(outside_taps(in_hw, k, stride)[None], 0.0, weight)
-    packed = np.zeros((c, h, kk, padded_width(w)), np.float64)
-    packed[..., :w] = weight.transpose(0, 2, 1, 3)
+    return np.where(outside_taps(in_hw, k, stride)[None], 0.0, weight)
+
+
+def _stored(packed: np.ndarray, dtype: str, grid_axes: tuple):
+    """(packed in ``dtype``, float32 scales or None): int8 is symmetric with one scale per
+    (channel, tap) = max-abs over the output grid (``grid_axes``) / 127."""
     if dtype == "float32":
         return packed.astype(np.float32), None
     if dtype == "float16":
         return packed.astype(np.float16), None
-    amax = np.abs(packed).max(axis=(1, 3))  # (C, k*k)
+    amax = np.abs(packed).max(axis=grid_axes, keepdims=True)
     scales = np.where(amax > 0, amax / 127.0, 1.0)
-    q = np.clip(np.rint(packed / scales[:, None, :, None]), -127, 127).astype(np.int8)
-    return q, scales.astype(np.float32)
+    q = np.clip(np.rint(packed / scales), -127, 127).astype(np.int8)
+    return q, np.squeeze(scales, axis=grid_axes).astype(np.float32)
+
+
+def pack_weights(weight: np.ndarray, in_hw, stride: int, dtype: str = "float32"):
+    """(C, k*k, h, w) float -> (packed (C, h, k*k, wpad), scales (C, k*k) float32 or None)."""
+    weight = _checked_weight(weight, in_hw, stride, dtype)
+    c, kk, h, w = weight.shape
+    packed = np.zeros((c, h, kk, padded_width(w)), np.float64)
+    packed[..., :w] = weight.transpose(0, 2, 1, 3)
+    return _stored(packed, dtype, (1, 3))
 
 
 def unpack_weights(packed: np.ndarray, scales: np.ndarray | None, w: int) -> np.ndarray:
@@ -97,25 +110,9 @@ def pack_weights_nhwc(weight: np.ndarray, in_hw, stride: int, dtype: str = "floa
 
     int8: symmetric, one scale per (tap, channel) = max-abs over the output grid / 127.
     """
-    if dtype not in WEIGHT_DTYPES:
-        raise ValueError(f"weight dtype must be one of {WEIGHT_DTYPES}, got {dtype!r}")
-    weight = np.asarray(weight, dtype=np.float64)
-    if weight.ndim != 4:
-        raise ValueError(f"weight must be (C, k*k, h, w), got shape {weight.shape}")
-    c, kk, h, w = weight.shape
-    k = int(round(kk ** 0.5))
-    if k * k != kk or out_hw(in_hw, k, stride) != (h, w):
-        raise ValueError(f"weight {weight.shape} does not fit input {tuple(in_hw)}, stride {stride}")
-    weight = np.where(outside_taps(in_hw, k, stride)[None], 0.0, weight)
+    weight = _checked_weight(weight, in_hw, stride, dtype)
     packed = np.ascontiguousarray(weight.transpose(2, 3, 1, 0))  # (h, w, kk, C)
-    if dtype == "float32":
-        return packed.astype(np.float32), None
-    if dtype == "float16":
-        return packed.astype(np.float16), None
-    amax = np.abs(packed).max(axis=(0, 1))  # (kk, C)
-    scales = np.where(amax > 0, amax / 127.0, 1.0)
-    q = np.clip(np.rint(packed / scales[None, None]), -127, 127).astype(np.int8)
-    return q, scales.astype(np.float32)
+    return _stored(packed, dtype, (0, 1))
 
 
 def unpack_weights_nhwc(packed: np.ndarray, scales: np.ndarray | None) -> np.ndarray:
