@@ -276,41 +276,23 @@ def _json(d):
 def load_gan_checkpoint(path) -> dict:
     from edgeconv.train.checkpoint import read_torch_file
 
-    ckpt = read_torch_file(path, "GAN checkpoint")
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise EdgeconvError(f"{path}: not an edgeconv GAN checkpoint")
-    if ckpt.get("format_version") != FORMAT_VERSION:
-        raise EdgeconvError(f"{path}: GAN checkpoint version {ckpt.get('format_version')!r} "
-                            "is not supported")
-    return ckpt
+    from edgeconv.train.run_folder import check_header
+
+    return check_header(read_torch_file(path, "GAN checkpoint"), path, CHECKPOINT_FORMAT,
+                        FORMAT_VERSION, "GAN")
 
 
 def gan_from_checkpoint(ckpt: dict, path) -> GAN:
-    try:
-        model = GAN(GANConfig.from_dict(ckpt["gan_config"]))
-        model.load_state_dict(ckpt["state_dict"])
-    except (KeyError, TypeError, RuntimeError) as exc:
-        raise EdgeconvError(f"{path}: weights do not fit its GAN config "
-                            f"({str(exc).splitlines()[0][:120]})") from None
-    return model.eval()
+    from edgeconv.train.run_folder import model_from_checkpoint
+
+    return model_from_checkpoint(ckpt, path, lambda c: GAN(GANConfig.from_dict(c)),
+                                 "gan_config", "GAN")
 
 
 def gan_train(cfg: GanTrainConfig | None = None, resume=None, log=print,
               stop_after: int | None = None, overwrite: bool = False) -> dict:
     """Train (or resume, from a ``last.ckpt`` or its run folder) a LIS GAN."""
-    if resume is not None:
-        path = Path(resume)
-        path = path / LAST if path.is_dir() else path
-        ckpt = load_gan_checkpoint(path)
-        cfg = GanTrainConfig(**ckpt["config"])
-        cfg.output = str(path.parent)
-        trainer = GanTrainer(cfg, log=log)
-        trainer.load(ckpt)
-        log(f"resuming from {path} (epoch {trainer.epoch})")
-    else:
-        cfg = cfg or GanTrainConfig()
-        if (Path(cfg.output) / LAST).exists() and not overwrite:
-            raise EdgeconvError(f"{cfg.output} already holds a GAN run: resume it with "
-                                "--resume, or pass --overwrite / another -o")
-        trainer = GanTrainer(cfg, log=log)
-    return trainer.run(stop_after=stop_after)
+    from edgeconv.train.run_folder import start_or_resume
+
+    return start_or_resume(GanTrainer, GanTrainConfig, load_gan_checkpoint, cfg, resume, log,
+                           overwrite, "GAN", stop_after)

@@ -168,44 +168,26 @@ def load_translate_checkpoint(path) -> dict:
 
 def validate_translate_checkpoint(ckpt, path) -> dict:
     """The header checks of :func:`load_translate_checkpoint` on an already-read object."""
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise EdgeconvError(f"{path}: not an edgeconv translation checkpoint")
-    if ckpt.get("format_version") != FORMAT_VERSION:
-        raise EdgeconvError(f"{path}: translation checkpoint version "
-                            f"{ckpt.get('format_version')!r} is not supported")
-    return ckpt
+    from edgeconv.train.run_folder import check_header
+
+    return check_header(ckpt, path, CHECKPOINT_FORMAT, FORMAT_VERSION, "translation")
 
 
 def unit_from_checkpoint(ckpt: dict, path) -> UNIT:
     """The UNIT model of a validated translation checkpoint, weights loaded, in eval mode."""
-    try:
-        model = UNIT(UNITConfig.from_dict(ckpt["unit_config"]))
-        model.load_state_dict(ckpt["state_dict"])
-    except (KeyError, TypeError, RuntimeError) as exc:
-        raise EdgeconvError(f"{path}: weights do not fit its UNIT config "
-                            f"({str(exc).splitlines()[0][:120]})") from None
-    return model.eval()
+    from edgeconv.train.run_folder import model_from_checkpoint
+
+    return model_from_checkpoint(ckpt, path, lambda c: UNIT(UNITConfig.from_dict(c)),
+                                 "unit_config", "UNIT")
 
 
 def translate_train(cfg: TranslateConfig | None = None, resume=None, log=print,
                     stop_after: int | None = None, overwrite: bool = False) -> dict:
     """Train (or resume, from a ``last.ckpt`` or its run folder) a UNIT translator."""
-    if resume is not None:
-        path = Path(resume)
-        path = path / LAST if path.is_dir() else path
-        ckpt = load_translate_checkpoint(path)
-        cfg = TranslateConfig(**ckpt["config"])
-        cfg.output = str(path.parent)
-        trainer = TranslateTrainer(cfg, log=log)
-        trainer.load(ckpt)
-        log(f"resuming from {path} (epoch {trainer.epoch})")
-    else:
-        cfg = cfg or TranslateConfig()
-        if (Path(cfg.output) / LAST).exists() and not overwrite:
-            raise EdgeconvError(f"{cfg.output} already holds a translation run: resume it with "
-                                "--resume, or pass --overwrite / another -o")
-        trainer = TranslateTrainer(cfg, log=log)
-    return trainer.run(stop_after=stop_after)
+    from edgeconv.train.run_folder import start_or_resume
+
+    return start_or_resume(TranslateTrainer, TranslateConfig, load_translate_checkpoint, cfg,
+                           resume, log, overwrite, "translation", stop_after)
 
 
 
