@@ -96,16 +96,23 @@ def _name_patterns():
 _ALLOWED = {"ops/__init__.py", "models/registry.py"}
 
 
-def test_no_module_compares_op_or_model_names():
+def _lines_matching(patterns, allowed) -> list[str]:
+    """``file:line: text`` of every code line (comments cut) of the package outside
+    ``allowed`` that one of ``patterns`` matches."""
     hits = []
     for path in sorted(PACKAGE.rglob("*.py")):
         rel = path.relative_to(PACKAGE).as_posix()
-        if rel in _ALLOWED:
+        if rel in allowed:
             continue
         for n, line in enumerate(path.read_text().splitlines(), 1):
             code = line.split("#", 1)[0]
-            if any(p.search(code) for p in _name_patterns()):
+            if any(p.search(code) for p in patterns):
                 hits.append(f"{rel}:{n}: {line.strip()}")
+    return hits
+
+
+def test_no_module_compares_op_or_model_names():
+    hits = _lines_matching(_name_patterns(), _ALLOWED)
     assert not hits, "ask the registry (op_spec / model_spec) instead:\n" + "\n".join(hits)
 
 
@@ -128,15 +135,7 @@ def _format_patterns():
 def test_no_module_compares_format_or_backend_names():
     """A format's code lives in its table entry's module (edgeconv.export.formats), a
     backend's in its class (edgeconv.runtime.backends): no call site asks for a name."""
-    hits = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        rel = path.relative_to(PACKAGE).as_posix()
-        if rel in _FORMAT_ALLOWED:
-            continue
-        for n, line in enumerate(path.read_text().splitlines(), 1):
-            code = line.split("#", 1)[0]
-            if any(p.search(code) for p in _format_patterns()):
-                hits.append(f"{rel}:{n}: {line.strip()}")
+    hits = _lines_matching(_format_patterns(), _FORMAT_ALLOWED)
     assert not hits, "ask the format table / the backend class instead:\n" + "\n".join(hits)
 
 

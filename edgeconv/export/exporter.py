@@ -162,7 +162,7 @@ def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batc
         for f in opts.formats:  # a low-rank graph has no per-pixel formulation to pin the batch
             check_formulation_for(formulation, f, opts.opset_for(f),
                                   dynamic_batch=opts.batch is None and lowrank is None)
-    if formulation == "fused" and lowrank is not None:
+    if formulation == fmt.FUSED and lowrank is not None:
         raise EdgeconvError("--formulation fused exports the exact folded weights; it cannot "
                             "be combined with --lowrank")
     t0 = time.perf_counter()

@@ -38,6 +38,10 @@ class ExportFormat:
     batch_pinning: tuple[str, ...] = ()
 
 
+#: the formulation whose TVConv layers are the format's fused form (one node / composite per
+#: layer, the format entry's ``fused_module``); edgeconv.export.formulations re-exports it
+FUSED = "fused"
+
 # Options every format takes.
 COMMON_OPTIONS = ("batch", "input_size", "formulation", "lowrank", "output_dir", "parity")
 
@@ -52,7 +56,7 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
         title="ONNX",
         # edgeconv.TVConv nodes with standard-op function bodies: portable, and fast where
         # the kernel library is loaded (docs/default_export_speed.md)
-        default_formulation="fused"),
+        default_formulation=FUSED),
     "tflite": ExportFormat(
         "tflite", ".tflite", COMMON_OPTIONS + ("fp16", "weight_dtype"),
         ("torch", "litert_torch", "ai_edge_litert"), extra="tflite",
@@ -150,8 +154,8 @@ def validate_options(formats: list[str], given: dict) -> None:
             raise EdgeconvError(f"--weight-dtype must be one of {', '.join(WEIGHT_DTYPES)}, "
                                 f"got {wd!r}")
         form = given.get("formulation")
-        if form != "fused" and not (form is None and all(
-                EXPORT_FORMATS[f].default_formulation == "fused" for f in formats)):
+        if form != FUSED and not (form is None and all(
+                EXPORT_FORMATS[f].default_formulation == FUSED for f in formats)):
             raise EdgeconvError("--weight-dtype is the storage of the fused kernel's weights: "
                                 "it needs --formulation fused")
     opset = given.get("opset")

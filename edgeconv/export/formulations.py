@@ -41,17 +41,18 @@ from __future__ import annotations
 
 import torch
 
+from edgeconv.errors import EdgeconvError
+from edgeconv.export.formats import EXPORT_FORMATS, FUSED  # FUSED: defined with the table
 from edgeconv.ops.per_pixel import (LOWERINGS, check_lowering, col2im_weights,  # noqa: F401
                                     onehot_kernels, per_pixel, tap_kernel)
 
 EXACT_FORMULATIONS = LOWERINGS
-#: ``fused``: each folded TVConv (with its BatchNorm and activation) becomes ONE node. ONNX: the
+#: ``fused`` (FUSED): each folded TVConv (with its BatchNorm and activation) becomes ONE node. ONNX: the
 #: edgeconv kernel library's custom op ``edgeconv.TVConv`` (edgeconv.export.fused); the file
 #: then runs only where that library is loaded (edgeconv.kernels). TFLite: a
 #: ``STABLEHLO_COMPOSITE`` ``edgeconv.tvconv`` (edgeconv.export.litert_fused) whose
 #: decomposition is standard ops, so the file runs in any LiteRT and runs the native kernel
 #: where the edgeconv LiteRT delegate is loaded (docs/litert_delegate.md).
-FUSED = "fused"
 FORMULATIONS = EXACT_FORMULATIONS + (FUSED,)
 #: The default of a format without its own (``edgeconv.export.formats``: each format's entry
 #: names its default, the formulations it cannot carry and those that pin its batch size).
@@ -61,8 +62,6 @@ MIN_OPSET = {"col2im": 18}
 
 def default_formulation(fmt: str, opset: int | None = None) -> str:
     """The formulation a plain export of format ``fmt`` writes (its table entry)."""
-    from edgeconv.export.formats import EXPORT_FORMATS
-
     spec = EXPORT_FORMATS.get(fmt)
     return spec.default_formulation if spec is not None else DEFAULT_FORMULATION
 
@@ -72,9 +71,6 @@ def check_formulation_for(name: str, fmt: str, opset: int | None = None,
     """Refuse, in one line, a ``--formulation`` that ``fmt`` cannot carry: unknown names,
     forms the format's table entry cannot carry, Col2Im below opset 18, and
     (``dynamic_batch``) forms whose graph pins the format's batch size."""
-    from edgeconv.errors import EdgeconvError
-    from edgeconv.export.formats import EXPORT_FORMATS
-
     if name not in FORMULATIONS:
         raise EdgeconvError(f"unknown --formulation '{name}' "
                             f"(choose from: {', '.join(FORMULATIONS)})")

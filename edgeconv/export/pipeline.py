@@ -21,12 +21,9 @@ from pathlib import Path
 
 from edgeconv.errors import EdgeconvError
 from edgeconv.export import formats as fmt
+from edgeconv.export.formats import FUSED
 from edgeconv.export.job import Converted, ExportOptions, Subject
 from edgeconv.metadata import sidecar_path
-
-#: the formulation whose layers are the format's fused form (edgeconv.export.formulations.FUSED)
-FUSED = "fused"
-
 
 def format_module(name: str):
     """The module holding format ``name``'s conversion, run and finalize functions."""

@@ -366,7 +366,7 @@ def _bench_model(entry: dict, settings: BenchSettings, bar: _Progress, log) -> N
             kernel = probe.kernel_entry()  # fused TVConv: which build and SIMD path timed it
             if kernel is not None:
                 entry["kernels"] = kernel
-            note = probe.kernel_note()
+            note = probe.kernel_note(kernel)
             if note:
                 log(f"edgeconv: {note}")
     except B.ModelFileError as exc:

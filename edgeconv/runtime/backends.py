@@ -246,7 +246,7 @@ class OnnxRuntimeBackend(ModelBackend):
         built = kernels.info()
         return {k: built[k] for k in ("version", "isa", "layout")}
 
-    def kernel_note(self) -> str | None:
+    def kernel_note(self, entry: dict | None) -> str | None:
         return None
 
     def embedded_metadata(self) -> dict | None:
@@ -440,9 +440,9 @@ class TFLiteBackend(ModelBackend):
 
         return ld.bench_entry(self.execution_path)
 
-    def kernel_note(self) -> str | None:
-        """One line on what ran a file's composites (None: the file has none)."""
-        entry = self.kernel_entry()
+    def kernel_note(self, entry: dict | None) -> str | None:
+        """One line on what ran a file's composites, from its :meth:`kernel_entry` (None: the
+        file has none)."""
         if entry is None:
             return None
         return (f"{self.path.name}: edgeconv.tvconv layers run on the {self.execution_path}"
