@@ -187,7 +187,10 @@ def test_malicious_checkpoint_refused_nothing_executed(tmp_path, kind):
 
 def test_every_command_takes_exactly_its_options():
     """Each command's function takes exactly the options click declares for it (an option
-    missing from the decorators was a NameError only at run time: quickstart --budget)."""
+    missing from the decorators was a NameError only at run time: quickstart --budget). A
+    command whose options are generated from a config dataclass takes the dataclass (built
+    from exactly those options: every one a field) and the declared CLI-only options."""
+    import dataclasses
     import inspect
 
     import click
@@ -201,12 +204,23 @@ def test_every_command_takes_exactly_its_options():
                 yield from commands(cmd, prefix + name + " ")
 
     bad = []
+    generated_commands = 0
     for name, cmd in commands(cli):
         if cmd.callback is None:
             continue
         fn = inspect.unwrap(cmd.callback)
         params = set(inspect.signature(fn).parameters) - {"ctx"}
         declared = {p.name for p in cmd.params if p.expose_value}
+        table = getattr(cmd.callback, "config_options", None)
+        if table is not None:
+            generated_commands += 1
+            generated = set(table.names)
+            fields = {f.name for f in dataclasses.fields(table.cls)}
+            if not generated <= declared or not generated <= fields:
+                bad.append(f"{name}: generated options {sorted(generated - declared)} not "
+                           f"declared or {sorted(generated - fields)} not fields")
+            declared = (declared - generated) | {table.arg}
         if params != declared:
             bad.append(f"{name}: function {sorted(params ^ declared)}")
     assert not bad, bad
+    assert generated_commands >= 2  # train and quickstart at least

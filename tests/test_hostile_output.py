@@ -36,11 +36,11 @@ def test_translate_output_names_are_unique():
 @pytest.mark.parametrize("name", ["../../x", "/tmp/abs", "sub/x", "..", "a\0b"])
 def test_export_name_cannot_leave_the_output_folder(tmp_path, name):
     if "\0" in name:  # an argv cannot hold a NUL: the check itself
-        from edgeconv.cli import _check_export_options
+        from edgeconv.commands.export import check_export_options
         from edgeconv.errors import EdgeconvError
 
         with pytest.raises(EdgeconvError, match="a file stem, not a path"):
-            _check_export_options(name, "dynamic", None)
+            check_export_options(name, "dynamic", None)
         return
     res = cli("export", tmp_path / "m.ckpt", "--name", name, "-o", tmp_path / "out")
     refused(res, "a file stem, not a path")

@@ -23,7 +23,11 @@ FLOORS = [
     ("edgeconv.train",),
     ("edgeconv.translate", "edgeconv.gan", "edgeconv.segmentation"),
     ("edgeconv.export",),
-    ("edgeconv.quickstart", "edgeconv.envelope", "edgeconv.cli", "edgeconv.__main__"),
+    ("edgeconv.quickstart", "edgeconv.envelope"),
+    # the CLI: the pieces its command modules share, the command modules, the root group
+    ("edgeconv.commands.common", "edgeconv.commands.config_options"),
+    ("edgeconv.commands",),
+    ("edgeconv.cli", "edgeconv.__main__"),
 ]
 
 
@@ -36,8 +40,6 @@ def floor_of(module: str) -> int | None:
             if (module == p or module.startswith(p + ".")) and (best is None or
                                                                  len(p) > best[1]):
                 best = (n, len(p))
-    if best is None and module.startswith("edgeconv.cli_"):
-        return len(FLOORS) - 1
     return None if best is None else best[0]
 
 

@@ -1,5 +1,5 @@
-"""CLI commands of the LIS face generator (issue #27): ``gan-train``, ``gan-export`` and the
-generator-impostor ``unlock-trial``. Registered in ``edgeconv.cli`` by :func:`register`."""
+"""``edgeconv gan-train``, ``gan-export`` (torch) and the torch-free generator-impostor
+``unlock-trial``: the LIS face generator (issue #27)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,7 @@ import json
 import click
 
 from edgeconv import options as _opts
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(gan_train_cmd)
-    cli.add_command(gan_export_cmd)
-    cli.add_command(unlock_trial_cmd)
+from edgeconv.commands.common import set_threads
 
 
 @click.command("gan-train")
@@ -53,10 +48,7 @@ def gan_train_cmd(output, data, size, lis_modules, width, lam, identities, image
                   difficulty, epochs, reverser_epochs, batch_size, lr, seed, threads, resume,
                   overwrite):
     """Train a face GAN with learned input spaces (LIS modules; optionally R-separate)."""
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    set_threads(threads)
     from edgeconv.gan.train import GanTrainConfig, gan_train
 
     cfg = GanTrainConfig(gan={"size": int(size), "lis_modules": lis_modules, "width": width,
@@ -132,3 +124,6 @@ def unlock_trial_cmd(model, generator, count, users, enrol_images, genuine_image
     else:
         for line in format_report(r):
             click.echo(line)
+
+
+COMMANDS = (gan_train_cmd, gan_export_cmd, unlock_trial_cmd)

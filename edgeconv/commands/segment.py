@@ -1,6 +1,5 @@
-"""CLI commands of the segmentation task (issue 25): ``seg-train``, ``seg-eval`` (torch) and
-the torch-free device command ``segment``. Registered on the main group by
-``edgeconv.cli`` with ``register(cli)``; implementations are imported inside the commands."""
+"""``edgeconv seg-train``, ``seg-eval`` (torch) and the torch-free device command ``segment``:
+optic disc / cup segmentation (issue 25); implementations are imported inside the commands."""
 
 from __future__ import annotations
 
@@ -8,6 +7,7 @@ import json
 
 import click
 
+from edgeconv.commands.common import set_threads
 from edgeconv.errors import EdgeconvError
 
 
@@ -66,10 +66,7 @@ def seg_train_cmd(data, test_domain, aspp, width, op_kwarg, size, images_per_dom
     check_model_name("deeplabv3p_mbv2", task="segmentation")
     if size % 16:
         raise EdgeconvError(f"--size must be divisible by 16, got {size}")
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    set_threads(threads)
     from edgeconv.segmentation.train import SegTrainConfig, seg_train
 
     cfg = SegTrainConfig(data=data, n_per_domain=images_per_domain, data_seed=data_seed,
@@ -132,7 +129,4 @@ def segment_cmd(model, images, output_dir, threads, backend, as_json):
             click.echo(json.dumps(r))
 
 
-def register(cli: click.Group) -> None:
-    """Add the segmentation commands to the ``edgeconv`` group."""
-    for cmd in (seg_train_cmd, seg_eval_cmd, segment_cmd):
-        cli.add_command(cmd)
+COMMANDS = (seg_train_cmd, seg_eval_cmd, segment_cmd)
