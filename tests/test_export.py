@@ -428,10 +428,18 @@ def test_parity_gate_allows_the_float32_floor_and_reports_it(small_ckpt, tmp_pat
     ref = {"a": np.array([[1.0, 2.0, 3.0]])}
     assert par.float32_floor(ref, {"a": np.array([[1.0, 2.0, 3.0 + 3e-4]])}) == pytest.approx(1e-4)
     assert par.float32_floor(ref, {"a": ref["a"].copy()}) == 0.0
-    rep = export_checkpoint(small_ckpt, formats="onnx", output_dir=tmp_path, echo=lambda *a: None)
+    rep = export_checkpoint(small_ckpt, formats="onnx", output_dir=tmp_path,
+                            weight_dtype="float32", echo=lambda *a: None)
     p = rep["parity"]["onnx"]
     assert 0.0 <= p["float32_floor"] < 1e-4
     assert p["tolerance"]["max_abs_diff"] == max(1e-4, 2 * p["float32_floor"])
+    # the default storage (float16 weights) is gated at its own bound, never looser than that
+    rep = export_checkpoint(small_ckpt, formats="onnx", output_dir=tmp_path / "d",
+                            echo=lambda *a: None)
+    p = rep["parity"]["onnx"]
+    assert p["tolerance"]["max_abs_diff"] == max(par.FUSED_TOLERANCE["float16"][0],
+                                                 2 * p["float32_floor"])
+    assert p["tolerance"]["min_cosine"] == par.MIN_COSINE and p["max_abs_diff"] <= 1e-4
 
 
 def test_export_never_replaces_another_models_files(tmp_path):

@@ -90,7 +90,13 @@ def test_default_export_is_fused_with_function_bodies(exported):
     assert {(o.domain, o.version) for o in proto.opset_import} >= {("edgeconv", 1)}
     meta = json.loads({p.key: p.value for p in proto.metadata_props}["edgeconv"])
     k = meta["kernels"]
-    assert k["function_body"] is True and k["weight_dtype"] == "float32"
+    # the default storage of the per-pixel weights is float16 (computed in float32), said once
+    assert k["function_body"] is True and k["weight_dtype"] == "float16"
+    assert any(ln.startswith("weights onnx   fused TVConv layers store float16 per-pixel "
+                             "weights") and "the default" in ln for ln in exported["lines"])
+    inits = {i.name: i for i in proto.graph.initializer}
+    w_inputs = [inits[n.input[1]] for n in nodes if n.input[1] in inits]
+    assert len(w_inputs) == 17 and {i.data_type for i in w_inputs} == {onnx.TensorProto.FLOAT16}
     assert {"domain", "op", "op_version", "layout", "library_version", "library"} <= set(k)
     assert meta["parity"]["function_body"]["max_abs_diff"] <= 1e-4
 

@@ -34,8 +34,8 @@ from edgeconv.errors import EdgeconvError
                    "tapconv, slices, onehot, onehot_tap.")
 @click.option("--weight-dtype", default=None,
               help="Fused TVConv layers (the default): storage of the per-pixel weights, "
-                   "float32 (default), "
-                   "float16 or int8 (per channel-tap scales); computed in float32.")
+                   "float16 (default: half the file and weight traffic of float32), float32 "
+                   "or int8 (per channel-tap scales); computed in float32.")
 @click.option("--lowrank", default=None,
               help="APPROXIMATE: per-layer SVD of the folded weights; an integer rank r or a "
                    "relative error budget in (0, 1). Exact folding is the default.")

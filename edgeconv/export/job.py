@@ -49,8 +49,12 @@ class ExportOptions:
 
     def weight_dtype_for(self, fmt_name: str) -> str:
         """Fused layers' weight storage in ``fmt_name``: --weight-dtype, else float16 where the
-        format's --fp16 is given, else float32."""
-        return self.weight_dtype or ("float16" if self.fp16_for(fmt_name) else "float32")
+        format's --fp16 is given, else the default (edgeconv.kernels.pack.DEFAULT_WEIGHT_DTYPE)."""
+        from edgeconv.kernels.pack import DEFAULT_WEIGHT_DTYPE
+
+        if self.weight_dtype:
+            return self.weight_dtype
+        return "float16" if self.fp16_for(fmt_name) else DEFAULT_WEIGHT_DTYPE
 
 
 @dataclass

@@ -14,9 +14,10 @@ from edgeconv.metadata import ONNX_METADATA_KEY
 INPUT_NAME = "input"
 OUTPUT_NAME = "embedding"
 RUNTIME_LABEL = "ONNX (onnxruntime)"
-#: file-name suffix of a fused export per weight storage: the default export of a TVConv
-#: model (fused nodes + function bodies) is NAME.onnx; an explicit --formulation fused keeps
-#: the _fused names
+#: file-name suffix of a fused export per weight storage given with --weight-dtype: the
+#: default export of a TVConv model (fused nodes + function bodies) is NAME.onnx; an explicit
+#: --formulation fused keeps the _fused names. Without --weight-dtype (the default storage)
+#: no storage suffix: NAME.onnx / NAME_fused.onnx, as before the default became float16.
 FUSED_SUFFIX = {"float32": "_fused", "float16": "_fused_fp16", "int8": "_fused_int8"}
 DEFAULT_FUSED_SUFFIX = {"float32": "", "float16": "_fp16", "int8": "_int8"}
 
@@ -31,9 +32,11 @@ def convert(subject, net, options, formulation: str | None, weight_dtype: str):
                                channels=subject.channels, output_name=subject.output_name)
     fused = formulation == FUSED
     names = FUSED_SUFFIX if options.formulation == FUSED else DEFAULT_FUSED_SUFFIX
+    suffix = ("" if not fused else names[weight_dtype] if options.weight_dtype
+              else names["float32"])
     return Converted(proto, proto.SerializeToString(),
                      {"opset": extra["opset"], "simplifier": extra["simplifier"]},
-                     names[weight_dtype] if fused else "", fused_nodes=extra["tvconv_nodes"],
+                     suffix, fused_nodes=extra["tvconv_nodes"],
                      dynamic_batch=options.batch is None)
 
 

@@ -142,6 +142,9 @@ def run_export(subject: Subject, options: ExportOptions, t0: float | None = None
         if fused:  # the fused file's other run(s): kernel / body, delegate / portable
             for line in fused_module(f).report_lines(summary, path.name, conv):
                 echo(line)
+            echo(f"weights {f:<6} fused TVConv layers store {wd} per-pixel weights, computed "
+                 "in float32" + ("" if options.weight_dtype else
+                                                   " (the default; see --weight-dtype)"))
         staged.append(stage_file(path, conv.artifact, meta, f))
     return write_staged(staged, subject.report, echo, t0)
 

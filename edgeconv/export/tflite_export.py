@@ -57,9 +57,11 @@ def convert(subject, net, options, formulation: str | None, weight_dtype: str):
     if fp16:
         data, meta["fp16_tensors"] = to_fp16_weights(data)
         meta["precision"] = "float16-weights"
-    # fused weight storage: --fp16 already names a float16 file
+    # fused weight storage given with --weight-dtype (--fp16 already names a float16 file);
+    # the default storage adds nothing
     wsuffix = {"float32": "", "float16": "" if fp16 else "_fp16", "int8": "_int8"}
-    suffix = ("_fp16" if fp16 else "") + (wsuffix[weight_dtype] if fused else "")
+    suffix = ("_fp16" if fp16 else "") + (wsuffix[weight_dtype] if fused and
+                                          options.weight_dtype else "")
     inputs = (subject.inputs_at(batch) if batch is not None and options.batch is None
               and subject.inputs_at is not None else None)
     return Converted(data, data, meta, suffix, inputs=inputs, dynamic_batch=batch is None)
