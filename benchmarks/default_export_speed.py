@@ -12,14 +12,19 @@ delegate for files that use them), every file of one backend interleaved per (ba
 cell (``edgeconv.profiling.timing.measure_round_robin``):
 
 * ONNX Runtime: depthwise x1.0 / x0.5, the TVConv default export (fused ``edgeconv.TVConv``
-  nodes with function bodies) with the kernel library and without it (portable body), its
-  float16-weight variant, and the old default ``--formulation col2im``;
-* LiteRT: depthwise x1.0 / x0.5, TVConv ``--formulation fused`` float32 / float16 with the
-  delegate, the fused float32 file without it (portable body: batch 1, 1 thread only) and the
-  TFLite default ``tapconv``;
+  nodes with function bodies, float16 weights) with the kernel library and without it
+  (portable body), its ``--weight-dtype float32`` variant, and the old default
+  ``--formulation col2im``;
+* LiteRT: depthwise x1.0 / x0.5, TVConv ``--formulation fused`` (float16 weights, the
+  default storage) and ``--weight-dtype float32`` with the delegate, the fused file without it
+  (portable body: batch 1, 1 thread only) and the TFLite default ``tapconv``;
 * net peak RSS at batch 8, 1 thread, each file in a fresh child (edgeconv.profiling.memory);
 * per op: every distinct TVConv layer shape of MB x0.5 as a one-layer file, the fused layer
-  (each weight dtype) against the runtime's depthwise conv of the same shape.
+  (each weight dtype) against the runtime's depthwise conv of the same shape (LiteRT files
+  NHWC in and out: the op alone, no transposes).
+
+The hand-written reading of a run lives in --notes (docs/default_export_speed.notes.md) and is
+put into the markdown after the header, so a rerun keeps it.
 
 Writes the markdown (--out-md), the JSON (--out-json) and a PNG next to the markdown.
 Imports nothing from tests/ or other benchmarks.
@@ -101,7 +106,12 @@ def export(cache: Path, ckpt: Path, fmt: str, formulation: str | None,
     """One real export, cached: (file, {formulation, parity, seconds})."""
     from edgeconv.export.exporter import export_checkpoint
 
-    key = f"{ckpt.stem}_{fmt}_{formulation or 'default'}_{weight_dtype or 'default'}"
+    from edgeconv.kernels.pack import DEFAULT_WEIGHT_DTYPE
+
+    # the default storage is named in the key: a cache from before a change of default is
+    # never taken for the new default's file
+    key = (f"{ckpt.stem}_{fmt}_{formulation or 'default'}_"
+           f"{weight_dtype or 'default-' + DEFAULT_WEIGHT_DTYPE}")
     out = cache / "exports" / key
     done = out / "done.json"
     if done.is_file():
@@ -157,14 +167,14 @@ def file_specs(cfg) -> list[dict]:
              formulation=None, dtype=None, expect="kernel"),
         dict(label=f"{tv} TVConv default (portable body)", backend=ONNX, model="tv", fmt="onnx",
              formulation=None, dtype=None, expect="portable body", portable=True),
-        dict(label=f"{tv} TVConv default fp16 weights (kernel)", backend=ONNX, model="tv",
-             fmt="onnx", formulation=None, dtype="float16", expect="kernel"),
+        dict(label=f"{tv} TVConv default, fp32 weights (kernel)", backend=ONNX, model="tv",
+             fmt="onnx", formulation=None, dtype="float32", expect="kernel"),
         dict(label=f"{tv} TVConv col2im (old default)", backend=ONNX, model="tv", fmt="onnx",
              formulation="col2im", dtype=None, expect=None),
         dict(label=f"{tv} TVConv fused (delegate)", backend=TFLITE, model="tv", fmt="tflite",
              formulation="fused", dtype=None, expect="kernel"),
-        dict(label=f"{tv} TVConv fused fp16 weights (delegate)", backend=TFLITE, model="tv",
-             fmt="tflite", formulation="fused", dtype="float16", expect="kernel"),
+        dict(label=f"{tv} TVConv fused, fp32 weights (delegate)", backend=TFLITE, model="tv",
+             fmt="tflite", formulation="fused", dtype="float32", expect="kernel"),
         dict(label=f"{tv} TVConv fused (portable body)", backend=TFLITE, model="tv",
              fmt="tflite", formulation="fused", dtype=None, expect="portable body",
              portable=True, only=(1, 1)),
@@ -348,9 +358,28 @@ def _layer(shape, kind, dtype, backend, seed):
     return seq.eval()
 
 
+def _channels_last(module):
+    """``module`` (NCHW) behind NHWC input and output. In a TFLite conversion these permutes
+    cancel against the converter's own, so the file holds the op alone, as inside a model
+    (a lone op converted from NCHW keeps two TRANSPOSEs that cost more than the op)."""
+    from torch import nn
+
+    class ChannelsLast(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+    return ChannelsLast(module).eval()
+
+
 def per_op_file(cache: Path, shape, kind, dtype, backend) -> Path:
     c, h, w, s = shape
     tag = "dw" if kind == "dw" else f"fused_{dtype}"
+    if backend == TFLITE:
+        tag += "_nhwc"
     ext = ".onnx" if backend == ONNX else ".tflite"
     path = cache / "per_op" / f"{backend}_{tag}_c{c}_{h}x{w}_s{s}{ext}"
     if path.is_file():
@@ -366,7 +395,8 @@ def per_op_file(cache: Path, shape, kind, dtype, backend) -> Path:
     else:
         from edgeconv.export import tflite_export as tfl
 
-        data = tfl.export_tflite(module, (h, w), None, channels=c)
+        # NHWC in and out: the sample input is (1, h, w, c)
+        data = tfl.export_tflite(_channels_last(module), (w, c), None, channels=h)
         if kind != "dw":
             from edgeconv.export.litert_fused import batch_free_bodies
 
@@ -413,6 +443,8 @@ def per_op(args, cfg, cache, avail) -> list[dict]:
                     files[d] = per_op_file(cache, shape, "kernel", d, be)
             if be == TFLITE:
                 row["dw_ops"] = tflite_ops(files["dw"].read_bytes())
+                row["kernel_ops"] = sorted({op for d in args.per_op_dtypes if d in files
+                                            for op in tflite_ops(files[d].read_bytes())})
             for t in cfg["threads"]:
                 models = {k: open_model(p, threads=t, allow_spinning=SPINNING)
                           for k, p in files.items()}
@@ -530,6 +562,8 @@ def markdown(args, cfg, specs, paths, exports, res, mem, ops, head) -> str:
           f"(edgeconv.profiling.timing.measure_round_robin: "
           f"min {args.min_time} s of calls per file and round, {args.rounds} rounds, median of "
           f"a round's calls, best round); FPS = batch / that median |", ""]
+    if args.notes is not None and args.notes.is_file():  # the reading, kept across reruns
+        L += [args.notes.read_text().rstrip(), ""]
 
     L += ["## Files", "",
           "| backend | file | exported as | parity max abs diff | size | TVConv layers ran on |",
@@ -597,12 +631,12 @@ def markdown(args, cfg, specs, paths, exports, res, mem, ops, head) -> str:
         L += ["## Per op: fused TVConv kernel time / depthwise conv time", "",
               "Every distinct TVConv layer shape (C, H, W, stride; input size) of "
               f"{pretty(cfg['models']['tv'][0])} at {size}x{size}, each as a one-layer file "
-              "(NCHW in and out). ONNX Runtime: one `edgeconv.TVConv` node (BatchNorm folded, "
+              "(ONNX: NCHW in and out; LiteRT: NHWC in and out, no transposes). ONNX Runtime: one `edgeconv.TVConv` node (BatchNorm folded, "
               "ReLU6 fused) with the kernel library vs ONNX Runtime's depthwise `Conv` + `Clip` "
               "of the same shape (a lone Conv pays ORT's NCHWc reorders, as a model's first "
               "depthwise layer would not). LiteRT: one `edgeconv.tvconv` composite with the "
               "delegate vs XNNPACK's `DEPTHWISE_CONV_2D` (a torch depthwise conv converted with "
-              "litert-torch; both files keep the NCHW<->NHWC transposes at their ends). "
+              "litert-torch), each file the op alone (the ops stored are listed below the table). "
               "Ratio < 1: the kernel is faster. The depthwise row gives its time in µs.", ""]
         for be in (ONNX, TFLITE):
             rows = [r for r in ops if r["backend"] == be]
@@ -636,7 +670,8 @@ def markdown(args, cfg, specs, paths, exports, res, mem, ops, head) -> str:
                         f"{max(ratios[d][c]):.2f}" for c in cells) + " |")
             if be == TFLITE and rows and rows[0].get("dw_ops"):
                 L += ["", "Ops of the depthwise reference files (as stored): "
-                      + ", ".join(rows[0]["dw_ops"]) + "."]
+                      + ", ".join(rows[0]["dw_ops"]) + "; of the kernel files: "
+                      + ", ".join(rows[0].get("kernel_ops") or ["?"]) + "."]
             L.append("")
 
     png = head.get("png")
@@ -706,6 +741,9 @@ def parse(argv=None):
                    help="JSON results (default: --out-md with .json)")
     p.add_argument("--out-png", type=Path, default=None,
                    help="plot (default: --out-md with .png)")
+    p.add_argument("--notes", type=Path, default=None,
+                   help="hand-written reading of the run, put after the header (default: "
+                        "--out-md with .notes.md where it exists; never for --smoke)")
     p.add_argument("--cache", type=Path, default=Path("/tmp/edgeconv_default_export_speed_cache"),
                    help="checkpoints, exports and per-op files (reused by later runs)")
     p.add_argument("--min-time", type=float, default=None,
@@ -734,6 +772,8 @@ def parse(argv=None):
                        else REPO / "docs" / "default_export_speed.md")
     args.out_json = args.out_json or args.out_md.with_suffix(".json")
     args.out_png = args.out_png or args.out_md.with_suffix(".png")
+    if args.notes is None and not args.smoke:
+        args.notes = args.out_md.with_suffix(".notes.md")
     return args
 
 
