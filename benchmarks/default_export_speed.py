@@ -542,7 +542,7 @@ def markdown(args, cfg, specs, paths, exports, res, mem, ops, head) -> str:
           f"| runtimes | onnxruntime {s['onnxruntime']}, ai-edge-litert {s['ai-edge-litert']} "
           f"(litert-torch {s['litert-torch']} converts) |"]
     ki = head["avail"].get("kernel_info") or {}
-    L.append(f"| kernel library | " + (f"{Path(ki['library']).name} {ki.get('version')}, ISA "
+    L.append("| kernel library | " + (f"{Path(ki['library']).name} {ki.get('version')}, ISA "
                                         f"{ki.get('isa')} (available: "
                                         f"{', '.join(ki.get('available_isas', []))})"
                                         if ki.get("library") else KERNEL_NA) + " |")
@@ -701,7 +701,7 @@ def plot(cfg, specs, res, path: Path) -> None:
             ex = r.get("execution") or "standard ops"
             cols.append(colors.get(ex, "#8d99ae"))
             notes.append(r.get("unavailable") or (f"{v:.0f} FPS ({ex})" + (
-                f", b1 t1 only" if s.get("only") else "")))
+                ", b1 t1 only" if s.get("only") else "")))
         y = np.arange(len(labels))[::-1]
         ax.barh(y, vals, color=cols)
         bmax = res[bkey].get("max_fps")

@@ -148,7 +148,6 @@ def tflite_runner(data, threads, batch, size):
 
 # --------------------------------------------------------------------- per-op
 def per_op_table(args, tmp):
-    import torch
 
     from edgeconv.models.mobilenetv2 import INVERTED_RESIDUAL_SETTING
     from edgeconv.models.common import make_divisible
@@ -386,7 +385,6 @@ def kernel_rates_part(args):
     Returns {kernel: {threads: elements per second}} and the per-image element counts of
     the MobileNetV2 x0.5 TVConv layers (stride 1, strided).
     """
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     c, hw = 16, 24

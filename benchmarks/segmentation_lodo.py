@@ -34,11 +34,9 @@ LABEL = {"plain": "DeepLabV3+", "ir_depthwise": "+ IR depthwise", "ir_tvconv": "
 def part_lodo(a) -> None:
     import shutil
 
-    from edgeconv.segmentation.data import synthetic_domains
     from edgeconv.segmentation.train import SegTrainConfig, seg_train
 
     t0 = time.time()
-    domains = synthetic_domains(a.images, a.size, a.data_seed)
     out = {"budget": vars(a), "load_before": os.getloadavg(), "runs": []}
     path = DOCS / "segmentation_lodo.json"
     for seed in range(a.seeds):

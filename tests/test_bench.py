@@ -297,7 +297,7 @@ def test_console_report_lists_failures_and_warnings(models):
 def test_every_file_says_what_ran_and_pairs_get_a_verdict(models):
     report = BN.run_bench([models["dyn"]], _settings(threads=[1], batches=[1]), progress=False)
     assert report["models"][0]["execution"] == "standard ops"
-    from edgeconv.profiling.bench_report import format_report, verdicts
+    from edgeconv.profiling.bench_report import verdicts
 
     def m(name, op, fps, backend="onnxruntime", execution="kernel"):
         return {"name": name, "status": "ok", "results": [], "execution": execution,

@@ -43,10 +43,10 @@ def _ops(path):
 @pytest.mark.parametrize("name,act", [("mbv2_x0_1", "relu6"), ("sfv2_x0_5", "none")])
 def test_fused_export_one_node_per_layer_with_bn_and_activation(tmp_path, name, act):
     ckpt = make_ckpt(tmp_path / "m.ckpt", name=name, size=32, seed=3)
-    rep = _export(ckpt, tmp_path / "out")
+    rep = _export(ckpt, tmp_path / "out")  # the default storage: float16 weights
     assert rep["formulation"] == {"onnx": "fused"}
     p = rep["parity"]["onnx"]
-    assert p["max_abs_diff"] <= 1e-4 and p["min_cosine"] >= 0.99999
+    assert p["max_abs_diff"] <= 1e-3 and p["min_cosine"] >= 0.99999
     path = tmp_path / "out" / "m_fused.onnx"
     proto, ops = _ops(path)
     n_tv = 17 if name.startswith("mbv2") else 16 + 3  # sfv2: every block's branch2 + 3 branch1
@@ -61,7 +61,7 @@ def test_fused_export_one_node_per_layer_with_bn_and_activation(tmp_path, name, 
     assert {(o.domain, o.version) for o in proto.opset_import} >= {("edgeconv", 1)}
     meta = json.loads(dict((m.key, m.value) for m in proto.metadata_props)["edgeconv"])
     assert meta["formulation"] == "fused"
-    assert meta["kernels"]["domain"] == "edgeconv" and meta["kernels"]["weight_dtype"] == "float32"
+    assert meta["kernels"]["domain"] == "edgeconv" and meta["kernels"]["weight_dtype"] == "float16"
     assert meta["kernels"]["layout"] == "c_h_kk_w8" and meta["kernels"]["library_version"]
     assert json.loads((tmp_path / "out" / "m_fused.onnx.json").read_text())["kernels"] == meta["kernels"]
 
@@ -70,7 +70,7 @@ def test_fused_export_one_node_per_layer_with_bn_and_activation(tmp_path, name, 
 def test_fused_weight_dtypes_keep_the_embedding(tmp_path):
     ckpt = make_ckpt(tmp_path / "m.ckpt", size=32, seed=4)
     sizes = {}
-    for dtype, min_cos in (("float32", 0.99999), ("float16", 0.9999), ("int8", 0.999)):
+    for dtype, min_cos in (("float32", 0.99999), ("float16", 0.99999), ("int8", 0.999)):
         rep = _export(ckpt, tmp_path / "out", weight_dtype=dtype)
         p = rep["parity"]["onnx"]
         assert p["min_cosine"] >= min_cos, (dtype, p)

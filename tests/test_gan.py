@@ -241,7 +241,7 @@ def test_confidence_intervals_known_values():
 def test_generator_metadata_validated_and_kinds_kept_apart(generator_onnx):
     from edgeconv.errors import EdgeconvError
     from edgeconv.runtime.embedder import Embedder
-    from edgeconv.runtime.model_meta import MetadataError, validate_metadata
+    from edgeconv.metadata import MetadataError, validate_metadata
 
     meta = json.loads((generator_onnx.parent / (generator_onnx.name + ".json")).read_text())
     assert meta["kind"] == "generator" and meta["z_dim"] == 256

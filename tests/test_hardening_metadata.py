@@ -16,8 +16,8 @@ import _unlock_models as TM  # noqa: E402
 
 from edgeconv.data.images import save_image  # noqa: E402
 from edgeconv.runtime.embedder import Embedder, file_sha256  # noqa: E402
-from edgeconv.runtime.model_meta import (MetadataError, onnx_external_locations,  # noqa: E402
-                                         validate_metadata)
+from edgeconv.metadata import (MetadataError, onnx_external_locations,  # noqa: E402
+                               validate_metadata)
 
 from test_cli import run_in_process  # noqa: E402
 

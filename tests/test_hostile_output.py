@@ -94,7 +94,7 @@ def test_palette_png_with_transparency_no_warning():
 
 
 def test_translator_huge_output_range_refused_without_warnings(tmp_path):
-    from edgeconv.runtime.model_meta import MetadataError, validate_metadata
+    from edgeconv.metadata import MetadataError, validate_metadata
 
     meta = {"kind": "translator", "direction": "nir2rgb", "input_size": [32, 32],
             "output_range": [-1e308, 1e308]}

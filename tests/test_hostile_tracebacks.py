@@ -80,7 +80,7 @@ def test_sidecar_hostile(tmp_path, face, raw, pattern):
 @pytest.mark.parametrize("raw,pattern", [(DEEP.encode(), "nested deeper than"),
                                          (b'{"a": "\xc3\x28"}', "not UTF-8")])
 def test_tflite_metadata_hostile(monkeypatch, raw, pattern):
-    from edgeconv import metadata
+    from edgeconv.metadata import files as metadata
 
     monkeypatch.setattr(metadata, "_tflite_metadata_bytes", lambda buf, name: raw)
     with pytest.raises(EdgeconvError, match=pattern):

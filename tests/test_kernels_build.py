@@ -59,7 +59,7 @@ def test_kernel_tests_skip_with_the_reason_when_the_library_is_missing(tmp_path)
 
 def test_domain_scan_reads_opset_imports_only():
     """The torch-free scan that decides whether a model needs the library."""
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     from onnx import TensorProto, helper
 
     from edgeconv.kernels import model_uses_kernels

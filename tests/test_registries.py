@@ -9,7 +9,6 @@ a scan of the package checks that no module compares op or model-family names it
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import pytest

@@ -96,7 +96,7 @@ def test_deployable_folds_the_channel_adapters_exactly(unit_ckpt, direction):
 
 # ----------------------------------------------------------------------------- export
 def test_export_parity_and_metadata_in_both_runtimes(exported):
-    from edgeconv.runtime.embedder import read_tflite_metadata
+    from edgeconv.metadata import read_tflite_metadata
 
     d, reports = exported
     for direction, rep in reports.items():
@@ -177,7 +177,7 @@ def test_files_of_the_other_kind_are_refused(exported, tmp_path):
 
 
 def test_translator_metadata_is_validated():
-    from edgeconv.runtime.model_meta import MetadataError, validate_metadata
+    from edgeconv.metadata import MetadataError, validate_metadata
 
     good = {"kind": "translator", "direction": "nir2rgb", "input_size": [32, 32],
             "domains": {"input": "nir", "output": "rgb"}, "output_range": [-1.0, 1.0]}

@@ -37,7 +37,8 @@ def exported(tmp_path_factory):
 
 
 def test_runtime_reads_exported_models(exported, tmp_path):
-    from edgeconv.runtime.embedder import Embedder, read_tflite_metadata
+    from edgeconv.runtime.embedder import Embedder
+    from edgeconv.metadata import read_tflite_metadata
 
     faces = TM.render([0, 1], [0, 0])
     bare = tmp_path / "bare"

@@ -19,12 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeconv import __version__
 from edgeconv.errors import EdgeconvError
 from edgeconv.export import formats as fmt
 from edgeconv.export.job import ExportOptions, Subject  # noqa: F401 (ExportOptions: stage)
 from edgeconv.export.pipeline import make_options, run_export
-from edgeconv.metadata import METADATA_FORMAT_VERSION
+from edgeconv.metadata import header
 
 MEAN = [0.5, 0.5, 0.5]
 STD = [0.5, 0.5, 0.5]
@@ -43,8 +42,7 @@ def base_metadata(model, ckpt: dict, input_size, macs, params_train, params_infe
     cfg = ckpt["model_config"]
     metrics = ckpt.get("metrics") or {}
     meta = {
-        "format_version": METADATA_FORMAT_VERSION,
-        "edgeconv_version": __version__,
+        **header(),
         "model": cfg["name"], "op": cfg["op"], "width": _model_width(model, cfg),
         "input_size": [int(input_size[0]), int(input_size[1])],
         "layout": "NCHW", "color": "RGB",
@@ -174,7 +172,7 @@ def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batc
         raise EdgeconvError("--weight-dtype is the storage of fused TVConv layers, and "
                             + (f"{cfg['name']} (op '{cfg['op']}') has none" if lowrank is None
                                else "a --lowrank export has none"))
-    from edgeconv.runtime.model_meta import file_sha256
+    from edgeconv.metadata import file_sha256
 
     ckpt_sha = file_sha256(checkpoint)
     size = info["input_size"]
@@ -270,7 +268,7 @@ def _check_resized_batch(ckpt: dict, opts: ExportOptions) -> None:
     time (TFLite: converted at batch 1) where the model's graph pins the batch (the parity
     gate would refuse it after minutes of converting): an op or a model whose graph reshapes
     over the batch axis says so in its registry entry (``pins_batch``)."""
-    resized = [f for f in opts.formats if fmt.EXPORT_FORMATS[f].dynamic_batch_note]
+    resized = [f for f in opts.formats if fmt.EXPORT_FORMATS[f].resized_batch]
     if not resized or opts.batch is not None:
         return
     from edgeconv.models.registry import model_spec

@@ -27,6 +27,9 @@ class ExportFormat:
     #: weight_dtype)``, ``gate(data, inputs, refs, tol, file_name) -> (summary, metadata)``,
     #: ``kernels_metadata(weight_dtype)``, ``report_lines(summary, file_name, converted)``
     fused_module: str = ""
+    #: a dynamic-batch file is converted at batch 1 and resized at run time (TFLite); ONNX
+    #: keeps a symbolic batch axis
+    resized_batch: bool = False
     #: added to a failed parity gate of a dynamic-batch file
     dynamic_batch_note: str = ""
     title: str = ""
@@ -65,6 +68,7 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
                     "layers as edgeconv.tvconv composites with --formulation fused "
                     "(--weight-dtype sets their weight storage)",
         module="edgeconv.export.tflite_export", fused_module="edgeconv.export.litert_fused",
+        resized_batch=True,
         dynamic_batch_note="TFLite dynamic batch = a batch-1 file resized at run time; this "
                            "model's graph pins the batch size: export it with --batch N",
         title="TFLite",

@@ -28,10 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgeconv import __version__
 from edgeconv.errors import EdgeconvError
 from edgeconv.gan.lis import TPReLU, WNConv2d, WNConvTranspose2d, WNLinear
-from edgeconv.metadata import METADATA_FORMAT_VERSION
+from edgeconv.metadata import header
 
 OUTPUT_NAME = "image"
 KIND = "generator"
@@ -121,8 +120,7 @@ def generator_metadata(net, ckpt, reverse: bool, ckpt_sha: str) -> dict:
     g = ckpt["gan_config"]
     size = int(g["size"])
     return {
-        "format_version": METADATA_FORMAT_VERSION, "edgeconv_version": __version__,
-        "kind": KIND, "model": "lis_gan", "op": None,
+        **header(KIND), "model": "lis_gan", "op": None,
         "z_dim": int(g["z_dim"]), "z_distribution": "normal(0, 1)",
         "lis_modules": int(g["lis_modules"]), "reverser": bool(reverse),
         "image_size": [size, size],
@@ -145,7 +143,7 @@ def export_generator(checkpoint, formats=None, output_dir=".", opset=None, batch
     nothing written when any file fails its parity gate."""
     from edgeconv.export.job import Subject
     from edgeconv.export.pipeline import make_options, run_export
-    from edgeconv.runtime.model_meta import file_sha256
+    from edgeconv.metadata import file_sha256
 
     opts = make_options(formats, output_dir, batch=batch, opset=opset, simplify=simplify,
                         force=force, echo=echo)

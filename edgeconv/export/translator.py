@@ -23,12 +23,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeconv import __version__
 from edgeconv.errors import EdgeconvError
 from edgeconv.export import upsampling
 from edgeconv.export.upsampling import CroppedConvTranspose, ZeroInsertConv  # noqa: F401
-from edgeconv.metadata import METADATA_FORMAT_VERSION
-from edgeconv.runtime.model_meta import TRANSLATOR_DIRECTIONS as DIRECTIONS  # (source, target)
+from edgeconv.metadata import header
+from edgeconv.metadata import TRANSLATOR_DIRECTIONS as DIRECTIONS  # (source, target)
 
 OUTPUT_NAME = "image"
 
@@ -157,8 +156,7 @@ def translator_metadata(net, ckpt, direction, cin, cout, size, ckpt_sha) -> dict
     except EdgeconvError:  # fvcore missing: MACs unknown, still exportable
         macs = None
     return {
-        "format_version": METADATA_FORMAT_VERSION, "edgeconv_version": __version__,
-        "kind": "translator", "model": "unit", "op": None, "direction": direction,
+        **header("translator"), "model": "unit", "op": None, "direction": direction,
         "domains": {"input": src, "output": dst},
         "input_size": [size, size], "layout": "NCHW",
         # the file's interface is 3 channels on both sides; a 1-channel domain (NIR) is read
@@ -186,7 +184,7 @@ def export_translator(checkpoint, direction: str, formats=None, output_dir=".", 
     nothing written when any file fails its parity gate."""
     from edgeconv.export.job import Subject
     from edgeconv.export.pipeline import make_options, run_export
-    from edgeconv.runtime.model_meta import file_sha256
+    from edgeconv.metadata import file_sha256
 
     opts = make_options(formats, output_dir, batch=batch, opset=opset, simplify=simplify,
                         fp16=fp16, force=force, echo=echo)

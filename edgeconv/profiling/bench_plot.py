@@ -11,7 +11,6 @@ Uses matplotlib's object API with the Agg canvas: no pyplot, no global state.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from edgeconv.errors import require

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeconv.errors import EdgeconvError
+from edgeconv.runtime.closing import Closing
 from edgeconv.runtime.runtimes import (BACKENDS, ONNXRUNTIME, TFLITE,  # noqa: F401
                                        TFLITE_RUNTIME_ENV, TFLITE_RUNTIMES, _ALIASES,
                                        _SUFFIXES, _first_line, import_runtime,
@@ -43,7 +44,6 @@ class UnsupportedConfig(EdgeconvError):
     def __init__(self, message: str, kind: str = "unsupported"):
         super().__init__(message)
         self.kind = kind
-
 
 
 def backend_for_path(path: str | os.PathLike) -> str:
@@ -103,7 +103,6 @@ def register_kernels_if_used(session_options, path: str | os.PathLike, data: byt
                                       Path(path).name)
 
 
-
 class RunError(EdgeconvError):
     """The runtime raised while running the model on an input (one line, colour codes
     stripped); ``kind`` is ``out_of_memory`` or ``error``."""
@@ -121,10 +120,7 @@ def _run_error(path: Path, exc: BaseException) -> RunError:
                     f"({type(exc).__name__}: {first})", "out_of_memory" if oom else "error")
 
 
-
-
-
-class ModelBackend:
+class ModelBackend(Closing):
     """One opened model. Subclasses fill the ``input_*``/``output_*`` attributes."""
 
     backend: str = ""
@@ -219,12 +215,6 @@ class ModelBackend:
                if getattr(self, "disabled_optimizers", None) else {}),
         }
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.path.name} threads={self.threads}>"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgeconv.errors import EdgeconvError, require
+from edgeconv.runtime.closing import Closing
 
 
 def center_crop_resize(frame: np.ndarray, size, crop: float = 0.6) -> np.ndarray:
@@ -37,7 +38,7 @@ def center_crop_resize(frame: np.ndarray, size, crop: float = 0.6) -> np.ndarray
                       dtype=np.uint8)
 
 
-class Camera:
+class Camera(Closing):
     """``cv2.VideoCapture(index)`` yielding RGB frames; a context manager."""
 
     def __init__(self, index: int = 0, width: int | None = None, height: int | None = None):
@@ -68,9 +69,3 @@ class Camera:
             self.cap.release()
             self.cap = None
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False

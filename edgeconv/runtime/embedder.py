@@ -36,12 +36,11 @@ from edgeconv.runtime.thresholds import (ThresholdError, calibrated_thresholds, 
                                          select_threshold_checked)
 
 
-from edgeconv.runtime.model_meta import file_sha256  # noqa: E402,F401  (re-exported)
+from edgeconv.metadata import file_sha256  # noqa: E402,F401  (re-exported)
 
 
 # metadata readers: edgeconv.metadata (re-exported here for older imports)
-from edgeconv.metadata import (_tflite_metadata_bytes, read_tflite_metadata,  # noqa: E402,F401
-                               tflite_metadata_from_bytes)
+from edgeconv.metadata import read_tflite_metadata, tflite_metadata_from_bytes  # noqa: E402,F401
 
 
 # ----------------------------------------------------------------------------- embedder

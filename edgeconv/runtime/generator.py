@@ -5,7 +5,7 @@
     with FaceGenerator("gan_generator.onnx") as g:
         faces = g.generate(100, seed=0)          # uint8 (100, H, W, 3), z ~ N(0, 1) seeded
 
-The file's embedded metadata is the authority (``edgeconv.runtime.model_meta``, kind
+The file's embedded metadata is the authority (``edgeconv.metadata``, kind
 ``"generator"``): ``z_dim``, ``image_size``, ``output_range``. Files with a fixed batch
 (TFLite generator files always) are run one batch at a time, the last one padded.
 """
@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeconv.errors import EdgeconvError
+from edgeconv.runtime.closing import Closing
 
 KIND = "generator"
 #: noise vectors per run of a dynamic-batch file
@@ -30,10 +31,10 @@ def noise(n: int, z_dim: int, seed: int = 0) -> np.ndarray:
     return rng.standard_normal((int(n), int(z_dim))).astype(np.float32)
 
 
-class FaceGenerator:
+class FaceGenerator(Closing):
     def __init__(self, model_path: str | os.PathLike, threads: int = 1,
                  backend: str | None = None):
-        from edgeconv.runtime import model_meta
+        from edgeconv import metadata as model_meta
         from edgeconv.runtime.backends import open_model
 
         self.path = Path(model_path)
@@ -109,9 +110,3 @@ class FaceGenerator:
     def close(self) -> None:
         self.model.close()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False

@@ -24,6 +24,7 @@ import numpy as np
 
 from edgeconv.data import images as _images
 from edgeconv.errors import EdgeconvError
+from edgeconv.runtime.closing import Closing
 
 DEFAULT_INPUT_SIZE = (96, 96)
 DEFAULT_SCALE = 1.0 / 255.0
@@ -41,7 +42,7 @@ class MetadataWarning(UserWarning):
     """The model has no (or incomplete) edgeconv metadata; defaults were assumed."""
 
 
-class ImageModel:
+class ImageModel(Closing):
     """An exported image model file (ONNX or .tflite) plus the preprocessing it was trained
     with: what the face embedder, the translator and the segmenter share.
 
@@ -80,7 +81,7 @@ class ImageModel:
 
     # -- set-up ------------------------------------------------------------------------
     def _load(self, metadata: dict | None, warmup: bool) -> None:
-        from edgeconv.runtime import model_meta
+        from edgeconv import metadata as model_meta
 
         # the bytes the runtime runs, read once: hashed and parsed here, never re-read
         mf = self.model.model_file
@@ -125,7 +126,7 @@ class ImageModel:
     def _check_declared_shapes(self, declared, model_hw) -> None:
         """Refuse, before anything is allocated, inputs that would need absurd memory and
         outputs this kind cannot have."""
-        from edgeconv.runtime.model_meta import MAX_INPUT_SIDE
+        from edgeconv.metadata import MAX_INPUT_SIDE
 
         name = self.path.name
         if any(v is not None and not 1 <= v <= MAX_INPUT_SIDE for v in model_hw):
@@ -357,12 +358,6 @@ class ImageModel:
     def close(self) -> None:
         self.model.close()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
 
     def __repr__(self):
         return (f"<{type(self).__name__} {self.path.name} {self.model.backend} "

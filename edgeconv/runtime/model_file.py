@@ -42,8 +42,8 @@ class ModelFile:
     external_sha256: dict = field(default_factory=dict)   # location -> sha256
 
     def identity(self, bound_bytes: bytes | None = None) -> str:
-        """The SHA-256 templates are bound to (:func:`edgeconv.runtime.model_meta.identity`)."""
-        from edgeconv.runtime.model_meta import identity
+        """The SHA-256 templates are bound to (:func:`edgeconv.metadata.identity.identity`)."""
+        from edgeconv.metadata import identity
 
         return identity(self.sha256, sorted(self.external_sha256.items()), bound_bytes)
 
@@ -70,7 +70,7 @@ def read_model_file(path: str | os.PathLike) -> ModelFile:
     kind = file_kind(path, data[:8])
     external, hashes = {}, {}
     if kind == "onnx":
-        from edgeconv.runtime.model_meta import MetadataError, onnx_external_locations
+        from edgeconv.metadata import MetadataError, onnx_external_locations
 
         try:
             locations = onnx_external_locations(data)
@@ -91,7 +91,7 @@ def read_model_file(path: str | os.PathLike) -> ModelFile:
 
 
 def _external_path(model: Path, loc: str) -> Path:
-    from edgeconv.runtime.model_meta import MetadataError
+    from edgeconv.metadata import MetadataError
 
     if "\0" in loc or not loc or os.path.isabs(loc):
         raise MetadataError(f"{model.name}: external data {loc!r} lies outside the model's "

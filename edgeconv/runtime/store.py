@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeconv.errors import EdgeconvError
+from edgeconv.runtime.closing import Closing
 
 SCHEMA_VERSION = 1
 APP_ID = "edgeconv-templates"
@@ -166,7 +167,7 @@ def _short(h: str) -> str:
     return h[:12]
 
 
-class TemplateStore:
+class TemplateStore(Closing):
     """Open (``create=True``: create if missing) the template database at ``path``."""
 
     def __init__(self, path: str | os.PathLike | None = None, create: bool = True,
@@ -396,12 +397,6 @@ class TemplateStore:
                 self.conn.close()
             self.conn = None
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
 
     # -- templates -------------------------------------------------------------------
     def enroll(self, user: str, embedding: np.ndarray, model_hash: str, model_name: str,

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from edgeconv.errors import EdgeconvError
-from edgeconv.runtime.model_meta import TRANSLATOR_DIRECTIONS as DIRECTIONS
+from edgeconv.metadata import TRANSLATOR_DIRECTIONS as DIRECTIONS
 from edgeconv.translate.unit import UNIT, UNITConfig, optimizers, train_step
 
 CHECKPOINT_FORMAT = "edgeconv.unit"
