@@ -20,6 +20,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import _kernels  # noqa: E402
 from test_export import make_ckpt  # noqa: E402
 
+from edgeconv.models.registry import model_names, model_spec  # noqa: E402
+
 _REASON = _kernels.skip_reason()
 needs_kernels = pytest.mark.skipif(_REASON is not None, reason=f"edgeconv kernels: {_REASON}")
 QUIET = dict(echo=lambda *a: None)
@@ -40,6 +42,10 @@ def _ops(path):
 
 
 @needs_kernels
+# TVConv layers per model (sfv2: every block's branch2 + the 3 branch1 of the strided blocks)
+N_TVCONV = {"mbv2_x0_1": 17, "sfv2_x0_5": 16 + 3}
+
+
 @pytest.mark.parametrize("name,act", [("mbv2_x0_1", "relu6"), ("sfv2_x0_5", "none")])
 def test_fused_export_one_node_per_layer_with_bn_and_activation(tmp_path, name, act):
     ckpt = make_ckpt(tmp_path / "m.ckpt", name=name, size=32, seed=3)
@@ -49,7 +55,7 @@ def test_fused_export_one_node_per_layer_with_bn_and_activation(tmp_path, name, 
     assert p["max_abs_diff"] <= 1e-3 and p["min_cosine"] >= 0.99999
     path = tmp_path / "out" / "m_fused.onnx"
     proto, ops = _ops(path)
-    n_tv = 17 if name.startswith("mbv2") else 16 + 3  # sfv2: every block's branch2 + 3 branch1
+    n_tv = N_TVCONV[name]
     assert ops[("edgeconv", "TVConv")] == n_tv
     assert ("ai.onnx", "BatchNormalization") not in ops and ("ai.onnx", "Mul") not in ops
     nodes = [n for n in proto.graph.node if n.op_type == "TVConv"]
@@ -154,8 +160,7 @@ def test_fuse_model_is_idempotent_and_eager_equals_folded(tmp_path):
         assert (fused(x) - folded(x)).abs().max() < 1e-4
 
 
-MODELS = ["mbv2_x0_1", "mbv2_x0_2", "mbv2_x0_3", "mbv2_x0_5", "mbv2_x1_0",
-          "sfv2_x0_5", "sfv2_x1_0", "sfv2_x1_5"]
+MODELS = [m for m in model_names("face") if model_spec(m).takes_op]  # every face model with TVConv
 
 
 @needs_kernels
