@@ -41,11 +41,11 @@ def _ops(path):
     return proto, ops
 
 
-@needs_kernels
 # TVConv layers per model (sfv2: every block's branch2 + the 3 branch1 of the strided blocks)
 N_TVCONV = {"mbv2_x0_1": 17, "sfv2_x0_5": 16 + 3}
 
 
+@needs_kernels
 @pytest.mark.parametrize("name,act", [("mbv2_x0_1", "relu6"), ("sfv2_x0_5", "none")])
 def test_fused_export_one_node_per_layer_with_bn_and_activation(tmp_path, name, act):
     ckpt = make_ckpt(tmp_path / "m.ckpt", name=name, size=32, seed=3)
