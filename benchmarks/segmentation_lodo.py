@@ -33,10 +33,44 @@ RUN_KEYS = ("size", "width", "images", "epochs", "batch", "seeds", "tv_inter", "
 LABEL = {"plain": "DeepLabV3+", "ir_depthwise": "+ IR depthwise", "ir_tvconv": "+ IR TVConv"}
 
 
-def part_lodo(a) -> None:
+def run_cell(a, seed: int, test: int, v: str) -> dict:
+    """Train and evaluate one (seed, held-out domain, variant) cell; its result row."""
     import shutil
 
+    import torch
+
     from edgeconv.segmentation.train import SegTrainConfig, seg_train
+
+    torch.set_num_threads(a.threads)
+    run = Path(tempfile.mkdtemp(prefix="seg_"))
+    cfg = SegTrainConfig(n_per_domain=a.images, data_seed=a.data_seed, size=a.size,
+                         test_domain=test, aspp=v, width=a.width,
+                         op_kwargs=(dict(inter_channels=a.tv_inter, inter_layers=1)
+                                    if v == "ir_tvconv" else {}),
+                         epochs=a.epochs, batch_size=a.batch, seed=seed,
+                         output=str(run), overlays=2)
+    s = seg_train(cfg, log=lambda *x: None, overwrite=True)
+    ov = DOCS / "segmentation_overlays"
+    ov.mkdir(parents=True, exist_ok=True)
+    kept = []
+    for p in s.get("overlays", [])[:1]:
+        dst = ov / f"d{test}_{v}_s{seed}.png"
+        shutil.copy(p, dst)
+        kept.append(str(dst.relative_to(ROOT)))
+    shutil.rmtree(run, ignore_errors=True)
+    return {"seed": seed, "test_domain": test, "domain": s["test_domain"], "variant": v,
+            "cup": s["cup"], "disc": s["disc"], "best_epoch": s["best_epoch"],
+            "val_mean_dsc": s["val_mean_dsc"], "seconds": s["train_seconds"], "overlays": kept}
+
+
+def _write(path: Path, out: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(out, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def part_lodo(a) -> None:
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     t0 = time.time()
     path = DOCS / "segmentation_lodo.json"
@@ -51,42 +85,33 @@ def part_lodo(a) -> None:
             print(f"resuming: {len(out['runs'])} finished runs kept", flush=True)
     done = {(r["seed"], r["test_domain"], r["variant"]) for r in out["runs"]}
     t0 -= out.get("seconds", 0)
-    for seed in range(a.seeds):
-        for test in range(4):
-            for v in VARIANTS:
-                if (seed, test, v) in done:
-                    continue
-                run = Path(tempfile.mkdtemp(prefix="seg_"))
-                cfg = SegTrainConfig(n_per_domain=a.images, data_seed=a.data_seed, size=a.size,
-                                     test_domain=test, aspp=v, width=a.width,
-                                     op_kwargs=(dict(inter_channels=a.tv_inter, inter_layers=1)
-                                                if v == "ir_tvconv" else {}),
-                                     epochs=a.epochs, batch_size=a.batch, seed=seed,
-                                     output=str(run), overlays=2)
-                s = seg_train(cfg, log=lambda *x: None, overwrite=True)
-                ov = DOCS / "segmentation_overlays"
-                ov.mkdir(parents=True, exist_ok=True)
-                kept = []
-                for p in s.get("overlays", [])[:1]:
-                    dst = ov / f"d{test}_{v}_s{seed}.png"
-                    shutil.copy(p, dst)
-                    kept.append(str(dst.relative_to(ROOT)))
-                row = {"seed": seed, "test_domain": test, "domain": s["test_domain"],
-                       "variant": v, "cup": s["cup"], "disc": s["disc"],
-                       "best_epoch": s["best_epoch"], "val_mean_dsc": s["val_mean_dsc"],
-                       "seconds": s["train_seconds"], "overlays": kept}
+    todo = [(seed, test, v) for seed in range(a.seeds) for test in range(4) for v in VARIANTS
+            if (seed, test, v) not in done]
+    out.update(jobs=a.jobs, threads_per_job=a.threads)
+    print(f"{len(todo)} runs to do, {a.jobs} at a time, {a.threads} thread(s) each", flush=True)
+    with ProcessPoolExecutor(max_workers=a.jobs) as pool:
+        running = {}
+        while todo or running:
+            while todo and len(running) < a.jobs and time.time() - t0 <= a.budget_s:
+                cell = todo.pop(0)
+                running[pool.submit(run_cell, a, *cell)] = cell
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for f in finished:
+                running.pop(f)
+                row = f.result()
                 out["runs"].append(row)
-                print(f"seed {seed} domain {test} {v:<13} DSC cup {s['cup']['dsc']:.1f} disc "
-                      f"{s['disc']['dsc']:.1f} HD95 cup {s['cup']['hd95']:.1f} disc "
-                      f"{s['disc']['hd95']:.1f} ({s['train_seconds']:.0f}s)", flush=True)
-                shutil.rmtree(run, ignore_errors=True)
+                print(f"seed {row['seed']} domain {row['test_domain']} {row['variant']:<13} DSC "
+                      f"cup {row['cup']['dsc']:.1f} disc {row['disc']['dsc']:.1f} HD95 cup "
+                      f"{row['cup']['hd95']:.1f} disc {row['disc']['hd95']:.1f} "
+                      f"({row['seconds']:.0f}s; {len(out['runs'])} done)", flush=True)
                 out["seconds"] = round(time.time() - t0, 1)
                 out["load_after"] = os.getloadavg()
-                path.write_text(json.dumps(out, indent=1) + "\n")   # partial results survive
-                if time.time() - t0 > a.budget_s:
-                    out["cut"] = f"stopped after {len(out['runs'])} runs: budget {a.budget_s}s"
-                    path.write_text(json.dumps(out, indent=1) + "\n")
-                    return
+                _write(path, out)   # partial results survive; a rerun resumes
+    if todo:
+        out["cut"] = f"stopped after {len(out['runs'])} runs: budget {a.budget_s}s"
+        _write(path, out)
 
 
 def part_speed(a) -> None:
@@ -282,6 +307,8 @@ def main(argv=None):
     ap.add_argument("--data-seed", type=int, default=0)
     ap.add_argument("--budget-s", type=float, default=1200)
     ap.add_argument("--speed-width", type=float, default=0.5)
+    ap.add_argument("--jobs", type=int, default=1, help="lodo: runs in parallel")
+    ap.add_argument("--threads", type=int, default=1, help="lodo: torch threads per run")
     ap.add_argument("--fresh", action="store_true",
                     help="lodo: start again (default: resume a run of the same budget)")
     a = ap.parse_args(argv)
