@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -114,47 +112,88 @@ def part_lodo(a) -> None:
         _write(path, out)
 
 
+#: the files the speed part measures: (key, variant, formats, formulation or None = default)
+SPEED_FILES = (("plain", "plain", "onnx,tflite", None),
+               ("ir_depthwise", "ir_depthwise", "onnx,tflite", None),
+               ("ir_tvconv", "ir_tvconv", "onnx,tflite", None),
+               ("ir_tvconv_fused_tflite", "ir_tvconv", "tflite", "fused"))
+
+
+def _speed_kwargs(a, v: str) -> dict | None:
+    return dict(inter_channels=a.tv_inter, inter_layers=1) if v == "ir_tvconv" else None
+
+
 def part_speed(a) -> None:
+    """Export each variant (untrained, seeded) at 256x256 and time the files of one runtime
+    in ONE interleaved run per (threads, batch) cell; net peak RSS in a fresh child each."""
     import torch
 
     from edgeconv.export.exporter import export_checkpoint
+    from edgeconv.profiling import memory as mem
+    from edgeconv.profiling.bench import execution_path
+    from edgeconv.profiling.timing import measure_round_robin
+    from edgeconv.runtime.backends import open_model, random_input
     from edgeconv.segmentation.models import create_segmenter
     from edgeconv.train.checkpoint import save_checkpoint
 
+    size = a.speed_size
     t0 = time.time()
     work = Path(tempfile.mkdtemp(prefix="segspeed_"))
-    out = {"size": 256, "width": a.speed_width, "load_before": os.getloadavg(), "variants": {}}
+    out = {"size": size, "width": a.speed_width, "load_before": os.getloadavg(),
+           "threads": [1, 2], "batches": [1, 4], "variants": {}, "timing": "interleaved"}
     path = DOCS / "segmentation_speed.json"
-    for v in VARIANTS:
+    files = {}  # (key, format) -> path
+    for key, v, formats, formulation in SPEED_FILES:
         torch.manual_seed(0)
-        m = create_segmenter(v, a.speed_width, 256)
         ck = work / f"seg_{v}.ckpt"
-        save_checkpoint(ck, m, metrics={"trained": False})
+        if not ck.exists():
+            save_checkpoint(ck, create_segmenter(v, a.speed_width, size, _speed_kwargs(a, v)),
+                            metrics={"trained": False})
         t1 = time.time()
-        rep = export_checkpoint(ck, formats="onnx,tflite", output_dir=work, echo=lambda *x: None)
-        files = [f["path"] for f in rep["files"]]
+        kw = {"formulation": formulation} if formulation else {}
+        rep = export_checkpoint(ck, formats=formats, output_dir=work / key,
+                                echo=lambda *x: None, **kw)
         meta = json.loads(Path(rep["files"][0]["sidecar"]).read_text())
-        bj = work / f"bench_{v}.json"
-        subprocess.run([str(Path(sys.executable).parent / "edgeconv"), "bench", *files, "--batch", "1,4",
-                        "--threads", "1,2", "--min-runs", "5", "--min-secs", "0.5",
-                        "--memory-batch", "1", "--no-progress", "--json", str(bj)],
-                       check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-        b = json.loads(bj.read_text())
-        row = {"macs": meta.get("macs"), "params_inference": meta.get("params_inference"),
+        row = {"variant": v, "macs": meta.get("macs"),
+               "params_inference": meta.get("params_inference"),
                "formulation": rep["formulation"], "export_seconds": round(time.time() - t1, 1),
                "parity": {k: v2["max_abs_diff"] for k, v2 in rep["parity"].items()}}
-        for mm in b["models"]:
-            fmt = mm["format"]
-            mem = [x for x in mm.get("memory") or [] if x.get("status") == "ok"]
-            row[fmt] = {"fps": mm["best"]["fps"], "threads": mm["best"]["threads"],
-                        "batch": mm["best"]["batch"],
-                        "peak_rss_mb": mem[0]["peak_rss_mb"] if mem else None,
-                        "net_peak_rss_mb": mem[0]["net_peak_rss_mb"] if mem else None}
-        out["variants"][v] = row
-        print(v, json.dumps(row), flush=True)
+        for f in rep["files"]:
+            fmt = "onnx" if f["path"].endswith(".onnx") else "tflite"
+            files[(key, fmt)] = f["path"]
+            row[fmt] = {}
+        out["variants"][key] = row
+        print(f"exported {key}: {rep['formulation']} ({row['export_seconds']:.0f} s)", flush=True)
+    for fmt in ("onnx", "tflite"):
+        keys = [k for (k, f) in files if f == fmt]
+        for t in out["threads"]:
+            models = {k: open_model(files[(k, fmt)], threads=t, allow_spinning=False)
+                      for k in keys}
+            for b in out["batches"]:
+                runners = {}
+                for k, m in models.items():
+                    x = random_input(m.set_batch(b, input_size=(size, size)), m.input_dtype, seed=b)
+                    runners[k] = (lambda m=m, x=x: m.run(x))
+                sec = measure_round_robin(runners, 1.0, 3)
+                for k in keys:
+                    cell = out["variants"][k][fmt]
+                    cell[f"b{b}_t{t}"] = b / sec[k]
+                    cell["execution"] = execution_path(models[k])
+                print(f"{fmt} t{t} b{b}: " + ", ".join(f"{k} {b / sec[k]:.1f} FPS" for k in keys),
+                      flush=True)
+            for m in models.values():
+                m.close()
+        backend = {"onnx": "onnxruntime", "tflite": "tflite"}[fmt]
+        base = mem.run_child(backend, None, threads=1, batch=1)
+        for k in keys:
+            cell = out["variants"][k][fmt]
+            cell["fps"] = max(cell[f"b{b}_t{t}"] for b in out["batches"] for t in out["threads"])
+            r = mem.measure(files[(k, fmt)], backend, 1, 1, baseline=base,
+                            input_size=(size, size))
+            cell["peak_rss_mb"], cell["net_peak_rss_mb"] = r["peak_rss_mb"], r["net_peak_rss_mb"]
         out["seconds"] = round(time.time() - t0, 1)
         out["load_after"] = os.getloadavg()
-        path.write_text(json.dumps(out, indent=1) + "\n")
+        _write(path, out)
 
 
 def _mean(xs):
@@ -262,33 +301,48 @@ def part_doc(a) -> None:
         for o in ov[:12]:
             L.append(f"![{Path(o).stem}]({Path(o).relative_to('docs').as_posix()})")
     if speed:
-        L.append(f"\n## Speed and memory of the exported variants at 256x256 (width "
-                 f"x{speed['width']}, untrained weights; default export formulations)\n")
-        L.append("`edgeconv bench` on each exported file (threads 1,2; batch 1,4; best "
-                 "configuration); peak RSS of a fresh process at batch 1 (net = above the "
-                 "runtime's own baseline). Load average before / after: "
-                 f"{', '.join(f'{x:.1f}' for x in speed['load_before'])} / "
-                 f"{', '.join(f'{x:.1f}' for x in speed.get('load_after', []))}: FPS figures "
-                 "are pessimistic and noisy.\n")
-        L.append("| variant | MACs (G) | params (M, inference) | formulation | ORT max FPS | "
+        L.append(f"\n## Speed and memory of the exported variants at {speed['size']}x"
+                 f"{speed['size']} (width x{speed['width']}, untrained seeded weights)\n")
+        L.append("Each runtime's files timed in ONE interleaved run per cell "
+                 "(`edgeconv.profiling.timing.measure_round_robin`; threads "
+                 f"{','.join(map(str, speed['threads']))} x batch "
+                 f"{','.join(map(str, speed['batches']))}; max FPS = the best cell; x = ratio to "
+                 "plain DeepLabV3+ in the same run); peak RSS of a fresh process at batch 1, net "
+                 "= above the runtime's own baseline. Default export formulations (ONNX: the "
+                 "fused TVConv node, float16 weights; TFLite: tapconv), plus the TVConv model's "
+                 "TFLite `--formulation fused` file run by the edgeconv delegate. Load average "
+                 f"before / after: {', '.join(f'{x:.1f}' for x in speed['load_before'])} / "
+                 f"{', '.join(f'{x:.1f}' for x in speed.get('load_after', []))}.\n")
+        L.append("| file | MACs (G) | params (M, inference) | formulation | ORT max FPS | "
                  "ORT peak MiB (net) | LiteRT max FPS | LiteRT peak MiB (net) | parity max abs "
                  "diff |")
         L.append("|---|---|---|---|---|---|---|---|---|")
-        for v in VARIANTS:
-            r = speed["variants"].get(v)
-            if r is None:
-                L.append(f"| {LABEL[v]} | not measured (budget) |||||||| ")
-                continue
-            o, t = r.get("onnx", {}), r.get("tflite", {})
-            L.append(f"| {LABEL[v]} | {r['macs'] / 1e9:.3f} | {r['params_inference'] / 1e6:.3f} | "
-                     f"{r['formulation']} | {o.get('fps', float('nan')):.1f} | "
-                     f"{o.get('peak_rss_mb') or float('nan'):.0f} "
-                     f"({o.get('net_peak_rss_mb') or float('nan'):.0f}) | "
-                     f"{t.get('fps', float('nan')):.1f} | {t.get('peak_rss_mb') or float('nan'):.0f} "
-                     f"({t.get('net_peak_rss_mb') or float('nan'):.0f}) | "
+        ref = speed["variants"].get("plain", {})
+        nan = float("nan")
+
+        def fps(r, fmt):
+            c = r.get(fmt)
+            if not c or "fps" not in c:
+                return "-"
+            base = (ref.get(fmt) or {}).get("fps")
+            ex = f" ({c['execution']})" if c.get("execution") not in (None, "standard ops") else ""
+            return f"{c['fps']:.1f}" + (f" ({c['fps'] / base:.2f}x)" if base else "") + ex
+
+        def peak(r, fmt):
+            c = r.get(fmt)
+            if not c or c.get("peak_rss_mb") is None:
+                return "-"
+            return f"{c['peak_rss_mb']:.0f} ({(c.get('net_peak_rss_mb') or nan):.0f})"
+
+        for key, r in speed["variants"].items():
+            label = LABEL.get(key, LABEL[r["variant"]] + " (TFLite fused)")
+            L.append(f"| {label} | {r['macs'] / 1e9:.3f} | {r['params_inference'] / 1e6:.3f} | "
+                     f"{', '.join(f'{k} {x}' for k, x in r['formulation'].items() if x) or '-'} | "
+                     f"{fps(r, 'onnx')} | {peak(r, 'onnx')} | {fps(r, 'tflite')} | "
+                     f"{peak(r, 'tflite')} | "
                      + ", ".join(f"{k} {x:.1e}" for k, x in r["parity"].items()) + " |")
     else:
-        L.append("\n## Speed and memory\n\nNot measured in this session (budget); run "
+        L.append("\n## Speed and memory\n\nNot measured; run "
                  "`python benchmarks/segmentation_lodo.py speed`.\n")
     (DOCS / "segmentation.md").write_text("\n".join(L) + "\n")
     print("wrote docs/segmentation.md")
@@ -307,6 +361,7 @@ def main(argv=None):
     ap.add_argument("--data-seed", type=int, default=0)
     ap.add_argument("--budget-s", type=float, default=1200)
     ap.add_argument("--speed-width", type=float, default=0.5)
+    ap.add_argument("--speed-size", type=int, default=256, help="speed: input side")
     ap.add_argument("--jobs", type=int, default=1, help="lodo: runs in parallel")
     ap.add_argument("--threads", type=int, default=1, help="lodo: torch threads per run")
     ap.add_argument("--fresh", action="store_true",
