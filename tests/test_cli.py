@@ -67,6 +67,16 @@ def test_help_works_without_torch():
         assert cmd in res.stdout
 
 
+def test_python_dash_m_is_the_same_command_line():
+    res = subprocess.run([sys.executable, "-m", "edgeconv", "--help"], capture_output=True,
+                         text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == run_cli("--help").stdout
+    bad = subprocess.run([sys.executable, "-m", "edgeconv", "no-such-command"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
 def test_torch_command_without_torch_fails_cleanly():
     pytest.importorskip("torch")  # the child blocks torch itself; the check needs nothing else
     res = run_cli("profile", "mbv2_x0_1", block_torch=True)
