@@ -43,8 +43,7 @@ def run_cell(a, seed: int, test: int, v: str) -> dict:
     run = Path(tempfile.mkdtemp(prefix="seg_"))
     cfg = SegTrainConfig(n_per_domain=a.images, data_seed=a.data_seed, size=a.size,
                          test_domain=test, aspp=v, width=a.width,
-                         op_kwargs=(dict(inter_channels=a.tv_inter, inter_layers=1)
-                                    if v == "ir_tvconv" else {}),
+                         op_kwargs=op_kwargs(a, v) or {},
                          epochs=a.epochs, batch_size=a.batch, seed=seed,
                          output=str(run), overlays=2)
     s = seg_train(cfg, log=lambda *x: None, overwrite=True)
@@ -119,7 +118,8 @@ SPEED_FILES = (("plain", "plain", "onnx,tflite", None),
                ("ir_tvconv_fused_tflite", "ir_tvconv", "tflite", "fused"))
 
 
-def _speed_kwargs(a, v: str) -> dict | None:
+def op_kwargs(a, v: str) -> dict | None:
+    """The ASPP op's options of variant ``v`` (the TVConv generator's size)."""
     return dict(inter_channels=a.tv_inter, inter_layers=1) if v == "ir_tvconv" else None
 
 
@@ -147,7 +147,7 @@ def part_speed(a) -> None:
         torch.manual_seed(0)
         ck = work / f"seg_{v}.ckpt"
         if not ck.exists():
-            save_checkpoint(ck, create_segmenter(v, a.speed_width, size, _speed_kwargs(a, v)),
+            save_checkpoint(ck, create_segmenter(v, a.speed_width, size, op_kwargs(a, v)),
                             metrics={"trained": False})
         t1 = time.time()
         kw = {"formulation": formulation} if formulation else {}

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import _kernels  # noqa: E402
 from test_export import make_ckpt  # noqa: E402
 
-from edgeconv.models.registry import model_names, model_spec  # noqa: E402
+from edgeconv.models.registry import model_names  # noqa: E402
 
 _REASON = _kernels.skip_reason()
 needs_kernels = pytest.mark.skipif(_REASON is not None, reason=f"edgeconv kernels: {_REASON}")
@@ -160,7 +160,7 @@ def test_fuse_model_is_idempotent_and_eager_equals_folded(tmp_path):
         assert (fused(x) - folded(x)).abs().max() < 1e-4
 
 
-MODELS = [m for m in model_names("face") if model_spec(m).takes_op]  # every face model with TVConv
+MODELS = model_names("face", takes_op=True)  # every face model with TVConv
 
 
 @needs_kernels

@@ -8,7 +8,6 @@ torch = pytest.importorskip("torch")
 from torch.nn import functional as F  # noqa: E402
 
 from edgeconv.models import create_model, list_models  # noqa: E402
-from edgeconv.models.registry import model_spec  # noqa: E402
 from edgeconv.ops.filtergen import FilterGenAutoencoder, FilterGenConv  # noqa: E402
 
 SMALL_TV = dict(inter_channels=8, inter_layers=1)
@@ -77,7 +76,7 @@ def test_filters_depend_on_the_image_tvconv_does_not_depend_on_the_batch():
     assert (alone - with_b).abs().max().item() < 1e-5
 
 
-@pytest.mark.parametrize("name", [n for n in list_models() if model_spec(n).takes_op])
+@pytest.mark.parametrize("name", list_models(takes_op=True))
 def test_forward_backward_with_reconstruction_loss(name):
     model = create_model(name, op="filtergen", input_size=32, embedding_dim=32,
                          op_kwargs=dict(feature_dim=8, repository_size=4))

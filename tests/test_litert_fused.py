@@ -317,9 +317,9 @@ def test_every_family_exports_fused(tmp_path, name, size, batch):
 
 
 def _delegate_models():
-    from edgeconv.models.registry import model_names, model_spec
+    from edgeconv.models.registry import model_names
 
-    return [m for m in model_names("face") if model_spec(m).takes_op]
+    return model_names("face", takes_op=True)
 
 
 @needs_delegate

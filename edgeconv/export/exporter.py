@@ -23,7 +23,7 @@ from edgeconv.errors import EdgeconvError
 from edgeconv.export import formats as fmt
 from edgeconv.export.job import ExportOptions, Subject  # noqa: F401 (ExportOptions: stage)
 from edgeconv.export.pipeline import make_options, run_export
-from edgeconv.metadata import header
+from edgeconv.metadata import file_sha256, header
 
 MEAN = [0.5, 0.5, 0.5]
 STD = [0.5, 0.5, 0.5]
@@ -172,8 +172,6 @@ def export_checkpoint(checkpoint, formats=None, output_dir=".", opset=None, batc
         raise EdgeconvError("--weight-dtype is the storage of fused TVConv layers, and "
                             + (f"{cfg['name']} (op '{cfg['op']}') has none" if lowrank is None
                                else "a --lowrank export has none"))
-    from edgeconv.metadata import file_sha256
-
     ckpt_sha = file_sha256(checkpoint)
     size = info["input_size"]
     inputs, face_source = parity_inputs_for(size, batch_n, seed)

@@ -30,7 +30,7 @@ from torch import nn
 
 from edgeconv.errors import EdgeconvError
 from edgeconv.gan.lis import TPReLU, WNConv2d, WNConvTranspose2d, WNLinear
-from edgeconv.metadata import header
+from edgeconv.metadata import file_sha256, header
 
 OUTPUT_NAME = "image"
 KIND = "generator"
@@ -143,7 +143,6 @@ def export_generator(checkpoint, formats=None, output_dir=".", opset=None, batch
     nothing written when any file fails its parity gate."""
     from edgeconv.export.job import Subject
     from edgeconv.export.pipeline import make_options, run_export
-    from edgeconv.metadata import file_sha256
 
     opts = make_options(formats, output_dir, batch=batch, opset=opset, simplify=simplify,
                         force=force, echo=echo)

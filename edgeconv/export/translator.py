@@ -26,8 +26,8 @@ from torch import nn
 from edgeconv.errors import EdgeconvError
 from edgeconv.export import upsampling
 from edgeconv.export.upsampling import CroppedConvTranspose, ZeroInsertConv  # noqa: F401
-from edgeconv.metadata import header
 from edgeconv.metadata import TRANSLATOR_DIRECTIONS as DIRECTIONS  # (source, target)
+from edgeconv.metadata import file_sha256, header
 
 OUTPUT_NAME = "image"
 
@@ -184,7 +184,6 @@ def export_translator(checkpoint, direction: str, formats=None, output_dir=".", 
     nothing written when any file fails its parity gate."""
     from edgeconv.export.job import Subject
     from edgeconv.export.pipeline import make_options, run_export
-    from edgeconv.metadata import file_sha256
 
     opts = make_options(formats, output_dir, batch=batch, opset=opset, simplify=simplify,
                         fp16=fp16, force=force, echo=echo)

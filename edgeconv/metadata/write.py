@@ -7,14 +7,13 @@ The face-model, segmenter, translator and generator exporters each add their kin
 
 from __future__ import annotations
 
+from edgeconv import __version__
 from edgeconv.metadata.files import METADATA_FORMAT_VERSION
 
 
 def header(kind: str | None = None) -> dict:
     """``format_version``, ``edgeconv_version`` and, for every kind but the face model (whose
     files predate the key), ``kind``."""
-    from edgeconv import __version__
-
     meta = {"format_version": METADATA_FORMAT_VERSION, "edgeconv_version": __version__}
     if kind is not None:
         meta["kind"] = kind

@@ -82,16 +82,22 @@ def _load(name: str | None = None) -> None:
             importlib.import_module(spec.module)
 
 
-def list_models(task: str | None = "face") -> list[str]:
-    """Names with a builder, of one task (default: the face models; None: all)."""
+def _selected(spec: ModelSpec, task: str | None, takes_op: bool | None) -> bool:
+    return ((task is None or spec.task == task)
+            and (takes_op is None or spec.takes_op == takes_op))
+
+
+def list_models(task: str | None = "face", takes_op: bool | None = None) -> list[str]:
+    """Names with a builder, of one task (default: the face models; None: all); ``takes_op``
+    True / False: only the models an op goes into / that take none."""
     _load()
-    return [n for n in _REGISTRY if task is None or _SPECS[n].task == task]
+    return [n for n in _REGISTRY if _selected(_SPECS[n], task, takes_op)]
 
 
-def model_names(task: str | None = "face") -> list[str]:
+def model_names(task: str | None = "face", takes_op: bool | None = None) -> list[str]:
     """The registered names (torch-free) of one task (default: the face models the face
-    commands take; None: every task's)."""
-    return [n for n, s in _SPECS.items() if task is None or s.task == task]
+    commands take; None: every task's); ``takes_op`` as in :func:`list_models`."""
+    return [n for n, s in _SPECS.items() if _selected(s, task, takes_op)]
 
 
 def model_spec(name: str) -> ModelSpec:
