@@ -369,6 +369,8 @@ def main(argv=None):
     ap.add_argument("--fresh", action="store_true",
                     help="lodo: start again (default: resume a run of the same budget)")
     a = ap.parse_args(argv)
+    if a.jobs < 1 or a.threads < 1:
+        ap.error("--jobs and --threads must be >= 1")
     {"lodo": part_lodo, "speed": part_speed, "doc": part_doc}[a.part](a)
 
 
