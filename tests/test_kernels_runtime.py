@@ -105,6 +105,69 @@ def test_only_edgeconv_domain_models_get_the_library(exported):
         assert "ort_disabled_optimizers" not in m.describe()
 
 
+def test_nchwc_ratio_against_a_hand_count():
+    """The figure the exporter records: conv MACs (depthwise ones left out) per float that
+    NCHWc reorders around the fused node would copy, counted by hand on a small graph."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import helper, numpy_helper
+
+    from edgeconv.export.fused_node import node_model
+    from edgeconv.export.onnx_function import add_function_bodies
+    from edgeconv.export.ort_layout import conv_macs_per_fused_float
+
+    data, _, _ = node_model(8, (6, 6), 3, 1)
+    proto = onnx.load_from_string(data)
+    g = proto.graph
+    rng = np.random.default_rng(0)
+    # x4 -(1x1 4->8)-> x -[TVConv]-> y -(depthwise 3x3)-> d -(1x1 8->16)-> z
+    g.input[0].CopyFrom(helper.make_tensor_value_info("x4", onnx.TensorProto.FLOAT, ["N", 4, 6, 6]))
+    g.initializer.extend([
+        numpy_helper.from_array(rng.standard_normal((8, 4, 1, 1)).astype(np.float32), "C1"),
+        numpy_helper.from_array(rng.standard_normal((8, 1, 3, 3)).astype(np.float32), "DW"),
+        numpy_helper.from_array(rng.standard_normal((16, 8, 1, 1)).astype(np.float32), "C2")])
+    g.node.insert(0, helper.make_node("Conv", ["x4", "C1"], ["x"]))
+    g.node.extend([helper.make_node("Conv", ["y", "DW"], ["d"], group=8, pads=[1, 1, 1, 1]),
+                   helper.make_node("Conv", ["d", "C2"], ["z"])])
+    g.output[0].CopyFrom(helper.make_tensor_value_info("z", onnx.TensorProto.FLOAT, None))
+    assert add_function_bodies(proto) == 1
+    macs = 8 * 36 * 4 + 16 * 36 * 8          # the two 1x1 convs; the depthwise one is not
+    floats = 8 * 36 + 8 * 36                 # the fused node's input and output
+    assert conv_macs_per_fused_float(proto.SerializeToString()) == pytest.approx(macs / floats)
+    # no fused node: nothing to decide
+    plain = helper.make_model(helper.make_graph(
+        [helper.make_node("Conv", ["x4", "C1"], ["x"])], "plain", [g.input[0]],
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, None)], [g.initializer[-3]]))
+    assert conv_macs_per_fused_float(plain.SerializeToString()) is None
+
+
+@pytest.mark.parametrize("ratio,env,on", [
+    (None, None, False), (10.1, None, False), (63.9, None, False), (64.0, None, True),
+    (1163.7, None, True), (float("nan"), None, False), (True, None, False), ("999", None, False),
+    (1163.7, "0", False), (10.1, "1", True)])
+def test_nchwc_choice(ratio, env, on, monkeypatch):
+    if env is None:
+        monkeypatch.delenv("EDGECONV_ORT_NCHWC", raising=False)
+    else:
+        monkeypatch.setenv("EDGECONV_ORT_NCHWC", env)
+    assert kernels.nchwc_wanted(ratio) is on
+    assert ("disabled_optimizers" in kernels.session_kwargs(ratio)) is (not on)
+
+
+def test_exported_file_records_the_nchwc_figure(exported, monkeypatch):
+    """The recorded figure is the one computed from the file, and the session follows it."""
+    from edgeconv.export.ort_layout import conv_macs_per_fused_float
+    from edgeconv.metadata import read_onnx_metadata
+    from edgeconv.runtime.backends import open_model
+
+    monkeypatch.delenv("EDGECONV_ORT_NCHWC", raising=False)
+    recorded = read_onnx_metadata(exported["fused"])["kernels"]["conv_macs_per_reordered_float"]
+    assert recorded == pytest.approx(conv_macs_per_fused_float(exported["fused"].read_bytes()),
+                                     abs=0.05)
+    assert 0 < recorded < kernels.NCHWC_MIN_CONV_MACS_PER_FLOAT  # MB x0.1: off
+    with open_model(exported["fused"]) as m:
+        assert m.describe()["ort_disabled_optimizers"] == ["NchwcTransformer"]
+
+
 def test_nchwc_policy_can_be_turned_back_on(exported, monkeypatch):
     from edgeconv.runtime.backends import open_model
 

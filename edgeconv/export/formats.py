@@ -25,7 +25,7 @@ class ExportFormat:
     module: str = ""
     #: the module of its fused TVConv form (``--formulation fused``): ``fuse(model,
     #: weight_dtype)``, ``gate(data, inputs, refs, tol, file_name) -> (summary, metadata)``,
-    #: ``kernels_metadata(weight_dtype)``, ``report_lines(summary, file_name, converted)``
+    #: ``kernels_metadata(weight_dtype, data)``, ``report_lines(summary, file_name, converted)``
     fused_module: str = ""
     #: a dynamic-batch file is converted at batch 1 and resized at run time (TFLite); ONNX
     #: keeps a symbolic batch axis

@@ -155,8 +155,9 @@ def fuse_model_litert(model: nn.Module, weight_dtype: str = "float32") -> int:
     return fuse_model(model, weight_dtype, LiteRTFusedTVConv)
 
 
-def kernels_metadata(weight_dtype: str) -> dict:
-    """The ``kernels`` entry of a fused TFLite file's metadata."""
+def kernels_metadata(weight_dtype: str, data: bytes | None = None) -> dict:
+    """The ``kernels`` entry of a fused TFLite file's metadata (``data``, the converted file,
+    adds nothing here: the delegate has no layout choice to make)."""
     meta = {"runtime": "litert", "op": COMPOSITE_NAME, "layout": LAYOUT,
             "kernel_version": KERNEL_VERSION, "weight_dtype": weight_dtype}
     try:

@@ -287,8 +287,11 @@ def fuse(model, weight_dtype: str = "float32") -> int:
 gate = gate_both
 
 
-def kernels_metadata(weight_dtype: str) -> dict:
-    """What a fused file needs at run time (checked by the device side before loading)."""
+def kernels_metadata(weight_dtype: str, data: bytes | None = None) -> dict:
+    """What a fused file needs at run time (checked by the device side before loading), and
+    for the ONNX Runtime session's layout choice the convolution MACs per float that NCHWc
+    reorders around the fused nodes would copy (``edgeconv.export.ort_layout``; from the
+    converted model ``data``)."""
     from edgeconv import kernels
     from edgeconv.kernels.pack import LAYOUT
 
@@ -299,7 +302,14 @@ def kernels_metadata(weight_dtype: str) -> dict:
     return {"domain": kernels.DOMAIN, "op": kernels.OP_TYPE, "op_version": kernels.OP_VERSION,
             "layout": LAYOUT, "weight_dtype": weight_dtype,
             "library_version": built, "library": "edgeconv kernels (edgeconv/kernels)",
-            "function_body": True}
+            "function_body": True, **_layout_entry(data)}
+
+
+def _layout_entry(data: bytes | None) -> dict:
+    from edgeconv.export.ort_layout import conv_macs_per_fused_float
+
+    ratio = conv_macs_per_fused_float(data) if data is not None else None
+    return {} if ratio is None else {"conv_macs_per_reordered_float": round(ratio, 1)}
 
 
 def report_lines(summary: dict, file_name: str, converted) -> list[str]:

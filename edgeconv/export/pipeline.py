@@ -121,7 +121,7 @@ def run_export(subject: Subject, options: ExportOptions, t0: float | None = None
         meta["batch"] = options.batch or "dynamic"
         meta.update(conv.meta)
         if fused:
-            meta["kernels"] = fused_module(f).kernels_metadata(wd)
+            meta["kernels"] = fused_module(f).kernels_metadata(wd, conv.data)
         path = out_dir / f"{subject.stem}{conv.name_suffix}{spec.suffix}"
         check_overwrite(path, subject.ckpt_sha, options.force)
         summary, both = gate(subject, f, conv, fused, path.name,

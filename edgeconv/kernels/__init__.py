@@ -15,6 +15,7 @@ From your own ONNX Runtime code::
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -31,17 +32,35 @@ BUILD_HINT = ("build them with `python -m edgeconv.kernels.build` (needs g++ and
               "fetched from Debian trixie by that command) or reinstall with `pip install -e .`")
 
 
-#: ONNX Runtime optimizers a session for a fused model should leave out. ORT's NCHWc
-#: transformer (x86) runs the 1x1 convs in a blocked layout and wraps every node it cannot
-#: block (our custom op) in two layout reorders; for fused models the reorders cost more than
-#: the blocked convs save (docs/export_speed.md: +9% max FPS with it off for MB x0.5 fp32).
-#: ``EDGECONV_ORT_NCHWC=1`` keeps it.
+#: ONNX Runtime optimizers a session for a fused model leaves out where the model gains
+#: nothing from them. ORT's NCHWc transformer (x86) runs convolutions in a channel-blocked
+#: layout and wraps every node it cannot block (our custom op) in two layout reorders. Whether
+#: that pays depends on the model: the exporter records the convolution MACs per float the
+#: reorders would copy (``kernels.conv_macs_per_reordered_float``, edgeconv.export.ort_layout,
+#: which has the measurements) and the transformer stays on from
+#: :data:`NCHWC_MIN_CONV_MACS_PER_FLOAT` up (ShuffleNetV2 x1.0: 106, DeepLabV3+ ASPP: 1164,
+#: both faster with it); below, and for files without the figure, it is off (MobileNetV2
+#: x0.1-x1.0: 10-44, as fast or faster without it). ``EDGECONV_ORT_NCHWC=1`` / ``=0`` forces it
+#: on / off.
 ORT_DISABLED_OPTIMIZERS = ("NchwcTransformer",)
+NCHWC_MIN_CONV_MACS_PER_FLOAT = 64.0
 
 
-def session_kwargs() -> dict:
-    """Extra ``onnxruntime.InferenceSession`` keyword arguments for a fused model."""
-    if os.environ.get("EDGECONV_ORT_NCHWC") == "1":
+def nchwc_wanted(conv_macs_per_float=None) -> bool:
+    """Whether a fused model's ONNX Runtime session keeps the NCHWc transformer, from the
+    figure its metadata records (None: not recorded) and ``EDGECONV_ORT_NCHWC``."""
+    env = os.environ.get("EDGECONV_ORT_NCHWC")
+    if env in ("0", "1"):
+        return env == "1"
+    r = conv_macs_per_float
+    ok = isinstance(r, (int, float)) and not isinstance(r, bool) and math.isfinite(r)
+    return ok and r >= NCHWC_MIN_CONV_MACS_PER_FLOAT
+
+
+def session_kwargs(conv_macs_per_float=None) -> dict:
+    """Extra ``onnxruntime.InferenceSession`` keyword arguments for a fused model whose
+    metadata records ``conv_macs_per_float`` (:func:`nchwc_wanted`)."""
+    if nchwc_wanted(conv_macs_per_float):
         return {}
     return {"disabled_optimizers": list(ORT_DISABLED_OPTIMIZERS)}
 

@@ -381,8 +381,23 @@ def ort_session_options(data, threads: int = 1, kernels: str = "auto",
     if uses:
         from edgeconv.kernels import session_kwargs
 
-        kwargs = session_kwargs()
+        kwargs = session_kwargs(_conv_macs_per_reordered_float(data, name))
     return so, kwargs, uses
+
+
+def _conv_macs_per_reordered_float(data, name: str):
+    """The figure a fused ONNX file's metadata records for the NCHWc choice
+    (edgeconv.export.ort_layout); None where absent or unreadable (the file's other checks
+    report a malformed file)."""
+    from edgeconv.metadata import onnx_metadata_from_bytes, read_onnx_metadata
+
+    try:
+        meta = (onnx_metadata_from_bytes(data, name) if isinstance(data, bytes)
+                else read_onnx_metadata(data))
+    except EdgeconvError:
+        return None
+    entry = meta.get("kernels") if isinstance(meta, dict) else None
+    return entry.get("conv_macs_per_reordered_float") if isinstance(entry, dict) else None
 
 
 def ort_session(data, threads: int = 1, kernels: str = "auto", optimization: str = "all",
@@ -399,7 +414,8 @@ def ort_session(data, threads: int = 1, kernels: str = "auto", optimization: str
     said once on stderr; a model without bodies raises KernelsMissing), "never" never
     registers it (the standard-op function bodies run), "require" always registers it
     (KernelsMissing where it cannot). With the library registered the session takes
-    :func:`edgeconv.kernels.session_kwargs` (NCHWc transformer off). ``info``, when given, is
+    :func:`edgeconv.kernels.session_kwargs` (NCHWc transformer off unless the file's metadata
+    says the model gains from it). ``info``, when given, is
     filled with {"uses_kernels": bool, "disabled_optimizers": [...]}. ONNX Runtime's own
     exceptions pass through.
     """
