@@ -260,63 +260,80 @@ inline void block_pair(const TVConvArgs& a, int64_t c, int64_t i, int64_t jb, co
   }
 }
 
+// Channel c of images [n0, n1) (at most kImageGroup): every output row. In plane mode the
+// scratch holds the group's zero-padded planes of channel c after fill_plane.
+template <class VW, class VN, int K, int S>
+void run_group(const TVConvArgs& a, int64_t c, int64_t n0, int64_t n1, float* scratch,
+               const edgeconv::ScratchGeom& g) {
+  constexpr int64_t p = K / 2;
+  if (!g.direct) fill_plane<VW, VN, K, S>(a, c, n0, n1, scratch, g);
+  for (int64_t i = 0; i < a.h; ++i) {
+    const float* src;
+    int64_t istride, rs, nsrc = n0;  // the scratch's slot 0 holds image n0
+    bool pairable = false;  // rows i and i+1 read consecutive rows of one source
+    if (!g.direct) {
+      src = scratch + i * S * S * g.row_stride;  // padded row i*S, phase 0
+      istride = g.image_stride;
+      rs = g.row_stride;
+      pairable = i + 1 < a.h;
+    } else if (edgeconv::direct_row(a, i)) {
+      src = a.x + c * a.H * a.W + (i - p) * a.W - p;
+      istride = a.C * a.H * a.W;
+      rs = a.W;
+      nsrc = 0;
+      pairable = i + 1 < a.h && edgeconv::direct_row(a, i + 1);
+    } else {
+      fill_rows<VW, VN, K, S>(a, c, i, n0, n1, scratch, g);
+      src = scratch;
+      istride = g.image_stride;
+      rs = g.row_stride;
+    }
+    int64_t jb = 0;
+    if (VW::kPairRows && K == 3 && S == 1 && pairable) {
+      for (; jb + VW::L <= a.wpad; jb += VW::L)
+        block_pair<VW>(a, c, i, jb, src, istride, rs, nsrc, n0, n1);
+      for (int64_t r = 0; r < 2; ++r)  // the narrow tail, one row at a time
+        for (int64_t j = jb; j < a.wpad; j += VN::L)  // row i + 1 already has its start
+          block<VN, K, S>(a, c, i + r, j, src + r * rs, istride, rs, nsrc, n0, n1,
+                          r == 0 ? false : (i + 1) * a.w_out + a.wpad <= a.h * a.w_out);
+      ++i;  // row i + 1 is done too
+      continue;
+    }
+    // the rows after row i (of this plane) are written after it
+    const bool spill = i * a.w_out + a.wpad <= a.h * a.w_out;
+    for (; jb + VW::L <= a.wpad; jb += VW::L)
+      block<VW, K, S>(a, c, i, jb, src, istride, rs, nsrc, n0, n1, spill);
+    for (; jb < a.wpad; jb += VN::L)
+      block<VN, K, S>(a, c, i, jb, src, istride, rs, nsrc, n0, n1, spill);
+  }
+}
+
 // Wide vector type VW for the main blocks, narrow VN (8 floats) for a width-8 tail.
 template <class VW, class VN, int K, int S>
 void run_channels(const TVConvArgs& a, int64_t c0, int64_t c1, float* scratch) {
   const edgeconv::ScratchGeom g = edgeconv::scratch_geom(a);
-  constexpr int64_t p = K / 2;
   const int64_t slots = a.N < edgeconv::kImageGroup ? a.N : edgeconv::kImageGroup;
   if (!g.direct) std::memset(scratch, 0, sizeof(float) * g.image_stride * slots);
-  for (int64_t c = c0; c < c1; ++c) {
-    // images in groups of kGroup: the group shares each block's weight vectors (registers),
-    // and the channel's weights stay in cache from one group to the next; a group touches
-    // few enough rows at once for the hardware prefetchers and L1 sets (planes of 96x96
-    // floats are 4 KiB-aligned apart, so a whole batch's rows would fight over L1 sets).
-    constexpr int64_t kGroup = edgeconv::kImageGroup;
+  // Images in groups of kImageGroup: a group shares each block's weight vectors (registers)
+  // and touches few enough rows at once for the hardware prefetchers and L1 sets (planes of
+  // 96x96 floats are 4 KiB-aligned apart, so a whole batch's rows would fight over L1 sets).
+  constexpr int64_t kGroup = edgeconv::kImageGroup;
+  if (edgeconv::images_outer(a)) {
+    // small planes: a group's images are read channel after channel, four sequential
+    // streams, instead of a few hundred bytes from each image (C*H*W floats apart) per
+    // channel; the channels' weights are read once per group, from cache
     for (int64_t n0 = 0; n0 < a.N; n0 += kGroup) {
       const int64_t n1 = n0 + kGroup < a.N ? n0 + kGroup : a.N;
-      if (!g.direct) fill_plane<VW, VN, K, S>(a, c, n0, n1, scratch, g);
-      for (int64_t i = 0; i < a.h; ++i) {
-        const float* src;
-        int64_t istride, rs, nsrc = n0;  // the scratch's slot 0 holds image n0
-        bool pairable = false;  // rows i and i+1 read consecutive rows of one source
-        if (!g.direct) {
-          src = scratch + i * S * S * g.row_stride;  // padded row i*S, phase 0
-          istride = g.image_stride;
-          rs = g.row_stride;
-          pairable = i + 1 < a.h;
-        } else if (edgeconv::direct_row(a, i)) {
-          src = a.x + c * a.H * a.W + (i - p) * a.W - p;
-          istride = a.C * a.H * a.W;
-          rs = a.W;
-          nsrc = 0;
-          pairable = i + 1 < a.h && edgeconv::direct_row(a, i + 1);
-        } else {
-          fill_rows<VW, VN, K, S>(a, c, i, n0, n1, scratch, g);
-          src = scratch;
-          istride = g.image_stride;
-          rs = g.row_stride;
-        }
-        int64_t jb = 0;
-        if (VW::kPairRows && K == 3 && S == 1 && pairable) {
-          for (; jb + VW::L <= a.wpad; jb += VW::L)
-            block_pair<VW>(a, c, i, jb, src, istride, rs, nsrc, n0, n1);
-          for (int64_t r = 0; r < 2; ++r)  // the narrow tail, one row at a time
-            for (int64_t j = jb; j < a.wpad; j += VN::L)  // row i + 1 already has its start
-              block<VN, K, S>(a, c, i + r, j, src + r * rs, istride, rs, nsrc, n0, n1,
-                              r == 0 ? false : (i + 1) * a.w_out + a.wpad <= a.h * a.w_out);
-          ++i;  // row i + 1 is done too
-          continue;
-        }
-        // the rows after row i (of this plane) are written after it
-        const bool spill = i * a.w_out + a.wpad <= a.h * a.w_out;
-        for (; jb + VW::L <= a.wpad; jb += VW::L)
-          block<VW, K, S>(a, c, i, jb, src, istride, rs, nsrc, n0, n1, spill);
-        for (; jb < a.wpad; jb += VN::L)
-          block<VN, K, S>(a, c, i, jb, src, istride, rs, nsrc, n0, n1, spill);
-      }
+      for (int64_t c = c0; c < c1; ++c) run_group<VW, VN, K, S>(a, c, n0, n1, scratch, g);
     }
+    return;
   }
+  // large planes: each channel's weights stay in cache from one group to the next
+  for (int64_t c = c0; c < c1; ++c)
+    for (int64_t n0 = 0; n0 < a.N; n0 += kGroup) {
+      const int64_t n1 = n0 + kGroup < a.N ? n0 + kGroup : a.N;
+      run_group<VW, VN, K, S>(a, c, n0, n1, scratch, g);
+    }
 }
 
 template <class VW, class VN>
