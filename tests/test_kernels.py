@@ -30,9 +30,11 @@ SHAPES = [(1, 3, 7, 9, 3, 1), (5, 4, 20, 21, 3, 1), (4, 8, 24, 24, 3, 1), (2, 3,
           # into the rows after it (one, or several when w < 8), never past the plane
           (3, 4, 5, 5, 3, 2), (2, 3, 3, 2, 3, 1), (2, 5, 4, 2, 5, 2), (5, 3, 12, 12, 3, 2),
           (6, 7, 12, 12, 3, 1),
-          # more than one group of 4 images on planes of <= 24x24: the images-outer loop order
-          # (several of the above too); k = 5 both ways, a tail group of 1
-          (9, 3, 6, 6, 3, 1), (6, 3, 7, 7, 5, 2), (8, 5, 16, 16, 5, 1), (13, 2, 24, 24, 3, 1)]
+          # more than one group of 4 images on planes of <= 24x24: channels in chunks, each
+          # chunk's images group by group (several of the above too); k = 5 both ways, a tail
+          # group of 1; float32 chunks of 3 channels with a last chunk of 1 (70 and 40 channels)
+          (9, 3, 6, 6, 3, 1), (6, 3, 7, 7, 5, 2), (8, 5, 16, 16, 5, 1), (13, 2, 24, 24, 3, 1),
+          (6, 70, 24, 24, 3, 1), (5, 40, 24, 24, 5, 2)]
 
 
 def _isas():

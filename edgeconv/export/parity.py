@@ -12,12 +12,15 @@ MIN_COSINE = 0.99999
 FP16_MAX_ABS_DIFF = 5e-2
 FP16_MIN_COSINE = 0.999
 # the fused kernel's weight storage: float32 meets the fp32 gate. float16 (the default
-# storage) rounds each weight by <= 2^-11 relative: measured ~1e-5 on embeddings and images
-# (docs/default_export_speed.md), gated at 1e-3 / cosine 0.99999 (10x the fp32 gate's absolute
-# bound, the same cosine); int8 weights on the cosine they must keep (0.999), with a loose
-# absolute bound that only catches a broken graph
+# storage) rounds each weight by <= 2^-11 relative, and the rounding adds up over the layers:
+# ~1e-5 on embeddings of randomised models, but 1.7e-3 (scaled) at cosine 0.9999995 on the
+# quickstart's trained MB x0.1 TVConv (session 11; the 1e-3 bound tuned on random models
+# refused that file). Gated on the cosine that verification scores depend on (0.99999, the
+# fp32 gate's) with an absolute bound of 1e-2 that still catches a broken graph (errors of
+# 0.1 and more); int8 weights on the cosine they must keep (0.999), with a loose absolute
+# bound that only catches a broken graph
 FUSED_TOLERANCE = {"float32": (MAX_ABS_DIFF, MIN_COSINE),
-                   "float16": (1e-3, MIN_COSINE),
+                   "float16": (1e-2, MIN_COSINE),
                    "int8": (5e-1, 0.999)}
 
 

@@ -268,8 +268,8 @@ inline void block_pair(const TVConvArgs& a, int64_t c, int64_t i, int64_t jb, co
 // Channel c of images [n0, n1) (at most kImageGroup): every output row. In plane mode the
 // scratch holds the group's zero-padded planes of channel c after fill_plane.
 // One call site (run_channels): inlined there once, like the loop body it was. Written out
-// in two loop nests (one per order) it was inlined twice, and the blocks inside stopped being
-// inlined: 1.2-1.6x slower at batch 1 on the AVX2 build machine.
+// in two loop nests (one per loop order) it was inlined twice, and GCC stopped inlining
+// load_weight: 1.6-3x slower at batch 1 on the AVX2 build machine.
 template <class VW, class VN, int K, int S>
 inline void run_group(const TVConvArgs& a, int64_t c, int64_t n0, int64_t n1, float* scratch,
                       const edgeconv::ScratchGeom& g) {
@@ -326,17 +326,18 @@ void run_channels(const TVConvArgs& a, int64_t c0, int64_t c1, float* scratch) {
   // and touches few enough rows at once for the hardware prefetchers and L1 sets (planes of
   // 96x96 floats are 4 KiB-aligned apart, so a whole batch's rows would fight over L1 sets).
   constexpr int64_t kGroup = edgeconv::kImageGroup;
-  // Small planes, images outer: a group's images are read channel after channel (four
-  // sequential streams) instead of a few hundred bytes of each image (C*H*W floats apart) per
-  // channel, and the channels' weights come from cache once per group. Large planes, channels
-  // outer: each channel's weights stay in cache from one group to the next.
-  const bool images_outer = edgeconv::images_outer(a);
-  const int64_t groups = (a.N + kGroup - 1) / kGroup, nc = c1 - c0;
-  for (int64_t t = 0; t < groups * nc; ++t) {
-    const int64_t gi = images_outer ? t / nc : t % groups;
-    const int64_t c = c0 + (images_outer ? t % nc : t / groups);
-    const int64_t n0 = gi * kGroup, n1 = n0 + kGroup < a.N ? n0 + kGroup : a.N;
-    run_group<VW, VN, K, S>(a, c, n0, n1, scratch, g);
+  // Channels in chunks (edgeconv::channel_chunk): each chunk's images go through it group by
+  // group. Small planes: chunks of many channels, so that a group reads consecutive planes
+  // of each of its images (sequential streams) instead of a few hundred bytes of each image
+  // (C*H*W floats apart) per channel, while the chunk's weights stay in cache from one group
+  // to the next. Large planes: chunks of one channel (channels outer).
+  const int64_t chunk = edgeconv::channel_chunk(a);
+  for (int64_t cb = c0; cb < c1; cb += chunk) {
+    const int64_t ce = cb + chunk < c1 ? cb + chunk : c1;
+    for (int64_t n0 = 0; n0 < a.N; n0 += kGroup) {
+      const int64_t n1 = n0 + kGroup < a.N ? n0 + kGroup : a.N;
+      for (int64_t c = cb; c < ce; ++c) run_group<VW, VN, K, S>(a, c, n0, n1, scratch, g);
+    }
   }
 }
 

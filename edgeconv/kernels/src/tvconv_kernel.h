@@ -88,15 +88,22 @@ static inline bool direct_row(const TVConvArgs& a, int64_t i) {
   return i >= p + 1 && i + p + 2 <= a.h;
 }
 
-// Loop order of a call: images outer (a group of images through every channel, then the
-// next group) where planes are small and there is more than one group; channels outer
-// otherwise. Measured on the AVX2 build machine (docs/default_export_speed.md): at batch 16
-// a 12x12 plane is 576 bytes, and reading it from 16 images C*H*W floats apart per channel
-// left the kernel 3-5x behind ORT's depthwise conv at 12x12 s2; four sequential streams
-// brought it to 1.0-1.7x. From 48x48 up the order made no difference.
+// Loop order of a call: channels in chunks, each chunk's images group by group. Planes of
+// <= 24x24 with more than one group of 4 images take chunks whose packed weights fill about
+// kChunkBytes (they stay in L2 while the chunk's groups pass); larger planes or a single
+// group take chunks of one channel (channels outer: a channel's weights are reused by every
+// group straight away). Measured on the AVX2 build machine (docs/default_export_speed.md):
+// at batch 16, channels outer read 576 bytes (12x12) of each of 16 images C*H*W floats
+// apart per channel and left the 12x12 s2 layer at 2.7x ORT's depthwise conv; images outer
+// (sequential streams) took it to 1.2x.
 constexpr int64_t kSmallPlane = 24 * 24;
-static inline bool images_outer(const TVConvArgs& a) {
-  return a.H * a.W <= kSmallPlane && a.N > kImageGroup;
+constexpr int64_t kChunkBytes = 64 * 1024;
+static inline int64_t channel_chunk(const TVConvArgs& a) {
+  if (a.H * a.W > kSmallPlane || a.N <= kImageGroup) return 1;
+  const int64_t elem = a.wtype == kF32 ? 4 : a.wtype == kF16 ? 2 : 1;
+  const int64_t per_channel = a.h * a.k * a.k * a.wpad * elem;
+  const int64_t chunk = kChunkBytes / (per_channel > 0 ? per_channel : 1);
+  return chunk < 1 ? 1 : chunk;
 }
 
 // Returns nullptr if the arguments are consistent, else a static message.
