@@ -51,7 +51,7 @@ def conv_macs_per_fused_float(data: bytes) -> float | None:
             continue
         x = dims.get(node.input[0], [])
         known = len(x) == 4 and None not in x[1:]
-        attr = {a.name: (list(a.ints) if a.ints else a.i) for a in node.attribute}
+        attr = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         if fused:  # the output's size from the input's (inference through a function body
             if not known:  # does not always keep it)
                 return None
@@ -81,7 +81,7 @@ def _conv_out_hw(hw, kernel, attr: dict) -> list[int]:
     strides = attr.get("strides", [1, 1])
     dil = attr.get("dilations", [1, 1])
     pads = attr.get("pads", [0, 0, 0, 0])
-    if attr.get("auto_pad", 0) not in (0, b"NOTSET", "NOTSET"):
+    if attr.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID"):
         return [(n + s - 1) // s for n, s in zip(hw, strides)]  # SAME_*: ceil(n / s)
     return [(n + pads[i] + pads[i + 2] - d * (k - 1) - 1) // s + 1
             for i, (n, k, s, d) in enumerate(zip(hw, kernel, strides, dil))]

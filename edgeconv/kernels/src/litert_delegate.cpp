@@ -536,7 +536,7 @@ TfLiteStatus kernel_invoke(TfLiteContext* context, TfLiteNode* node) {
   if (const char* msg = edgeconv::prepare_nhwc_args(a)) return fail(context, "%s", msg);
   const int64_t nsc = int64_t{a.k} * a.k * a.C;
   // the buffers must hold what the shapes say (a tensor resized since Prepare, ...)
-  const size_t wbytes = a.wtype == edgeconv::kF16 ? 2 : a.wtype == edgeconv::kI8 ? 1 : 4;
+  const size_t wbytes = static_cast<size_t>(edgeconv::weight_bytes(a.wtype));
   const int64_t kk = int64_t{a.k} * a.k;
   const int64_t npix = a.bias_mode == edgeconv::kBiasPixel ? a.h * a.w_out : 1;
   if (x.bytes < static_cast<size_t>(a.N * a.H * a.W * a.C) * 4 ||

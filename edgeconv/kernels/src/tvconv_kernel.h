@@ -41,6 +41,9 @@ struct TVConvArgs {
 
 static inline int64_t round_up(int64_t v, int64_t a) { return (v + a - 1) / a * a; }
 
+// Bytes of one stored weight of type ``wtype`` (WeightType).
+static inline int64_t weight_bytes(int wtype) { return wtype == kF16 ? 2 : wtype == kI8 ? 1 : 4; }
+
 // The output geometry (h, w_out, wpad) that a.H, a.W, a.k and a.s give (k, s > 0).
 static inline void set_output_geometry(TVConvArgs& a) {
   const int64_t p = a.k / 2;
@@ -100,8 +103,7 @@ constexpr int64_t kSmallPlane = 24 * 24;
 constexpr int64_t kChunkBytes = 64 * 1024;
 static inline int64_t channel_chunk(const TVConvArgs& a) {
   if (a.H * a.W > kSmallPlane || a.N <= kImageGroup) return 1;
-  const int64_t elem = a.wtype == kF32 ? 4 : a.wtype == kF16 ? 2 : 1;
-  const int64_t per_channel = a.h * a.k * a.k * a.wpad * elem;
+  const int64_t per_channel = a.h * a.k * a.k * a.wpad * weight_bytes(a.wtype);
   const int64_t chunk = kChunkBytes / (per_channel > 0 ? per_channel : 1);
   return chunk < 1 ? 1 : chunk;
 }
