@@ -108,10 +108,12 @@ def export(cache: Path, ckpt: Path, fmt: str, formulation: str | None,
 
     from edgeconv.kernels.pack import DEFAULT_WEIGHT_DTYPE
 
-    # the default storage is named in the key: a cache from before a change of default is
-    # never taken for the new default's file
+    from edgeconv.kernels import OP_VERSION
+
+    # the default storage and the packed-layout version are named in the key: a cache from
+    # before a change of either is never taken for the new file
     key = (f"{ckpt.stem}_{fmt}_{formulation or 'default'}_"
-           f"{weight_dtype or 'default-' + DEFAULT_WEIGHT_DTYPE}")
+           f"{weight_dtype or 'default-' + DEFAULT_WEIGHT_DTYPE}_layout{OP_VERSION}")
     out = cache / "exports" / key
     done = out / "done.json"
     if done.is_file():
@@ -377,9 +379,13 @@ def _channels_last(module):
 
 def per_op_file(cache: Path, shape, kind, dtype, backend) -> Path:
     c, h, w, s = shape
+    from edgeconv.kernels import OP_VERSION
+
     tag = "dw" if kind == "dw" else f"fused_{dtype}"
     if backend == TFLITE:
         tag += "_nhwc"
+    elif kind != "dw":
+        tag += f"_layout{OP_VERSION}"  # a cached file of another packed layout is not reused
     ext = ".onnx" if backend == ONNX else ".tflite"
     path = cache / "per_op" / f"{backend}_{tag}_c{c}_{h}x{w}_s{s}{ext}"
     if path.is_file():

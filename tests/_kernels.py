@@ -22,23 +22,30 @@ def skip_reason() -> str | None:
     return None
 
 
-def run_isa(isa: str, x, packed, scales, bias, k: int, s: int, act: str = "none") -> np.ndarray:
-    """The kernel's ISA path ``isa`` called directly (single thread, no runtime)."""
+LAYOUT_CODE = {"c_h_kk_w8": 0, "c_kk_hw": 1}
+
+
+def run_isa(isa: str, x, packed, scales, bias, k: int, s: int, act: str = "none",
+            layout: str | None = None) -> np.ndarray:
+    """The kernel's ISA path ``isa`` called directly (single thread, no runtime); ``layout``
+    of ``packed`` (default: ``pack.layout_for``, as ``pack.pack_weights``)."""
     from edgeconv import kernels
     from edgeconv.kernels import pack
 
     lib = kernels.load()
     x = np.ascontiguousarray(x, np.float32)
     n, c, h_in, w_in = x.shape
-    h, w = pack.out_hw((h_in, w_in), k, s)
-    y = np.full((n, c, h, w), np.nan, np.float32)
+    h, w = pack.out_hw((h_in, w_in), k, s) if k > 0 and s > 0 else (0, 0)
+    layout = layout or (pack.layout_for(s, (h, w)) if s > 0 else pack.LAYOUT)
+    y = np.full((n, c, max(h, 0), max(w, 0)), np.nan, np.float32)
     err = ctypes.create_string_buffer(256)
     bias_mode = 0 if bias is None else (1 if bias.ndim == 1 else 2)
 
     def ptr(a):
         return None if a is None else a.ctypes.data_as(ctypes.c_void_p)
 
-    rc = lib.edgeconv_tvconv_run(isa.encode(), ptr(x), ptr(y), ptr(packed), WTYPE[packed.dtype],
+    rc = lib.edgeconv_tvconv_run_layout(isa.encode(), LAYOUT_CODE[layout], ptr(x), ptr(y),
+                                        ptr(packed), WTYPE[packed.dtype],
                                  ptr(scales), ptr(bias), bias_mode, ACT[act], ctypes.c_int64(n),
                                  ctypes.c_int64(c), ctypes.c_int64(h_in), ctypes.c_int64(w_in),
                                  k, s, err, len(err))

@@ -64,11 +64,18 @@ def test_fused_export_one_node_per_layer_with_bn_and_activation(tmp_path, name, 
     if act == "relu6":  # the activation is in the node: no Clip reads a TVConv output
         tv_out = {n.output[0] for n in nodes}
         assert not [n for n in proto.graph.node if n.op_type == "Clip" and n.input[0] in tv_out]
-    assert {(o.domain, o.version) for o in proto.opset_import} >= {("edgeconv", 1)}
+    assert {(o.domain, o.version) for o in proto.opset_import} >= {("edgeconv", 2)}
+    # stride-1 layers in the flat layout (rows where a plane has < 8 outputs: 2x2 at 32x32),
+    # stride-2 layers in rows; the metadata lists both
+    layouts = {(next(a.i for a in n.attribute if a.name == "stride"),
+                next(a.s.decode() for a in n.attribute if a.name == "layout")) for n in nodes}
+    assert {(1, "c_kk_hw"), (2, "c_h_kk_w8")} <= layouts <= {(1, "c_kk_hw"), (2, "c_h_kk_w8"),
+                                                             (1, "c_h_kk_w8")}
     meta = json.loads(dict((m.key, m.value) for m in proto.metadata_props)["edgeconv"])
     assert meta["formulation"] == "fused"
     assert meta["kernels"]["domain"] == "edgeconv" and meta["kernels"]["weight_dtype"] == "float16"
-    assert meta["kernels"]["layout"] == "c_h_kk_w8" and meta["kernels"]["library_version"]
+    assert meta["kernels"]["layouts"] == ["c_h_kk_w8", "c_kk_hw"]
+    assert meta["kernels"]["layout"] == "c_h_kk_w8,c_kk_hw" and meta["kernels"]["library_version"]
     assert json.loads((tmp_path / "out" / "m_fused.onnx.json").read_text())["kernels"] == meta["kernels"]
 
 

@@ -301,8 +301,9 @@ def test_kernels_command_outputs():
     rows = {k: v.strip() for k, v in rows.items()}
     assert rows["library"] == info["library"]
     assert rows["version"] == info["version"]
-    assert rows["weight layout"] == info["layout"]
-    assert rows["op"] == "edgeconv.TVConv (version 1)"
+    assert rows["weight layout"] == ", ".join(info["layouts"])
+    assert info["layouts"] == ["c_h_kk_w8", "c_kk_hw"] and info["op_versions"] == [1, 2]
+    assert rows["op"] == "edgeconv.TVConv (writes version 2, reads 1..2)"
     assert rows["simd"].startswith(info["isa"])
     assert ", ".join(info["available_isas"]) in rows["simd"]
     assert f"ORT_API_VERSION {info['ort_api_version']}" in rows["ort headers"]

@@ -87,7 +87,7 @@ def test_default_export_is_fused_with_function_bodies(exported):
     assert all(("edgeconv", "TVConv", n.overload) in bodies for n in nodes)
     assert all(n.overload.startswith(("k3s1_", "k3s2_")) for n in nodes)
     assert proto.ir_version >= 10
-    assert {(o.domain, o.version) for o in proto.opset_import} >= {("edgeconv", 1)}
+    assert {(o.domain, o.version) for o in proto.opset_import} >= {("edgeconv", 2)}
     meta = json.loads({p.key: p.value for p in proto.metadata_props}["edgeconv"])
     k = meta["kernels"]
     # the default storage of the per-pixel weights is float16 (computed in float32), said once
@@ -143,15 +143,21 @@ def test_reference_evaluator_runs_the_bodies(exported):
     assert np.abs(y - exported["ref"][:1]).max() <= 1e-4
 
 
-@pytest.mark.parametrize("k,s,dtype,bias,act,hw,opset", [
-    (3, 1, "float32", "channel", "relu6", (12, 12), 18),
-    (3, 2, "int8", "pixel", "relu", (13, 11), 18), (5, 1, "float16", "none", "none", (7, 9), 18),
-    (5, 2, "float32", "pixel", "relu6", (10, 10), 18),
-    (3, 2, "int8", "none", "relu", (3, 3), 18), (3, 1, "int8", "pixel", "relu6", (9, 10), 13),
-    (5, 1, "float32", "channel", "none", (6, 5), 17)])
-def test_every_body_variant_matches_the_reference(k, s, dtype, bias, act, hw, opset):
+@pytest.mark.parametrize("k,s,dtype,bias,act,hw,opset,layout", [
+    (3, 1, "float32", "channel", "relu6", (12, 12), 18, None),
+    (3, 2, "int8", "pixel", "relu", (13, 11), 18, None),
+    (5, 1, "float16", "none", "none", (7, 9), 18, None),
+    (5, 2, "float32", "pixel", "relu6", (10, 10), 18, None),
+    (3, 2, "int8", "none", "relu", (3, 3), 18, None),
+    (3, 1, "int8", "pixel", "relu6", (9, 10), 13, None),
+    (5, 1, "float32", "channel", "none", (6, 5), 17, None),
+    # stride 1 in the rows layout (layout-version-1 files; planes of < 8 outputs)
+    (3, 1, "int8", "pixel", "relu6", (12, 13), 18, "c_h_kk_w8"),
+    (3, 1, "float16", "channel", "none", (9, 10), 13, "c_h_kk_w8"),
+    (3, 1, "float32", "pixel", "relu", (2, 3), 18, None)])
+def test_every_body_variant_matches_the_reference(k, s, dtype, bias, act, hw, opset, layout):
     """One-node models of each variant (stride 1 at opset >= 18: Col2Im; otherwise strided
-    Slices): stock ORT and ReferenceEvaluator vs float64."""
+    Slices; each layout): stock ORT and ReferenceEvaluator vs float64."""
     from onnx.reference import ReferenceEvaluator
 
     from edgeconv.export.onnx_function import add_function_bodies
@@ -159,16 +165,18 @@ def test_every_body_variant_matches_the_reference(k, s, dtype, bias, act, hw, op
     from edgeconv.ops.per_pixel import apply_per_pixel
 
     c = 6
-    data, deq, b = _kernels.node_model(c, hw, k, s, dtype, bias, act)
+    data, deq, b = _kernels.node_model(c, hw, k, s, dtype, bias, act, layout=layout)
     proto = onnx.load_from_string(data)
     proto.opset_import[0].version = opset
     h, w = pack.out_hw(hw, k, s)
+    flat = (layout or pack.layout_for(s, (h, w))) == pack.FLAT_LAYOUT
     proto.graph.output[0].CopyFrom(onnx.helper.make_tensor_value_info(
         "y", onnx.TensorProto.FLOAT, ["N", c, h, w]))
     assert add_function_bodies(proto) == 1
     onnx.checker.check_model(proto, full_check=True)
     body_ops = {n.op_type for n in proto.functions[0].node}
     assert ("Col2Im" in body_ops) == (s == 1 and opset >= 18)
+    assert proto.functions[0].overload.endswith("_flat") == flat
     x = np.random.default_rng(1).standard_normal((2, c, *hw)).astype(np.float32)
     bias_t = None if b is None else torch.from_numpy(np.asarray(b, np.float64)).reshape(
         c, *((1, 1) if np.ndim(b) == 1 else (h, w)))

@@ -132,8 +132,9 @@ def kernels(path_only, delegate_only, as_json):
     rows = [
         ("library", info["library"]),
         ("version", info["version"]),
-        ("op", f"{info['domain']}.{info['op']} (version {info['op_version']})"),
-        ("weight layout", info["layout"]),
+        ("op", f"{info['domain']}.{info['op']} (writes version {info['op_version']}, reads "
+               f"{info['op_versions'][0]}..{info['op_versions'][1]})"),
+        ("weight layout", ", ".join(info["layouts"])),
         ("simd", f"{info['isa']}" + (f" (EDGECONV_KERNEL_ISA={forced})" if forced else "")
          + f"; available: {', '.join(info['available_isas'])}"),
         ("ort headers", f"ORT_API_VERSION {api} (runs on onnxruntime >= 1.{api})"),

@@ -2,14 +2,15 @@
 
 Each ``FoldedTVConv`` (its BatchNorm already absorbed by the fold walker) and the ReLU/ReLU6
 that follows it in its ``nn.Sequential`` become a :class:`FusedTVConv`, which exports as a node
-``edgeconv.TVConv`` (version 1) of the edgeconv kernel library (``edgeconv/kernels``):
+``edgeconv.TVConv`` (layout version 2) of the edgeconv kernel library (``edgeconv/kernels``):
 
     Y = TVConv(X, W, scales, B; kernel_size, stride, activation, layout)
 
-with ``W`` in the kernel's packed layout (``edgeconv.kernels.pack``) stored as float32, float16 or
-int8 (per-(channel, tap) scales). In eager mode the module computes the same function with the
-reference product on the dequantised weights, so the exporter's parity gate compares the file
-(run with the library loaded) against the training-form model.
+with ``W`` in the kernel's packed layout for the layer (``edgeconv.kernels.pack.layout_for``: flat
+at stride 1, rows at stride 2) stored as float32, float16 or int8 (per-(channel, tap) scales).
+In eager mode the module computes the same function with the reference product on the
+dequantised weights, so the exporter's parity gate compares the file (run with the library
+loaded) against the training-form model.
 """
 
 from __future__ import annotations
@@ -30,16 +31,16 @@ class _TVConvNode(torch.autograd.Function):
     """Export-time stand-in: the TorchScript exporter writes ``symbolic``'s node."""
 
     @staticmethod
-    def forward(ctx, x, w, scales, bias, k, s, act, h, w_out):  # shape only: never run for values
+    def forward(ctx, x, w, scales, bias, k, s, act, layout, h, w_out):  # shape only
         return x.new_zeros((x.shape[0], x.shape[1], h, w_out))
 
     @staticmethod
-    def symbolic(g, x, w, scales, bias, k, s, act, h, w_out):
+    def symbolic(g, x, w, scales, bias, k, s, act, layout, h, w_out):
         none = g.op("prim::Constant")
         none.setType(torch._C.OptionalType.ofTensor())
         out = g.op(f"{DOMAIN}::{OP_TYPE}", x, w, scales if scales is not None else none,
                    bias if bias is not None else none, kernel_size_i=k, stride_i=s,
-                   activation_s=act, layout_s=pack.LAYOUT)
+                   activation_s=act, layout_s=layout)
         try:
             sizes = x.type().varyingSizes()
             out.setType(x.type().with_sizes([sizes[0], sizes[1], h, w_out]))
@@ -69,22 +70,25 @@ class FusedTVConv(nn.Module):
         super().__init__()
         take_fused_geometry(self, folded, activation, weight_dtype)
         h, w = self.out_hw
+        self.layout = pack.layout_for(self.stride, self.out_hw)
         weight = folded.weight.detach().double().numpy()[0]  # (C, k*k, h, w)
-        packed, scales = pack.pack_weights(weight, self.in_hw, self.stride, weight_dtype)
+        packed, scales = pack.pack_weights(weight, self.in_hw, self.stride, weight_dtype,
+                                           self.layout)
         bias = folded.bias.detach().double().numpy()[0] if folded.bias is not None else None
         self.register_buffer("packed", torch.from_numpy(packed))
         self.register_buffer("scales", torch.from_numpy(scales) if scales is not None else None)
-        self.register_buffer("packed_bias", torch.from_numpy(pack.pack_bias(bias, self.channels, h, w))
-                             if bias is not None else None)
+        self.register_buffer("packed_bias", torch.from_numpy(
+            pack.pack_bias(bias, self.channels, h, w, self.layout)) if bias is not None else None)
         # the function the node computes, for eager evaluation (dequantised weights)
-        ref = pack.unpack_weights(packed, scales, w)
+        ref = pack.unpack_weights(packed, scales, w, self.layout)
         self.register_buffer("ref_weight", torch.from_numpy(ref).unsqueeze(0), persistent=False)
         self.register_buffer("ref_bias", folded.bias.detach().clone()
                              if folded.bias is not None else None, persistent=False)
 
     def extra_repr(self) -> str:
         return (f"{self.channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"in_hw={self.in_hw}, activation={self.activation}, weights={self.weight_dtype}")
+                f"in_hw={self.in_hw}, activation={self.activation}, weights={self.weight_dtype}, "
+                f"layout={self.layout}")
 
     check_input = FoldedTVConv.check_input
 
@@ -93,7 +97,8 @@ class FusedTVConv(nn.Module):
         h, w = self.out_hw
         if torch.onnx.is_in_onnx_export():
             return _TVConvNode.apply(x, self.packed, self.scales, self.packed_bias,
-                                     self.kernel_size, self.stride, self.activation, h, w)
+                                     self.kernel_size, self.stride, self.activation,
+                                     self.layout, h, w)
         y = apply_per_pixel(x, self.ref_weight.to(x.dtype), None if self.ref_bias is None
                             else self.ref_bias.to(x.dtype), self.kernel_size, self.stride,
                             self.out_hw)

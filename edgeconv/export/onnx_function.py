@@ -6,10 +6,12 @@ registered (a registered custom-op kernel is preferred over a model-local functi
 domain and name) and otherwise inlines the node's *function body*, which this module writes:
 the exact standard-op form of the same computation from the node's inputs
 
-    X (N, C, H, W) float32, W (C, h, k*k, wpad) float32|float16|int8 (``edgeconv.kernels.pack``),
-    scales (C, k*k) float32 (int8 only), B (C) or (C, h, wpad) float32 (optional)
+    X (N, C, H, W) float32, W (C, h, k*k, wpad) (layout "c_h_kk_w8") or (C, k*k, h, w)
+    ("c_kk_hw", stride 1) float32|float16|int8 (``edgeconv.kernels.pack``),
+    scales (C, k*k) float32 (int8 only), B (C) or (C, h, wpad) / (C, h, w) float32 (optional)
 
     Wf = Cast(W) [* scales]                                     # dequantise
+    below, "wpad" is w in the flat layout (its grid has no padding columns)
     stride 1, opset >= 18 (the ``col2im`` lowering on the padded grid h x wpad):
       W' = the k*k planes of Wf moved to input coordinates       # Pad + Slice per tap, Concat
       Y  = Col2Im(Reshape(Unsqueeze(Pad(X, wpad - W on the right)) * W'))
@@ -23,10 +25,10 @@ k*k strided Slices, Mul and Add) and a few scalar shape ops. Columns ``>= w`` of
 weights and the weights of taps outside the image are zero, so the product over the padded
 width is the same sum the kernel computes; the last Slice drops the padding columns.
 
-The structure depends on kernel size, stride, activation, whether there are scales and the bias
-kind, so there is one function per variant, all named ``edgeconv.TVConv`` and told apart by the
-ONNX IR 10 ``overload`` field (``k3s1_relu6_int8_channel``): ONNX Runtime resolves the body by
-(domain, name, overload) and the kernel by (domain, name) only. Spatial sizes are not baked in:
+The structure depends on kernel size, stride, activation, whether there are scales, the bias
+kind and the layout, so there is one function per variant, all named ``edgeconv.TVConv`` and told
+apart by the ONNX IR 10 ``overload`` field (``k3s1_relu6_int8_channel``, ``..._flat``): ONNX
+Runtime resolves the body by (domain, name, overload) and the kernel by (domain, name) only. Spatial sizes are not baked in:
 one body serves every layer of its variant.
 """
 
@@ -35,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgeconv.kernels import DOMAIN, OP_TYPE
-from edgeconv.kernels.pack import WIDTH_ALIGN
+from edgeconv.kernels.pack import FLAT_LAYOUT, LAYOUT, LAYOUTS, WIDTH_ALIGN
 
 #: ONNX IR version that carries FunctionProto.overload / NodeProto.overload
 MIN_IR_VERSION = 10
@@ -43,12 +45,15 @@ ATTRIBUTES = ("kernel_size", "stride", "activation", "layout")
 _DTYPES = {1: "float32", 10: "float16", 3: "int8"}  # TensorProto element types of W
 
 
-def overload_name(k: int, s: int, act: str, weight_dtype: str, bias: str) -> str:
-    return f"k{k}s{s}_{act}_{weight_dtype}_{bias}"
+def overload_name(k: int, s: int, act: str, weight_dtype: str, bias: str,
+                  layout: str = LAYOUT) -> str:
+    return f"k{k}s{s}_{act}_{weight_dtype}_{bias}" + ("_flat" if layout == FLAT_LAYOUT else "")
 
 
-def make_function(k: int, s: int, act: str, weight_dtype: str, bias: str, opset: int):
-    """The FunctionProto of one variant (``bias``: none | channel | pixel)."""
+def make_function(k: int, s: int, act: str, weight_dtype: str, bias: str, layout: str,
+                  opset: int):
+    """The FunctionProto of one variant (``bias``: none | channel | pixel; ``layout``: one of
+    ``edgeconv.kernels.pack.LAYOUTS``)."""
     from onnx import TensorProto, helper, numpy_helper
 
     p = k // 2
@@ -63,17 +68,22 @@ def make_function(k: int, s: int, act: str, weight_dtype: str, bias: str, opset:
         nodes.append(helper.make_node(op_type, inputs, [output], **attrs))
         return output
 
+    flat = layout == FLAT_LAYOUT
     w = op("Cast", ["W"], "w_f32", to=TensorProto.FLOAT)
     if weight_dtype == "int8":  # one scale per (channel, tap): (C, k*k) -> (C, 1, k*k, 1)
-        sc = op("Unsqueeze", ["S", const("c_scale_axes", np.array([1, 3], np.int64))], "s_4d")
+        axes = [2, 3] if flat else [1, 3]                       # flat: (C, k*k, 1, 1)
+        sc = op("Unsqueeze", ["S", const("c_scale_axes", np.array(axes, np.int64))], "s_4d")
         w = op("Mul", [w, sc], "w_deq")
     # output grid (h, wpad) from the weights' shape: constant once W is an initializer
     hw = op("Gather", [op("Shape", ["W"], "w_shape"),
-                       const("c_hw_idx", np.array([1, 3], np.int64))], "out_hw_pad")
-    if s == 1 and opset >= 18:
-        acc = _col2im_sum(op, const, w, hw, k)
+                       const("c_hw_idx", np.array([2, 3] if flat else [1, 3], np.int64))],
+            "out_hw_pad")
+    if s == 1 and opset >= 18:  # both want (C, k*k, h, wpad) / (k*k, C, h, wpad)
+        acc = _col2im_sum(op, const, w if flat else op("Transpose", [w], "w_ckk",
+                                                          perm=[0, 2, 1, 3]), hw, k)
     else:
-        acc = _slices_sum(op, const, w, hw, k, s)
+        acc = _slices_sum(op, const, op("Transpose", [w], "w_taps",
+                                        perm=[1, 0, 2, 3] if flat else [2, 0, 1, 3]), hw, k, s)
     if bias == "channel":
         b = op("Reshape", ["B", const("c_bias_shape", np.array([-1, 1, 1], np.int64))], "b_3d")
         acc = op("Add", [acc, b], "y_bias")
@@ -101,14 +111,14 @@ def make_function(k: int, s: int, act: str, weight_dtype: str, bias: str, opset:
                               doc_string="edgeconv.TVConv in standard ops (edgeconv.export."
                                          "onnx_function): runs where the edgeconv kernel library "
                                          "is not registered")
-    fn.overload = overload_name(k, s, act, weight_dtype, bias)
+    fn.overload = overload_name(k, s, act, weight_dtype, bias, layout)
     return fn
 
 
-def _slices_sum(op, const, w, hw, k: int, s: int) -> str:
-    """sum_t Slice(Pad(X), tap t, stride s, h x wpad) * W[:, :, t]: (N, C, h, wpad)."""
+def _slices_sum(op, const, wt, hw, k: int, s: int) -> str:
+    """sum_t Slice(Pad(X), tap t, stride s, h x wpad) * wt[t]: (N, C, h, wpad); ``wt`` is
+    (k*k, C, h, wpad)."""
     p = k // 2
-    wt = op("Transpose", [w], "w_taps", perm=[2, 0, 1, 3])               # (k*k, C, h, wpad)
     ends_base = op("Mul", [hw, const("c_stride2", np.array([s, s], np.int64))], "ends_base")
     pads = [0, 0, p, p, 0, 0, p, p + s * (WIDTH_ALIGN - 1)]  # room for wpad output columns
     xp = op("Pad", ["X", const("c_pads", np.array(pads, np.int64))], "x_pad")
@@ -127,12 +137,12 @@ def _slices_sum(op, const, w, hw, k: int, s: int) -> str:
     return acc
 
 
-def _col2im_sum(op, const, w, hw, k: int) -> str:
+def _col2im_sum(op, const, wk, hw, k: int) -> str:
     """Stride 1, opset >= 18: the ``col2im`` lowering on the padded grid (h, wpad): ONE Mul of
-    X (right-padded to wpad columns with zeros) by the weights moved to input coordinates
-    (``edgeconv.ops.per_pixel.col2im_weights``: W'[t, m] = W[flip(t), m + d_t]), ONE Col2Im."""
+    X (right-padded to wpad columns with zeros) by the weights ``wk`` (C, k*k, h, wpad) moved to
+    input coordinates (``edgeconv.ops.per_pixel.col2im_weights``: W'[t, m] = W[flip(t), m + d_t]),
+    ONE Col2Im."""
     p, kk = k // 2, k * k
-    wk = op("Transpose", [w], "w_ckk", perm=[0, 2, 1, 3])                 # (C, k*k, h, wpad)
     wkp = op("Pad", [wk, const("c_wpads", np.array([0, 0, p, p, 0, 0, p, p], np.int64))],
              "w_ckk_pad")
     axes = const("c_axes3", np.array([1, 2, 3], np.int64))
@@ -171,6 +181,9 @@ def _variant(node, inits: dict) -> tuple:
     attrs = {a.name: a for a in node.attribute}
     k, s = int(attrs["kernel_size"].i), int(attrs["stride"].i)
     act = attrs["activation"].s.decode() if "activation" in attrs else "none"
+    layout = attrs["layout"].s.decode() if "layout" in attrs else LAYOUT
+    if layout not in LAYOUTS:
+        raise ValueError(f"edgeconv.TVConv node {node.name!r}: unknown layout {layout!r}")
     w = inits.get(node.input[1])
     if w is None:
         raise ValueError(f"edgeconv.TVConv node {node.name!r}: W is not an initializer")
@@ -181,7 +194,7 @@ def _variant(node, inits: dict) -> tuple:
     if len(node.input) > 3 and node.input[3]:
         b = inits.get(node.input[3])
         bias = "channel" if b is not None and len(b.dims) == 1 else "pixel"
-    return k, s, act, dtype, bias
+    return k, s, act, dtype, bias, layout
 
 
 def onnx_opset(proto) -> int:
@@ -288,21 +301,32 @@ gate = gate_both
 
 
 def kernels_metadata(weight_dtype: str, data: bytes | None = None) -> dict:
-    """What a fused file needs at run time (checked by the device side before loading), and
-    for the ONNX Runtime session's layout choice the convolution MACs per float that NCHWc
-    reorders around the fused nodes would copy (``edgeconv.export.ort_layout``; from the
-    converted model ``data``)."""
+    """What a fused file needs at run time (checked by the device side before loading): the
+    op version and the packed layouts its nodes use (``layouts``; ``layout`` is the same list
+    as one comma-separated string, the key of files before layout version 2), and for the ONNX
+    Runtime session's layout choice the convolution MACs per float that NCHWc reorders around
+    the fused nodes would copy (``edgeconv.export.ort_layout``; from the converted model
+    ``data``)."""
     from edgeconv import kernels
-    from edgeconv.kernels.pack import LAYOUT
 
     try:  # the file runs without the library too (function bodies): its version is a note
         built = kernels.info()["version"]
     except kernels.KernelsMissing:
         built = None
+    layouts = _layouts_used(data) if data is not None else list(LAYOUTS)
     return {"domain": kernels.DOMAIN, "op": kernels.OP_TYPE, "op_version": kernels.OP_VERSION,
-            "layout": LAYOUT, "weight_dtype": weight_dtype,
+            "layout": ",".join(layouts), "layouts": layouts, "weight_dtype": weight_dtype,
             "library_version": built, "library": "edgeconv kernels (edgeconv/kernels)",
             "function_body": True, **_layout_entry(data)}
+
+
+def _layouts_used(data: bytes) -> list[str]:
+    import onnx
+
+    proto = onnx.load_from_string(data)
+    used = {next((a.s.decode() for a in n.attribute if a.name == "layout"), LAYOUT)
+            for n in tvconv_nodes(proto)}
+    return [lay for lay in LAYOUTS if lay in used]
 
 
 def _layout_entry(data: bytes | None) -> dict:

@@ -1,8 +1,8 @@
 """The native fused TVConv kernel: finding, describing and loading the library (torch-free).
 
 ``libedgeconv_kernels.so`` (built from ``src/`` at install, see ``build.py``) holds the ONNX
-Runtime custom op ``edgeconv.TVConv`` (version 1) and a small C ABI for build information and
-direct tests. TVConv models exported to ONNX (by default) hold ``edgeconv.TVConv`` nodes that
+Runtime custom op ``edgeconv.TVConv`` (layout versions 1-2) and a small C ABI for build
+information and direct tests. TVConv models exported to ONNX (by default) hold ``edgeconv.TVConv`` nodes that
 run this kernel where the library is registered and their model-local standard-op function body
 (``edgeconv.export.onnx_function``) elsewhere; fused files from before the bodies need it.
 From your own ONNX Runtime code::
@@ -24,7 +24,10 @@ from edgeconv.errors import EdgeconvError
 
 DOMAIN = "edgeconv"
 OP_TYPE = "TVConv"
-OP_VERSION = 1
+#: the ``edgeconv`` opset version = packed-layout version this exporter writes: 2 (each node's
+#: ``layout`` attribute names its layout, ``edgeconv.kernels.pack``: flat at stride 1); 1 = the
+#: rows layout everywhere (files from before edgeconv kernels 1.1, still read)
+OP_VERSION = 2
 LIB_NAME = "libedgeconv_kernels.so"
 HERE = Path(__file__).resolve().parent
 BUILD_HINT = ("build them with `python -m edgeconv.kernels.build` (needs g++ and ONNX Runtime "
@@ -89,9 +92,15 @@ def _cdll(path: str) -> ctypes.CDLL:
     except OSError as exc:
         raise KernelsMissing(f"the edgeconv kernels at {path} cannot be loaded ({exc}); "
                              f"{BUILD_HINT}") from None
-    for name in ("edgeconv_kernels_version", "edgeconv_kernels_layout",
-                 "edgeconv_kernels_available_isas", "edgeconv_kernels_selected_isa"):
-        getattr(lib, name).restype = ctypes.c_char_p
+    try:
+        for name in ("edgeconv_kernels_version", "edgeconv_kernels_layout",
+                     "edgeconv_kernels_available_isas", "edgeconv_kernels_selected_isa"):
+            getattr(lib, name).restype = ctypes.c_char_p
+    except AttributeError as exc:
+        raise KernelsMissing(f"{path} is not an edgeconv kernel library ({exc}); "
+                             f"{BUILD_HINT}") from None
+    if hasattr(lib, "edgeconv_kernels_layouts"):  # 1.1 on; 1.0 reads the rows layout only
+        lib.edgeconv_kernels_layouts.restype = ctypes.c_char_p
     lib.edgeconv_kernels_ort_api_version.restype = ctypes.c_int
     lib.edgeconv_tvconv_run.restype = ctypes.c_int
     return lib
@@ -111,12 +120,17 @@ def available() -> bool:
 
 
 def info() -> dict:
-    """Build information: library path and version, weight layout, SIMD paths, ORT headers."""
+    """Build information: library path and version, weight layouts, SIMD paths, ORT headers."""
     lib = load()
+    lo, hi = op_versions()
     return {
         "library": str(library_path()),
         "version": lib.edgeconv_kernels_version().decode(),
-        "layout": lib.edgeconv_kernels_layout().decode(),
+        "layout": lib.edgeconv_kernels_layout().decode(),  # the rows layout (library 1.0's key)
+        "layouts": (lib.edgeconv_kernels_layouts().decode().split(",")
+                    if hasattr(lib, "edgeconv_kernels_layouts")
+                    else [lib.edgeconv_kernels_layout().decode()]),
+        "op_versions": [lo, hi],
         "domain": DOMAIN, "op": OP_TYPE, "op_version": OP_VERSION,
         "isa": lib.edgeconv_kernels_selected_isa().decode(),
         "available_isas": lib.edgeconv_kernels_available_isas().decode().split(","),

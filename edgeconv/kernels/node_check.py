@@ -12,6 +12,7 @@ from edgeconv.errors import EdgeconvError
 from edgeconv.protobuf import fields, int64, repeated_ints
 
 _KERNEL_SIZES, _STRIDES = (3, 5), (1, 2)
+_ROWS, _FLAT = "c_h_kk_w8", "c_kk_hw"  # edgeconv.kernels.pack.LAYOUTS (numpy-free here)
 
 
 class FusedNodeError(EdgeconvError):
@@ -79,14 +80,24 @@ def check_fused_nodes(data: bytes, where: str, domain: str = "edgeconv",
         if k not in _KERNEL_SIZES or s not in _STRIDES:
             raise FusedNodeError(f"{label}: kernel_size {k!r} / stride {s!r} not supported "
                                  f"(kernel_size 3 or 5, stride 1 or 2)")
+        layout = nd["attrs"].get("layout", _ROWS)
+        if layout not in (_ROWS, _FLAT) or (layout == _FLAT and s != 1):
+            raise FusedNodeError(f"{label}: weight layout {layout!r} not supported ({_ROWS!r}, "
+                                 f"or {_FLAT!r} at stride 1)")
         ins = nd["inputs"] + [""] * (4 - len(nd["inputs"]))
         w = inits.get(ins[1])
         if w is None:
             continue  # weights computed in the graph: the kernel checks them when it runs
-        if len(w) != 4 or w[2] != k * k or w[3] % 8 or min(w) < 1:
-            raise FusedNodeError(f"{label}: weights of shape {w} do not fit kernel_size {k} "
-                                 "(expected (C, h, k*k, round_up(w, 8)))")
-        c, h, wpad = w[0], w[1], w[3]
+        if layout == _FLAT:
+            if len(w) != 4 or w[1] != k * k or min(w) < 1 or w[2] * w[3] < 8:
+                raise FusedNodeError(f"{label}: weights of shape {w} do not fit kernel_size {k}"
+                                     f" (expected (C, k*k, h, w) with h*w >= 8, layout {_FLAT})")
+            c, h, wpad = w[0], w[2], w[3]
+        else:
+            if len(w) != 4 or w[2] != k * k or w[3] % 8 or min(w) < 1:
+                raise FusedNodeError(f"{label}: weights of shape {w} do not fit kernel_size {k} "
+                                     "(expected (C, h, k*k, round_up(w, 8)))")
+            c, h, wpad = w[0], w[1], w[3]
         sc = inits.get(ins[2]) if ins[2] else None
         if sc is not None and _numel(sc) != c * k * k:
             raise FusedNodeError(f"{label}: scales of shape {sc} do not hold C*k*k = {c * k * k}"
@@ -94,7 +105,8 @@ def check_fused_nodes(data: bytes, where: str, domain: str = "edgeconv",
         b = inits.get(ins[3]) if ins[3] else None
         if b is not None and _numel(b) not in (c, c * h * wpad):
             raise FusedNodeError(f"{label}: bias of shape {b} holds neither C = {c} nor "
-                                 f"C*h*round_up(w, 8) = {c * h * wpad} values")
+                                 f"C*h*{'w' if layout == _FLAT else 'round_up(w, 8)'} = "
+                                 f"{c * h * wpad} values")
     return len(nodes)
 
 

@@ -1,13 +1,23 @@
-"""The fused kernel's weight layout (numpy, torch-free): what ``--formulation fused`` writes.
+"""The fused kernel's weight layouts (numpy, torch-free): what ``--formulation fused`` writes.
 
-Folded TVConv weights ``(C, k*k, h, w)`` (tap t = u*k + v, output grid) become
-``(C, h, k*k, wpad)``, ``wpad = round_up(w, 8)``, columns ``>= w`` zero: for each output row
-the k*k weight vectors of a block of columns are contiguous, which is how the kernel streams
-them. The weight of every tap that falls outside the input image (it multiplies the zero
-padding) is zero too: the kernel relies on it to read interior rows straight from the input,
-where such a tap reads the neighbouring row. Storage ``float32``, ``float16`` or ``int8`` with one float32 scale per (channel, tap)
-(symmetric, max-abs / 127). Bias: per channel ``(C,)`` or per pixel ``(C, h, wpad)``.
-The layout's name (``LAYOUT``) is an attribute of every node and is checked by the library.
+Folded TVConv weights ``(C, k*k, h, w)`` (tap t = u*k + v, output grid) are stored in one of
+two layouts, named by each node's ``layout`` attribute (``layout_for`` picks):
+
+- ``"c_kk_hw"`` (``FLAT_LAYOUT``; stride 1 with h*w >= 8, the default there): ``(C, k*k, h, w)``
+  as they are. The kernel reads each tap's weights and input as one run over the whole plane
+  (vectors cross row ends), so every vector lane is used whatever the width.
+- ``"c_h_kk_w8"`` (``LAYOUT``; stride 2, and every layer of layout-version-1 files):
+  ``(C, h, k*k, wpad)``, ``wpad = round_up(w, 8)``, columns ``>= w`` zero: for each output row
+  the k*k weight vectors of a block of columns are contiguous.
+
+In both, the weight of every tap that falls outside the input image (it multiplies the zero
+padding) is zero: the kernel relies on it to read the input in place, where such a tap reads
+the neighbouring row (or plane). Storage ``float32``, ``float16`` or ``int8`` with one float32
+scale per (channel, tap) (symmetric, max-abs / 127). Bias: per channel ``(C,)`` or per pixel
+``(C, h, wpad)`` (rows) / ``(C, h, w)`` (flat). The layout's name is an attribute of every node
+and is checked by the library; fused files import the ``edgeconv`` opset at version 2
+(``edgeconv.kernels.OP_VERSION``), which libraries that read only the rows layout (version 1)
+leave to the nodes' function bodies.
 """
 
 from __future__ import annotations
@@ -15,6 +25,8 @@ from __future__ import annotations
 import numpy as np
 
 LAYOUT = "c_h_kk_w8"
+FLAT_LAYOUT = "c_kk_hw"
+LAYOUTS = (LAYOUT, FLAT_LAYOUT)
 WIDTH_ALIGN = 8
 WEIGHT_DTYPES = ("float32", "float16", "int8")
 #: what an export stores fused layers' per-pixel weights as when the user names none:
@@ -74,31 +86,64 @@ def _stored(packed: np.ndarray, dtype: str, grid_axes: tuple):
     return q, np.squeeze(scales, axis=grid_axes).astype(np.float32)
 
 
-def pack_weights(weight: np.ndarray, in_hw, stride: int, dtype: str = "float32"):
-    """(C, k*k, h, w) float -> (packed (C, h, k*k, wpad), scales (C, k*k) float32 or None)."""
+def layout_for(stride: int, out_hw) -> str:
+    """The layout an export writes for a layer: flat at stride 1 where the plane holds at least
+    one vector of outputs (docs/default_export_speed.md has the measurements), else rows."""
+    h, w = (int(n) for n in out_hw)
+    return FLAT_LAYOUT if int(stride) == 1 and h * w >= WIDTH_ALIGN else LAYOUT
+
+
+def _check_layout(layout: str, stride: int, out_hw) -> None:
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if layout == FLAT_LAYOUT and (int(stride) != 1 or out_hw[0] * out_hw[1] < WIDTH_ALIGN):
+        raise ValueError(f"layout {FLAT_LAYOUT!r} needs stride 1 and h*w >= {WIDTH_ALIGN}")
+
+
+def pack_weights(weight: np.ndarray, in_hw, stride: int, dtype: str = "float32",
+                 layout: str | None = None):
+    """(C, k*k, h, w) float -> (packed, scales (C, k*k) float32 or None); packed is
+    (C, h, k*k, wpad) in ``LAYOUT``, (C, k*k, h, w) in ``FLAT_LAYOUT`` (default:
+    :func:`layout_for`)."""
     weight = _checked_weight(weight, in_hw, stride, dtype)
     c, kk, h, w = weight.shape
+    layout = layout or layout_for(stride, (h, w))
+    _check_layout(layout, stride, (h, w))
+    if layout == FLAT_LAYOUT:
+        return _stored(np.ascontiguousarray(weight), dtype, (2, 3))
     packed = np.zeros((c, h, kk, padded_width(w)), np.float64)
     packed[..., :w] = weight.transpose(0, 2, 1, 3)
     return _stored(packed, dtype, (1, 3))
 
 
-def unpack_weights(packed: np.ndarray, scales: np.ndarray | None, w: int) -> np.ndarray:
-    """The float32 (C, k*k, h, w) weights a packed tensor stands for (dequantised)."""
+def unpack_weights(packed: np.ndarray, scales: np.ndarray | None, w: int,
+                   layout: str = LAYOUT) -> np.ndarray:
+    """The float32 (C, k*k, h, w) weights a packed tensor in ``layout`` stands for
+    (dequantised)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     vals = packed.astype(np.float32)
+    if layout == FLAT_LAYOUT:
+        if scales is not None:
+            vals = vals * scales.astype(np.float32)[:, :, None, None]
+        return np.ascontiguousarray(vals)
     if scales is not None:
         vals = vals * scales.astype(np.float32)[:, None, :, None]
     return np.ascontiguousarray(vals[..., :w].transpose(0, 2, 1, 3))
 
 
-def pack_bias(bias: np.ndarray | None, channels: int, h: int, w: int) -> np.ndarray | None:
-    """None, (C,) / (C,1,1) per channel, or (C, h, w) per pixel -> the kernel's bias tensor."""
+def pack_bias(bias: np.ndarray | None, channels: int, h: int, w: int,
+              layout: str = LAYOUT) -> np.ndarray | None:
+    """None, (C,) / (C,1,1) per channel, or (C, h, w) per pixel -> the kernel's bias tensor
+    (per pixel: (C, h, wpad) in ``LAYOUT``, (C, h, w) in ``FLAT_LAYOUT``)."""
     if bias is None:
         return None
     b = np.asarray(bias, np.float32).reshape(channels, -1)
     if b.shape[1] == 1:
         return np.ascontiguousarray(b[:, 0])
     b = b.reshape(channels, h, w)
+    if layout == FLAT_LAYOUT:
+        return np.ascontiguousarray(b)
     out = np.zeros((channels, h, padded_width(w)), np.float32)
     out[..., :w] = b
     return out

@@ -31,9 +31,13 @@ __attribute__((visibility("default"))) const char* edgeconv_kernels_version() {
   return EDGECONV_KERNELS_VERSION;
 }
 __attribute__((visibility("default"))) const char* edgeconv_kernels_layout() { return EDGECONV_LAYOUT; }
+// Every packed layout this library reads, comma-separated.
+__attribute__((visibility("default"))) const char* edgeconv_kernels_layouts() {
+  return EDGECONV_LAYOUT "," EDGECONV_FLAT_LAYOUT;
+}
 __attribute__((visibility("default"))) int edgeconv_kernels_ort_api_version() { return ORT_API_VERSION; }
 // The `edgeconv` opset versions (= weight-layout versions) this library's TVConv reads.
-__attribute__((visibility("default"))) int edgeconv_kernels_op_version_min() { return EDGECONV_OP_VERSION; }
+__attribute__((visibility("default"))) int edgeconv_kernels_op_version_min() { return EDGECONV_OP_VERSION_MIN; }
 __attribute__((visibility("default"))) int edgeconv_kernels_op_version_max() { return EDGECONV_OP_VERSION; }
 __attribute__((visibility("default"))) const char* edgeconv_kernels_available_isas() {
   return edgeconv::available_isas();
@@ -44,14 +48,16 @@ __attribute__((visibility("default"))) const char* edgeconv_kernels_selected_isa
   return isa < 0 ? "unavailable" : edgeconv::isa_name(isa);
 }
 
-__attribute__((visibility("default"))) int edgeconv_tvconv_run(
-    const char* isa_name, const float* x, float* y, const void* w, int wtype,
+// One call of the kernel on one thread. ``layout``: 0 rows ("c_h_kk_w8"), 1 flat ("c_kk_hw").
+__attribute__((visibility("default"))) int edgeconv_tvconv_run_layout(
+    const char* isa_name, int layout, const float* x, float* y, const void* w, int wtype,
     const float* scales, const float* bias, int bias_mode, int act, int64_t N, int64_t C,
     int64_t H, int64_t W, int k, int s, char* err, int errlen) {
   auto fail = [&](const char* msg) { return fail_with(err, errlen, msg); };
   const int isa = edgeconv::select_isa(isa_name);
   if (isa < 0) return fail("requested ISA is not available on this CPU/build");
   edgeconv::TVConvArgs a;
+  a.layout = layout;
   a.x = x; a.y = y; a.w = w; a.wtype = wtype; a.scales = scales; a.bias = bias;
   a.bias_mode = bias_mode; a.act = act; a.N = N; a.C = C; a.H = H; a.W = W; a.k = k; a.s = s;
   if (k > 0 && s > 0) {
@@ -67,6 +73,15 @@ __attribute__((visibility("default"))) int edgeconv_tvconv_run(
   }
   edgeconv::channel_fn(isa)(a, 0, C, scratch.data());
   return 0;
+}
+
+// The rows layout (library 1.0's entry point).
+__attribute__((visibility("default"))) int edgeconv_tvconv_run(
+    const char* isa_name, const float* x, float* y, const void* w, int wtype,
+    const float* scales, const float* bias, int bias_mode, int act, int64_t N, int64_t C,
+    int64_t H, int64_t W, int k, int s, char* err, int errlen) {
+  return edgeconv_tvconv_run_layout(isa_name, edgeconv::kLayoutRows, x, y, w, wtype, scales,
+                                    bias, bias_mode, act, N, C, H, W, k, s, err, errlen);
 }
 
 // Training kernels (see tvconv_train_impl.h): mode 0 forward y = x (*) W, 1 input gradient

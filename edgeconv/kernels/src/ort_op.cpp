@@ -1,15 +1,16 @@
-// ONNX Runtime binding of the fused per-pixel kernel: custom op edgeconv.TVConv (version 1).
+// ONNX Runtime binding of the fused per-pixel kernel: custom op edgeconv.TVConv (versions 1-2).
 // Thin on purpose: attribute and shape checks, then ORT's intra-op pool runs the channels
 // (KernelContext_ParallelFor), so a session's intra_op_num_threads means what it means for
 // the rest of the graph. The math lives in tvconv_*.cpp.
 //
 // Inputs:  X (N, C, H, W) float32
-//          W (C, h, k*k, round_up(w, 8)) float32 | float16 | int8 (packed at export)
+//          W (C, h, k*k, round_up(w, 8)) (layout "c_h_kk_w8") or (C, k*k, h, w) ("c_kk_hw",
+//            stride 1), float32 | float16 | int8 (packed at export)
 //          scales (C, k*k) float32, optional, required for int8 weights
-//          B (C) or (C, h, round_up(w, 8)) float32, optional
+//          B (C) or (C, h, round_up(w, 8)) / (C, h, w) float32, optional
 // Output:  Y (N, C, h, w) float32
 // Attributes: kernel_size (3|5), stride (1|2), activation ("none"|"relu"|"relu6"),
-//             layout (must be EDGECONV_LAYOUT).
+//             layout (EDGECONV_LAYOUT or EDGECONV_FLAT_LAYOUT).
 #define ORT_API_MANUAL_INIT
 #include "onnxruntime_cxx_api.h"
 #undef ORT_API_MANUAL_INIT
@@ -55,6 +56,7 @@ void run_group(void* user, size_t task) {
 
 struct TVConvKernel {
   int k = 3, s = 1, act = edgeconv::kActNone, isa = edgeconv::kScalar;
+  int layout = edgeconv::kLayoutRows;
 
   OrtStatusPtr ComputeV2(OrtKernelContext* context) {
     try {
@@ -69,13 +71,18 @@ struct TVConvKernel {
       if (xinfo.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || xs.size() != 4)
         return make_status("X must be a 4-D float32 NCHW tensor");
       edgeconv::TVConvArgs a;
-      a.k = k; a.s = s; a.act = act;
+      a.k = k; a.s = s; a.act = act; a.layout = layout;
       a.N = xs[0]; a.C = xs[1]; a.H = xs[2]; a.W = xs[3];
       if (a.C <= 0 || a.H <= 0 || a.W <= 0 || a.N < 0) return make_status("empty input");
       edgeconv::set_output_geometry(a);
-      if (ws.size() != 4 || ws[0] != a.C || ws[1] != a.h || ws[2] != k * k || ws[3] != a.wpad)
+      const bool flat = layout == edgeconv::kLayoutFlat;
+      if (!flat && (ws.size() != 4 || ws[0] != a.C || ws[1] != a.h || ws[2] != k * k || ws[3] != a.wpad))
         return make_status("W shape does not match (C, h, k*k, round_up(w, 8)) for this input: "
                            "the model was exported for another input size or layout");
+      if (flat && (ws.size() != 4 || ws[0] != a.C || ws[1] != k * k || ws[2] != a.h || ws[3] != a.w_out))
+        return make_status("W shape does not match (C, k*k, h, w) for this input: "
+                           "the model was exported for another input size or layout");
+      const int64_t pixel_bias = a.C * a.h * (flat ? a.w_out : a.wpad);
       switch (winfo.GetElementType()) {
         case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT: a.wtype = edgeconv::kF32; break;
         case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16: a.wtype = edgeconv::kF16; break;
@@ -101,8 +108,9 @@ struct TVConvKernel {
           if (info.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT)
             return make_status("B must be float32");
           if (count == static_cast<size_t>(a.C)) a.bias_mode = edgeconv::kBiasChannel;
-          else if (count == static_cast<size_t>(a.C * a.h * a.wpad)) a.bias_mode = edgeconv::kBiasPixel;
-          else return make_status("B must hold C or C*h*round_up(w, 8) values");
+          else if (count == static_cast<size_t>(pixel_bias)) a.bias_mode = edgeconv::kBiasPixel;
+          else return make_status(flat ? "B must hold C or C*h*w values"
+                                       : "B must hold C or C*h*round_up(w, 8) values");
           a.bias = b.GetTensorData<float>();
         }
       }
@@ -130,7 +138,7 @@ struct TVConvOp : Ort::CustomOpBase<TVConvOp, TVConvKernel, true> {
   // claiming nodes of another `edgeconv` opset: edgeconv.kernels.register_for_model compares the
   // file's version with edgeconv_kernels_op_version_min/max (capi.cpp) before registering.
   TVConvOp() {
-    start_ver_ = EDGECONV_OP_VERSION;
+    start_ver_ = EDGECONV_OP_VERSION_MIN;
     end_ver_ = EDGECONV_OP_VERSION;
   }
   OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const {
@@ -145,8 +153,12 @@ struct TVConvOp : Ort::CustomOpBase<TVConvOp, TVConvKernel, true> {
       std::string err;
       if (kern->k != 3 && kern->k != 5) err = "kernel_size must be 3 or 5";
       else if (kern->s != 1 && kern->s != 2) err = "stride must be 1 or 2";
-      else if (layout != EDGECONV_LAYOUT)
-        err = "weight layout '" + layout + "' is not '" EDGECONV_LAYOUT "' (library " EDGECONV_KERNELS_VERSION ")";
+      else if (layout == EDGECONV_FLAT_LAYOUT && kern->s != 1)
+        err = "weight layout '" EDGECONV_FLAT_LAYOUT "' is for stride 1 only";
+      else if (layout != EDGECONV_LAYOUT && layout != EDGECONV_FLAT_LAYOUT)
+        err = "weight layout '" + layout + "' is not '" EDGECONV_LAYOUT "' or '" EDGECONV_FLAT_LAYOUT
+              "' (library " EDGECONV_KERNELS_VERSION ")";
+      kern->layout = layout == EDGECONV_FLAT_LAYOUT ? edgeconv::kLayoutFlat : edgeconv::kLayoutRows;
       if (act == "none") kern->act = edgeconv::kActNone;
       else if (act == "relu") kern->act = edgeconv::kActRelu;
       else if (act == "relu6") kern->act = edgeconv::kActRelu6;

@@ -16,6 +16,10 @@ const char* check_args(const TVConvArgs& a) {
   if (a.h != (a.H + 2 * p - a.k) / a.s + 1 || a.w_out != (a.W + 2 * p - a.k) / a.s + 1)
     return "output size does not match the input size, kernel size and stride";
   if (a.wpad != round_up(a.w_out, kWidthAlign)) return "weight width is not round_up(w, 8)";
+  if (a.layout != kLayoutRows && a.layout != kLayoutFlat) return "unknown weight layout";
+  if (a.layout == kLayoutFlat && a.s != 1) return "the flat weight layout is for stride 1 only";
+  if (a.layout == kLayoutFlat && a.h * a.w_out < kWidthAlign)
+    return "the flat weight layout needs at least 8 output pixels per plane";
   if (a.wtype != kF32 && a.wtype != kF16 && a.wtype != kI8) return "unsupported weight type";
   if (a.wtype == kI8 && !a.scales) return "int8 weights need per-(channel, tap) scales";
   if (a.bias_mode != kNoBias && !a.bias) return "missing bias";

@@ -341,8 +341,101 @@ void run_channels(const TVConvArgs& a, int64_t c0, int64_t c1, float* scratch) {
   }
 }
 
+// ---- flat layout (edgeconv::kLayoutFlat: stride 1, W (C, k*k, h*w)) -------------------------
+//
+// Output pixel q of a plane (q = i*w + j) reads the input plane at q + off[t], off[t] =
+// (u - p)*W + (v - p): one contiguous run per tap, so a vector covers L consecutive outputs
+// across row ends (every lane used whatever the width) and reads the input where it is. A tap
+// that falls outside the image reads the neighbouring row or plane there; its packed weight is
+// zero (part of the layout). The last vector of a plane overlaps its predecessor instead of
+// storing partially (needs h*w >= 8).
+
+// Outputs [q, q + L) of channel c of G images: each tap's weight vector is loaded (and
+// dequantised) once and used for the G images (G accumulators, one weight register).
+template <class V, int K, int G>
+EDGECONV_INLINE void flat_block(const TVConvArgs& a, int64_t c, int64_t q, int64_t P,
+                                const float* const* src, float* const* dst, const int64_t* off) {
+  using R = typename V::R;
+  constexpr int KK = K * K;
+  R b = V::zero();
+  if (a.bias_mode == edgeconv::kBiasChannel) b = V::set1(a.bias[c]);
+  else if (a.bias_mode == edgeconv::kBiasPixel) b = V::load(a.bias + c * P + q);
+  R acc[G];
+#pragma GCC unroll 4
+  for (int g = 0; g < G; ++g) acc[g] = b;
+  const int64_t widx = c * KK * P + q;
+#pragma GCC unroll 25
+  for (int t = 0; t < KK; ++t) {
+    const R w = load_weight<V>(a, widx + t * P, a.scales ? a.scales[c * KK + t] : 1.0f);
+#pragma GCC unroll 4
+    for (int g = 0; g < G; ++g) acc[g] = V::fma(w, V::load(src[g] + q + off[t]), acc[g]);
+  }
+#pragma GCC unroll 4
+  for (int g = 0; g < G; ++g) V::store(dst[g] + q, activate<V>(acc[g], a.act));
+}
+
+// Every output of channel c of G images: wide vectors, then narrow ones, the last overlapping.
+template <class VW, class VN, int K, int G>
+inline void flat_plane(const TVConvArgs& a, int64_t c, int64_t P, const float* const* src,
+                       float* const* dst, const int64_t* off) {
+  int64_t q = 0;
+  for (; q + VW::L <= P; q += VW::L) flat_block<VW, K, G>(a, c, q, P, src, dst, off);
+  for (; q < P; q += VN::L)
+    flat_block<VN, K, G>(a, c, q + VN::L <= P ? q : P - VN::L, P, src, dst, off);
+}
+
+// The flat layout's loop order is the rows layout's (channel_chunk): chunks of channels, each
+// chunk's images group by group. A plane is read in place unless its taps would reach
+// past its image's first or last channel: such planes are copied into the scratch between
+// zeros first, so that no read reaches another image (a non-finite value in one image never
+// meets another image's zero weight) or leaves the tensor.
+template <class VW, class VN, int K>
+void run_flat(const TVConvArgs& a, int64_t c0, int64_t c1, float* scratch) {
+  constexpr int KK = K * K;
+  constexpr int64_t kGroup = edgeconv::kImageGroup;
+  const int64_t P = a.h * a.w_out, reach = edgeconv::flat_reach(a);
+  const int64_t slot = P + 2 * reach;
+  int64_t off[KK];
+  for (int t = 0; t < KK; ++t) off[t] = (t / K - K / 2) * a.W + (t % K - K / 2);
+  const int64_t chunk = edgeconv::channel_chunk(a);
+  for (int64_t cb = c0; cb < c1; cb += chunk) {
+    const int64_t ce = cb + chunk < c1 ? cb + chunk : c1;
+    for (int64_t n0 = 0; n0 < a.N; n0 += kGroup) {
+      const int64_t n1 = n0 + kGroup < a.N ? n0 + kGroup : a.N;
+      for (int64_t c = cb; c < ce; ++c) {
+        const float* src[kGroup];
+        float* dst[kGroup];
+        const bool copy = c * P < reach || (a.C - 1 - c) * P < reach;  // reads leave the image
+        for (int64_t n = n0; n < n1; ++n) {
+          const float* plane = a.x + (n * a.C + c) * P;  // H*W = h*w at stride 1
+          if (copy) {
+            float* s = scratch + (n - n0) * slot;
+            std::memset(s, 0, sizeof(float) * reach);
+            std::memcpy(s + reach, plane, sizeof(float) * P);
+            std::memset(s + reach + P, 0, sizeof(float) * reach);
+            plane = s + reach;
+          }
+          src[n - n0] = plane;
+          dst[n - n0] = a.y + (n * a.C + c) * P;
+        }
+        if (n1 - n0 == kGroup) {
+          flat_plane<VW, VN, K, kGroup>(a, c, P, src, dst, off);
+        } else {
+          for (int64_t g = 0; g < n1 - n0; ++g)
+            flat_plane<VW, VN, K, 1>(a, c, P, src + g, dst + g, off);
+        }
+      }
+    }
+  }
+}
+
 template <class VW, class VN>
 void run_any(const TVConvArgs& a, int64_t c0, int64_t c1, float* scratch) {
+  if (a.layout == edgeconv::kLayoutFlat) {  // stride 1 (check_args)
+    if (a.k == 3) run_flat<VW, VN, 3>(a, c0, c1, scratch);
+    else if (a.k == 5) run_flat<VW, VN, 5>(a, c0, c1, scratch);
+    return;
+  }
   if (a.k == 3 && a.s == 1) run_channels<VW, VN, 3, 1>(a, c0, c1, scratch);
   else if (a.k == 3 && a.s == 2) run_channels<VW, VN, 3, 2>(a, c0, c1, scratch);
   else if (a.k == 5 && a.s == 1) run_channels<VW, VN, 5, 1>(a, c0, c1, scratch);

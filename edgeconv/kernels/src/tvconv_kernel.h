@@ -3,10 +3,13 @@
 //   y[n,c,i,j] = act( sum_{u,v} pad(x)[n,c,i*s+u,j*s+v] * W[c,i,u*k+v,j] + b )
 //
 // x: NCHW float32 (N, C, H, W); y: NCHW float32 (N, C, h, w), h = (H + 2p - k)/s + 1, p = k/2.
-// W: the packed weight layout written at export, (C, h, k*k, wpad), wpad = round_up(w, 8),
-//    columns j >= w zero; stored as float32, float16 (IEEE half) or int8 with one float32
+// W: the packed weight layout written at export, one of
+//    rows (kLayoutRows, "c_h_kk_w8"): (C, h, k*k, wpad), wpad = round_up(w, 8), columns j >= w
+//      zero; any stride;
+//    flat (kLayoutFlat, "c_kk_hw"): (C, k*k, h, w), stride 1 with h*w >= 8;
+//    the weights of taps that fall outside the input are zero in both; stored as float32, float16 (IEEE half) or int8 with one float32
 //    scale per (channel, tap) (dequantised value = q * scale[c*k*k + t]).
-// b: none, per channel (C) or per pixel (C, h, wpad).
+// b: none, per channel (C) or per pixel (C, h, wpad) (rows) / (C, h, w) (flat).
 //
 // One ISA implementation per translation unit (scalar reference, AVX2, AVX-512, NEON), all
 // instantiated from tvconv_impl.h; tvconv_dispatch.cpp picks one at run time.
@@ -21,6 +24,7 @@ enum WeightType : int { kF32 = 0, kF16 = 1, kI8 = 2 };
 enum BiasMode : int { kNoBias = 0, kBiasChannel = 1, kBiasPixel = 2 };
 enum Activation : int { kActNone = 0, kActRelu = 1, kActRelu6 = 2 };
 enum Isa : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2, kNeon = 3 };
+enum Layout : int { kLayoutRows = 0, kLayoutFlat = 1 };
 
 constexpr int kWidthAlign = 8;      // wpad = round_up(w, kWidthAlign): part of the file format
 constexpr int64_t kImageGroup = 4;  // images that share each block's weight registers
@@ -34,8 +38,9 @@ struct TVConvArgs {
   int wtype = kF32;
   int bias_mode = kNoBias;
   int act = kActNone;
+  int layout = kLayoutRows;
   int64_t N = 0, C = 0, H = 0, W = 0;  // input
-  int64_t h = 0, w_out = 0, wpad = 0;  // output rows, columns, padded columns
+  int64_t h = 0, w_out = 0, wpad = 0;  // output rows, columns, padded columns (rows layout)
   int k = 3, s = 1;
 };
 
@@ -78,9 +83,14 @@ static inline ScratchGeom scratch_geom(const TVConvArgs& a) {
   return g;
 }
 
-// The scratch holds one group of images (kImageGroup) at a time.
+// Flat layout: how far (in floats) a tap reads before or after the output pixel's own input.
+static inline int64_t flat_reach(const TVConvArgs& a) { return (a.k / 2) * a.W + a.k / 2; }
+
+// The scratch holds one group of images (kImageGroup) at a time: in the flat layout one copied
+// plane per image with room for the taps' reach on both sides.
 static inline size_t scratch_floats(const TVConvArgs& a) {
   const int64_t n = a.N < kImageGroup ? a.N : kImageGroup;
+  if (a.layout == kLayoutFlat) return static_cast<size_t>(n * (a.h * a.w_out + 2 * flat_reach(a)));
   return static_cast<size_t>(scratch_geom(a).image_stride * n);
 }
 
@@ -103,7 +113,8 @@ constexpr int64_t kSmallPlane = 24 * 24;
 constexpr int64_t kChunkBytes = 64 * 1024;
 static inline int64_t channel_chunk(const TVConvArgs& a) {
   if (a.H * a.W > kSmallPlane || a.N <= kImageGroup) return 1;
-  const int64_t per_channel = a.h * a.k * a.k * a.wpad * weight_bytes(a.wtype);
+  const int64_t cols = a.layout == kLayoutFlat ? a.w_out : a.wpad;
+  const int64_t per_channel = a.h * a.k * a.k * cols * weight_bytes(a.wtype);
   const int64_t chunk = kChunkBytes / (per_channel > 0 ? per_channel : 1);
   return chunk < 1 ? 1 : chunk;
 }
