@@ -70,6 +70,7 @@ class EnvelopeConfig:
     memory_batch: int = 8
     jobs: int = 1
     device: str = "auto"
+    rebench: bool = False                # export and bench the finished cells again; no training
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -80,7 +81,8 @@ class EnvelopeConfig:
         different ops/widths/seeds into one folder build one envelope."""
         d = self.to_dict()
         return {k: v for k, v in d.items()
-                if k not in ("output", "models", "ops", "widths", "seeds", "jobs", "device")}
+                if k not in ("output", "models", "ops", "widths", "seeds", "jobs", "device",
+                             "rebench")}
 
 
 def model_for(stem: str, width: float) -> str | None:
@@ -293,6 +295,8 @@ def run_envelope(cfg: EnvelopeConfig, echo=print, after_cell=None,
     in this process after each cell finishes (tests use it to simulate a kill)."""
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
+    if cfg.rebench:
+        return rebench(cfg, echo)
     cells = plan_cells(cfg)
     rank, world = _world()
     mine = [c for i, c in enumerate(cells) if i % world == rank]
@@ -335,6 +339,58 @@ def run_envelope(cfg: EnvelopeConfig, echo=print, after_cell=None,
             if other.get("recipe") == cfg.recipe_key():
                 results.append(other)
     return write_report(cfg, results, echo)
+
+
+def rebench(cfg: EnvelopeConfig, echo=print) -> dict:
+    """Export and bench every finished cell of the output folder that has this recipe again,
+    one cell at a time with nothing training beside it, keeping its training and evaluation;
+    then write the report. For FPS and memory figures measured under one kernel and exporter
+    on a quiet machine: after a kernel change, or when the first benches ran beside training
+    (``--jobs`` > 1). Each cell's ``result.json`` is rewritten (atomically) as it finishes, so a
+    killed rebench loses at most one cell's bench; ``bench_run`` records when and with which
+    kernel library each bench ran."""
+    from edgeconv.fileio import atomic_write_json
+
+    out = Path(cfg.output)
+    found = []
+    for path in sorted((out / "cells").glob("*/result.json")):
+        try:
+            res = json.loads(path.read_text())
+        except ValueError:
+            continue
+        if isinstance(res, dict) and res.get("recipe") == cfg.recipe_key():
+            found.append((path, res))
+    if not found:
+        raise EdgeconvError(f"nothing to rebench: no finished cell with this recipe in {out}")
+    if not cfg.formats:
+        raise EdgeconvError("--rebench needs --formats (the files to export and bench)")
+    echo(f"[envelope] rebench {len(found)} finished cells, one at a time")
+    results = []
+    for i, (path, res) in enumerate(found, 1):
+        ckpt = path.parent / "train" / "last.ckpt"
+        if not ckpt.is_file():
+            echo(f"[envelope] {res.get('id')}: no checkpoint ({ckpt}); its bench is kept")
+            results.append(res)
+            continue
+        t0 = time.perf_counter()
+        res["export"], res["bench"] = export_and_bench(cfg, res, ckpt, path.parent, echo)
+        res["bench_run"] = {"at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                            "kernels": _kernels_version()}
+        atomic_write_json(path, res)
+        echo(f"[envelope] {i}/{len(found)} {res.get('id')}: max FPS "
+             f"{(res['bench'] or {}).get('max_fps') or 0:.0f} "
+             f"({time.perf_counter() - t0:.0f} s)")
+        results.append(res)
+    return write_report(cfg, results, echo)
+
+
+def _kernels_version() -> str | None:
+    from edgeconv import kernels
+
+    try:
+        return kernels.lib_version()
+    except kernels.KernelsMissing:
+        return None
 
 
 # ----------------------------------------------------------------------------- report

@@ -63,3 +63,29 @@ def test_envelope_tiny_and_resume(tmp_path, torch_one_thread):
     assert all(r["macs"] > 0 and 0 <= r["accuracy"] <= 1 for r in data["rows"])
     md = (out / "envelope.md").read_text()
     assert "| mbv2/condconv | 0.2 |" in md and len(report["plots"]) == 4
+
+
+def test_rebench_keeps_training_and_benches_again(tmp_path, torch_one_thread):
+    """`--rebench`: every finished cell of the folder with the recipe is exported and benched
+    again (bench_run recorded), its training and evaluation untouched; nothing to rebench, or
+    no formats: one-line errors."""
+    from edgeconv.errors import EdgeconvError
+
+    cfg = tiny(tmp_path / "env", ops=("depthwise",), widths=(0.1,), formats="onnx")
+    run_envelope(cfg, echo=lambda *_: None)
+    cell = next((tmp_path / "env" / "cells").iterdir())
+    before = json.loads((cell / "result.json").read_text())
+    ckpt_sha = _sha(cell / "train" / "last.ckpt")
+    assert "bench_run" not in before and before["bench"]["max_fps"] > 0
+    lines = []
+    report = run_envelope(EnvelopeConfig(**{**cfg.to_dict(), "rebench": True}),
+                          echo=lines.append)
+    after = json.loads((cell / "result.json").read_text())
+    assert after["bench_run"]["kernels"] and after["bench"]["max_fps"] > 0
+    assert after["eval"] == before["eval"] and after["train"] == before["train"]
+    assert _sha(cell / "train" / "last.ckpt") == ckpt_sha
+    assert any("rebench 1 finished cells" in ln for ln in lines)
+    assert len(report["rows"]) == 1
+    with pytest.raises(EdgeconvError, match="nothing to rebench"):
+        run_envelope(EnvelopeConfig(**{**cfg.to_dict(), "rebench": True,
+                                       "output": str(tmp_path / "empty")}))

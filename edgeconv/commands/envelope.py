@@ -55,6 +55,10 @@ ENVELOPE_OPTIONS = ConfigOptions(EnvelopeConfig, [
     Field("jobs", type=click.IntRange(1),
           help="Cells at a time (processes with 1 torch thread each)."),
     Field("device", type=click.Choice(["auto", "cpu", "cuda"]), help="Training device."),
+    Field("rebench",
+          help="Export and bench the finished cells of OUTPUT with this recipe again, one at "
+               "a time, without training (after a kernel change, or benches run beside "
+               "training)."),
 ], skip=("bench_batches", "bench_min_secs"), arg="cfg")
 
 
