@@ -510,7 +510,8 @@ def plot(rows: list[dict], out: Path, title: str = "") -> list[Path]:
         ax.set_title((title + ": " if title else "") + f"accuracy vs {what}"
                      + (" over widths (baseline vs TVConv)" if widths_only else ", one curve per op"),
                      fontsize=9)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # no curve has this figure's measure: no legend
+            ax.legend(fontsize=7)
         fig.tight_layout()
         path = out / fname
         fig.savefig(path, dpi=110)
