@@ -36,8 +36,10 @@ Written by ``edgeconv export`` in addition (all optional for readers)::
       "lowrank": {"requested": 2, "ranks": [...], "max_rank": 2, "mean_rank": 2.0,
                   "vs_exact": {"min_cosine_faces": ..., ...}},   # folding == "lowrank"
       "parity": {"runtime": ..., "max_abs_diff": ..., "min_cosine": ..., "inputs": [...]},
-      "kernels": {"domain": "edgeconv", "op": "TVConv", "op_version": 1, "layout": ...,
+      "kernels": {"domain": "edgeconv", "op": "TVConv", "op_version": 2,
+                  "layouts": ["c_h_kk_w8", "c_kk_hw"], "layout": "c_h_kk_w8,c_kk_hw",
                   "weight_dtype": ..., "library_version": ...},  # formulation "fused" only
+                  # (op_version 1 files: "layout": "c_h_kk_w8", no "layouts")
       # sidecar only: "file", "sha256", "bytes", "metadata_embedded"
 
 A translator file (``edgeconv export UNIT.ckpt --direction nir2rgb``, read by
