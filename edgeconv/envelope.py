@@ -330,15 +330,23 @@ def run_envelope(cfg: EnvelopeConfig, echo=print, after_cell=None,
         time.sleep(5)
     results = [_load_result(cfg, c) for c in cells]
     ids = {c["id"] for c in cells}
-    for path in sorted((out / "cells").glob("*/result.json")):  # earlier runs' cells, same recipe
-        if path.parent.name not in ids:
-            try:
-                other = json.loads(path.read_text())
-            except ValueError:
-                continue
-            if other.get("recipe") == cfg.recipe_key():
-                results.append(other)
+    results += [res for path, res in finished_cells(cfg)  # earlier runs' cells, same recipe
+                if path.parent.name not in ids]
     return write_report(cfg, results, echo)
+
+
+def finished_cells(cfg: EnvelopeConfig) -> list[tuple[Path, dict]]:
+    """(result.json path, result) of every finished cell of the output folder with this
+    recipe, in folder order (unreadable results skipped)."""
+    found = []
+    for path in sorted((Path(cfg.output) / "cells").glob("*/result.json")):
+        try:
+            res = json.loads(path.read_text())
+        except ValueError:
+            continue
+        if isinstance(res, dict) and res.get("recipe") == cfg.recipe_key():
+            found.append((path, res))
+    return found
 
 
 def rebench(cfg: EnvelopeConfig, echo=print) -> dict:
@@ -352,14 +360,7 @@ def rebench(cfg: EnvelopeConfig, echo=print) -> dict:
     from edgeconv.fileio import atomic_write_json
 
     out = Path(cfg.output)
-    found = []
-    for path in sorted((out / "cells").glob("*/result.json")):
-        try:
-            res = json.loads(path.read_text())
-        except ValueError:
-            continue
-        if isinstance(res, dict) and res.get("recipe") == cfg.recipe_key():
-            found.append((path, res))
+    found = finished_cells(cfg)
     if not found:
         raise EdgeconvError(f"nothing to rebench: no finished cell with this recipe in {out}")
     if not cfg.formats:

@@ -22,7 +22,11 @@ def skip_reason() -> str | None:
     return None
 
 
-LAYOUT_CODE = {"c_h_kk_w8": 0, "c_kk_hw": 1}
+def _layout_code(layout: str) -> int:
+    """The C ABI's code of a layout (edgeconv::Layout: rows 0, flat 1)."""
+    from edgeconv.kernels import pack
+
+    return pack.LAYOUTS.index(layout)
 
 
 def run_isa(isa: str, x, packed, scales, bias, k: int, s: int, act: str = "none",
@@ -44,7 +48,7 @@ def run_isa(isa: str, x, packed, scales, bias, k: int, s: int, act: str = "none"
     def ptr(a):
         return None if a is None else a.ctypes.data_as(ctypes.c_void_p)
 
-    rc = lib.edgeconv_tvconv_run_layout(isa.encode(), LAYOUT_CODE[layout], ptr(x), ptr(y),
+    rc = lib.edgeconv_tvconv_run_layout(isa.encode(), _layout_code(layout), ptr(x), ptr(y),
                                         ptr(packed), WTYPE[packed.dtype],
                                  ptr(scales), ptr(bias), bias_mode, ACT[act], ctypes.c_int64(n),
                                  ctypes.c_int64(c), ctypes.c_int64(h_in), ctypes.c_int64(w_in),

@@ -124,8 +124,8 @@ def test_low_precision_weights_are_dequantised_exactly(isa, dtype):
         x, weight, bias = _case(shape, 7, "channel")
         packed, scales = pack.pack_weights(weight, (hh, ww), s, dtype, layout)
         deq = pack.unpack_weights(packed, scales, weight.shape[-1], layout)
-        got = _kernels.run_isa(isa, x, packed, scales, pack.pack_bias(bias, c, 1, 1), k, s,
-                               layout=layout)
+        got = _kernels.run_isa(isa, x, packed, scales, pack.pack_bias(bias, c, 1, 1, layout), k,
+                               s, layout=layout)
         np.testing.assert_allclose(got, reference(x, deq, bias, k, s, "none"), atol=2e-5, rtol=1e-5)
         # and the storage error itself is what the dtype allows
         full = reference(x, np.where(pack.outside_taps((hh, ww), k, s)[None], 0, weight), bias,

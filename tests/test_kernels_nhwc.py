@@ -140,7 +140,7 @@ def test_pack_nhwc_round_trip_and_zero_outside_taps(dtype):
     assert np.abs(back - inside).max() <= tol * np.abs(weight).max()
     # the same numbers as the NCHW layout
     nchw, sc = pack.pack_weights(weight, hw, s, "float32")
-    np.testing.assert_array_equal(pack.unpack_weights(nchw, sc, w),
+    np.testing.assert_array_equal(pack.unpack_weights(nchw, sc, w, pack.layout_for(s, (h, w))),
                                   pack.unpack_weights_nhwc(*pack.pack_weights_nhwc(weight, hw, s)))
     assert pack.NHWC_LAYOUT == "h_w_kk_c"
     with pytest.raises(ValueError):

@@ -28,8 +28,8 @@ width is the same sum the kernel computes; the last Slice drops the padding colu
 The structure depends on kernel size, stride, activation, whether there are scales, the bias
 kind and the layout, so there is one function per variant, all named ``edgeconv.TVConv`` and told
 apart by the ONNX IR 10 ``overload`` field (``k3s1_relu6_int8_channel``, ``..._flat``): ONNX
-Runtime resolves the body by (domain, name, overload) and the kernel by (domain, name) only. Spatial sizes are not baked in:
-one body serves every layer of its variant.
+Runtime resolves the body by (domain, name, overload) and the kernel by (domain, name) only.
+Spatial sizes are not baked in: one body serves every layer of its variant.
 """
 
 from __future__ import annotations
@@ -313,26 +313,28 @@ def kernels_metadata(weight_dtype: str, data: bytes | None = None) -> dict:
         built = kernels.info()["version"]
     except kernels.KernelsMissing:
         built = None
-    layouts = _layouts_used(data) if data is not None else list(LAYOUTS)
+    proto = None
+    if data is not None:  # parsed once for both figures
+        import onnx
+
+        proto = onnx.load_from_string(data)
+    layouts = _layouts_used(proto) if proto is not None else list(LAYOUTS)
     return {"domain": kernels.DOMAIN, "op": kernels.OP_TYPE, "op_version": kernels.OP_VERSION,
             "layout": ",".join(layouts), "layouts": layouts, "weight_dtype": weight_dtype,
             "library_version": built, "library": "edgeconv kernels (edgeconv/kernels)",
-            "function_body": True, **_layout_entry(data)}
+            "function_body": True, **_layout_entry(proto)}
 
 
-def _layouts_used(data: bytes) -> list[str]:
-    import onnx
-
-    proto = onnx.load_from_string(data)
+def _layouts_used(proto) -> list[str]:
     used = {next((a.s.decode() for a in n.attribute if a.name == "layout"), LAYOUT)
             for n in tvconv_nodes(proto)}
     return [lay for lay in LAYOUTS if lay in used]
 
 
-def _layout_entry(data: bytes | None) -> dict:
+def _layout_entry(proto) -> dict:
     from edgeconv.export.ort_layout import conv_macs_per_fused_float
 
-    ratio = conv_macs_per_fused_float(data) if data is not None else None
+    ratio = conv_macs_per_fused_float(proto) if proto is not None else None
     return {} if ratio is None else {"conv_macs_per_reordered_float": round(ratio, 1)}
 
 

@@ -32,13 +32,15 @@ def _dims(value_info) -> list:
             for d in value_info.type.tensor_type.shape.dim]
 
 
-def conv_macs_per_fused_float(data: bytes) -> float | None:
+def conv_macs_per_fused_float(data) -> float | None:
     """Convolution MACs (every ``Conv`` but depthwise ones) per float crossing an
-    ``edgeconv.TVConv`` node (its input and output, per image) in the ONNX model ``data``;
-    None where the model has no such node or the sizes cannot be known."""
+    ``edgeconv.TVConv`` node (its input and output, per image) in the ONNX model ``data``
+    (serialised, or a ModelProto); None where the model has no such node or the sizes cannot
+    be known."""
     import onnx
 
-    model = onnx.shape_inference.infer_shapes(onnx.load_from_string(data))
+    proto = data if isinstance(data, onnx.ModelProto) else onnx.load_from_string(data)
+    model = onnx.shape_inference.infer_shapes(proto)
     g = model.graph
     dims = {v.name: _dims(v) for v in list(g.value_info) + list(g.input) + list(g.output)}
     inits = {t.name: tuple(t.dims) for t in g.initializer}

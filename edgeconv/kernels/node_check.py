@@ -9,10 +9,11 @@ Reads the serialized model with the package's own protobuf reader (no onnx packa
 from __future__ import annotations
 
 from edgeconv.errors import EdgeconvError
+from edgeconv.kernels.pack import FLAT_LAYOUT as _FLAT
+from edgeconv.kernels.pack import LAYOUT as _ROWS
 from edgeconv.protobuf import fields, int64, repeated_ints
 
 _KERNEL_SIZES, _STRIDES = (3, 5), (1, 2)
-_ROWS, _FLAT = "c_h_kk_w8", "c_kk_hw"  # edgeconv.kernels.pack.LAYOUTS (numpy-free here)
 
 
 class FusedNodeError(EdgeconvError):

@@ -93,9 +93,13 @@ def layout_for(stride: int, out_hw) -> str:
     return FLAT_LAYOUT if int(stride) == 1 and h * w >= WIDTH_ALIGN else LAYOUT
 
 
-def _check_layout(layout: str, stride: int, out_hw) -> None:
+def _known_layout(layout: str) -> None:
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+
+
+def _check_layout(layout: str, stride: int, out_hw) -> None:
+    _known_layout(layout)
     if layout == FLAT_LAYOUT and (int(stride) != 1 or out_hw[0] * out_hw[1] < WIDTH_ALIGN):
         raise ValueError(f"layout {FLAT_LAYOUT!r} needs stride 1 and h*w >= {WIDTH_ALIGN}")
 
@@ -117,11 +121,10 @@ def pack_weights(weight: np.ndarray, in_hw, stride: int, dtype: str = "float32",
 
 
 def unpack_weights(packed: np.ndarray, scales: np.ndarray | None, w: int,
-                   layout: str = LAYOUT) -> np.ndarray:
+                   layout: str) -> np.ndarray:
     """The float32 (C, k*k, h, w) weights a packed tensor in ``layout`` stands for
-    (dequantised)."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    (dequantised). ``layout`` has no default: the packing's default depends on the layer."""
+    _known_layout(layout)
     vals = packed.astype(np.float32)
     if layout == FLAT_LAYOUT:
         if scales is not None:
@@ -133,9 +136,10 @@ def unpack_weights(packed: np.ndarray, scales: np.ndarray | None, w: int,
 
 
 def pack_bias(bias: np.ndarray | None, channels: int, h: int, w: int,
-              layout: str = LAYOUT) -> np.ndarray | None:
+              layout: str) -> np.ndarray | None:
     """None, (C,) / (C,1,1) per channel, or (C, h, w) per pixel -> the kernel's bias tensor
     (per pixel: (C, h, wpad) in ``LAYOUT``, (C, h, w) in ``FLAT_LAYOUT``)."""
+    _known_layout(layout)
     if bias is None:
         return None
     b = np.asarray(bias, np.float32).reshape(channels, -1)

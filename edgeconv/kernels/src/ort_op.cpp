@@ -76,12 +76,14 @@ struct TVConvKernel {
       if (a.C <= 0 || a.H <= 0 || a.W <= 0 || a.N < 0) return make_status("empty input");
       edgeconv::set_output_geometry(a);
       const bool flat = layout == edgeconv::kLayoutFlat;
-      if (!flat && (ws.size() != 4 || ws[0] != a.C || ws[1] != a.h || ws[2] != k * k || ws[3] != a.wpad))
-        return make_status("W shape does not match (C, h, k*k, round_up(w, 8)) for this input: "
-                           "the model was exported for another input size or layout");
-      if (flat && (ws.size() != 4 || ws[0] != a.C || ws[1] != k * k || ws[2] != a.h || ws[3] != a.w_out))
-        return make_status("W shape does not match (C, k*k, h, w) for this input: "
-                           "the model was exported for another input size or layout");
+      const int64_t kk = int64_t{k} * k;
+      const std::vector<int64_t> want = flat ? std::vector<int64_t>{a.C, kk, a.h, a.w_out}
+                                             : std::vector<int64_t>{a.C, a.h, kk, a.wpad};
+      if (ws != want)
+        return make_status(std::string("W shape does not match ") +
+                           (flat ? "(C, k*k, h, w)" : "(C, h, k*k, round_up(w, 8))") +
+                           " for this input: the model was exported for another input size or "
+                           "layout");
       const int64_t pixel_bias = a.C * a.h * (flat ? a.w_out : a.wpad);
       switch (winfo.GetElementType()) {
         case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT: a.wtype = edgeconv::kF32; break;

@@ -7,8 +7,9 @@
 //    rows (kLayoutRows, "c_h_kk_w8"): (C, h, k*k, wpad), wpad = round_up(w, 8), columns j >= w
 //      zero; any stride;
 //    flat (kLayoutFlat, "c_kk_hw"): (C, k*k, h, w), stride 1 with h*w >= 8;
-//    the weights of taps that fall outside the input are zero in both; stored as float32, float16 (IEEE half) or int8 with one float32
-//    scale per (channel, tap) (dequantised value = q * scale[c*k*k + t]).
+//    the weights of taps that fall outside the input are zero in both; stored as float32,
+//    float16 (IEEE half) or int8 with one float32 scale per (channel, tap) (dequantised
+//    value = q * scale[c*k*k + t]).
 // b: none, per channel (C) or per pixel (C, h, wpad) (rows) / (C, h, w) (flat).
 //
 // One ISA implementation per translation unit (scalar reference, AVX2, AVX-512, NEON), all

@@ -1,5 +1,5 @@
 // Version of the kernel library and of the weight layout it reads (part of the file format:
-// bump kLayoutVersion when the packed layout changes, and the exporter with it).
+// bump EDGECONV_OP_VERSION when the packed layout changes, and the exporter with it).
 #pragma once
 #define EDGECONV_KERNELS_VERSION "1.1.0"
 #define EDGECONV_OP_DOMAIN "edgeconv"
