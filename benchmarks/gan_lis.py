@@ -26,30 +26,76 @@ sys.path.insert(0, str(ROOT))
 CONFIGS = {"lis0": 0, "lis1": 1, "lis3": 3}     # R-separate = lis0's G with a reverser
 
 
+def _run_config(args, seed, name, k):
+    from edgeconv.gan.train import GanTrainConfig
+
+    run = Path(args.runs) / f"{name}_s{seed}"
+    return run, GanTrainConfig(gan={"size": args.size, "lis_modules": k, "width": args.width},
+                               identities=args.identities,
+                               images_per_identity=args.per_identity, epochs=args.epochs,
+                               reverser_epochs=args.reverser_epochs if k == 0 else 0,
+                               batch_size=32, lr=args.lr, seed=seed, output=str(run))
+
+
+def finished(run: Path, cfg) -> bool:
+    """True when ``run`` holds a finished training with exactly this configuration (a run
+    trained with other settings is never silently reused: it is trained again)."""
+    from dataclasses import asdict
+
+    from edgeconv.gan.train import load_gan_checkpoint
+
+    if not (run / "last.ckpt").exists() or not (run / "config.json").exists():
+        return False
+    have = json.loads((run / "config.json").read_text())
+    want = json.loads(json.dumps(asdict(cfg)))
+    want["gan"] = {**have.get("gan", {}), **want["gan"]}    # defaults (lam) as written
+    want.pop("output")                                       # the folder may have moved
+    if {k: have.get(k) for k in want} != want:
+        return False
+    ck = load_gan_checkpoint(run / "last.ckpt")
+    return int(ck["epoch"]) == cfg.epochs + cfg.reverser_epochs
+
+
+def _train_one(cfg, threads):
+    """One configuration in a worker process (``--jobs`` > 1): its own torch threads."""
+    import torch
+
+    from edgeconv.gan.train import gan_train
+
+    torch.set_num_threads(threads)
+    name = Path(cfg.output).name
+    t0 = time.perf_counter()
+    s = gan_train(cfg, log=lambda *a: print(f"[{name}]", *a, flush=True), overwrite=True)
+    return s["last"], time.perf_counter() - t0
+
+
 def train_runs(args, seed, log):
-    from edgeconv.gan.train import GanTrainConfig, gan_train
-
-    out = {}
+    out, todo = {}, {}
     for name, k in CONFIGS.items():
-        run = Path(args.runs) / f"{name}_s{seed}"
-        cfg = GanTrainConfig(gan={"size": args.size, "lis_modules": k, "width": args.width},
-                             identities=args.identities, images_per_identity=args.per_identity,
-                             epochs=args.epochs,
-                             reverser_epochs=args.reverser_epochs if k == 0 else 0,
-                             batch_size=32, lr=args.lr, seed=seed, output=str(run))
-        if (run / "last.ckpt").exists():
-            from edgeconv.gan.train import load_gan_checkpoint
+        run, cfg = _run_config(args, seed, name, k)
+        if finished(run, cfg):
+            log(f"{run}: done already (same configuration)")
+            out[name] = run / "last.ckpt"
+        else:
+            todo[name] = cfg
+    if args.jobs > 1 and len(todo) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
 
-            ck = load_gan_checkpoint(run / "last.ckpt")
-            if int(ck["epoch"]) == cfg.epochs + cfg.reverser_epochs:
-                log(f"{run}: done already")
-                out[name] = run / "last.ckpt"
-                continue
-        t0 = time.perf_counter()
-        s = gan_train(cfg, log=log, overwrite=True)
-        log(f"{name} seed {seed}: {time.perf_counter() - t0:.0f} s")
-        out[name] = Path(s["last"])
-    return out
+        with ProcessPoolExecutor(max_workers=args.jobs,
+                                 mp_context=mp.get_context("spawn")) as pool:
+            futs = {name: pool.submit(_train_one, cfg, args.threads)
+                    for name, cfg in todo.items()}
+            for name, f in futs.items():
+                last, secs = f.result()
+                log(f"{name} seed {seed}: {secs:.0f} s")
+                out[name] = Path(last)
+    else:
+        for name, cfg in todo.items():
+            last, secs = _train_one(cfg, args.threads)
+            log(f"{name} seed {seed}: {secs:.0f} s")
+            out[name] = Path(last)
+    return {name: out[name] for name in CONFIGS}
 
 
 def export_all(ckpts, seed, args, log):
@@ -86,8 +132,8 @@ def real_sets(args):
 
 def evaluate(files, reals, face, args, log):
     from edgeconv.gan.metrics import (EmbeddingFeatures, PixelFeatures, artifact_cut,
-                                      artifact_rate, fid, outlier_cut, outlier_rate,
-                                      precision_recall)
+                                      artifact_rate, fid, nearest_cosine, outlier_cut,
+                                      outlier_rate, precision_recall)
     from edgeconv.runtime.generator import FaceGenerator
 
     ref, cut_set, control = reals
@@ -97,7 +143,7 @@ def evaluate(files, reals, face, args, log):
     e_cut, e_ctl = emb(cut_set), emb(control)
     cut = artifact_cut(e_cut, f_ref["embedding"], q=0.01)
     pcut = outlier_cut(pix(cut_set), f_ref["pixel"], q=0.99)
-    rows = {}
+    rows, worst = {}, {}
     samples = {"real (held-out)": control}
     for name, path in files.items():
         with FaceGenerator(path) as g:
@@ -110,6 +156,8 @@ def evaluate(files, reals, face, args, log):
             row[space] = {"precision": p, "recall": r, "fid": fid(f_ref[space], f)}
         e = emb(imgs) if name != "real (held-out)" else e_ctl
         row["artifact_rate"] = artifact_rate(e, f_ref["embedding"], cut)
+        near = nearest_cosine(e, f_ref["embedding"])
+        worst[name] = imgs[np.argsort(near, kind="stable")[:16]]   # least face-like first
         row["pixel_outlier_rate"] = outlier_rate(pix(imgs), f_ref["pixel"], pcut)
         row["n"] = len(imgs)
         rows[name] = row
@@ -119,20 +167,59 @@ def evaluate(files, reals, face, args, log):
             f"{row['embedding']['fid']:.4f} | artifacts {100 * row['artifact_rate']:.1f}% | "
             f"pixel outliers {100 * row['pixel_outlier_rate']:.1f}%")
     emb.close()
-    return rows, cut, samples
+    return rows, cut, samples, worst
 
 
-def save_grids(samples, args):
+def z_movement(ckpts, n=2000):
+    """What the LIS modules do to z (the paper looks at t-SNE plots of z before and after):
+    per module, the mean norm ratio |z_i| / |z|, the mean cosine(z_i, z), the similarity
+    constraint's MSE(z_i, z), the share of that change that is one constant offset, and the
+    share of z's total variance left after the module (trace of the covariance of z_i over
+    that of z: < 1 means the module pulls inputs together, a truncation-like loss of
+    diversity)."""
+    import torch
+
+    from edgeconv.gan.train import gan_from_checkpoint, load_gan_checkpoint
+
+    out = {}
+    z = torch.randn(n, 256, generator=torch.Generator().manual_seed(777))
+    for name, ck in ckpts.items():
+        g = gan_from_checkpoint(load_gan_checkpoint(ck), ck).G.eval()
+        if not len(g.lis):
+            continue
+        with torch.no_grad():
+            _, zs = g.manipulate(z)
+        rows = []
+        for zi in zs:
+            rows.append({
+                "norm_ratio": float((zi.norm(dim=1) / z.norm(dim=1)).mean()),
+                "cosine": float(torch.nn.functional.cosine_similarity(zi, z, dim=1).mean()),
+                "mse": float(((zi - z) ** 2).mean()),
+                # share of the change that is one constant offset (the same for every z)
+                "offset_share": float(((zi - z).mean(0) ** 2).sum()
+                                      / ((zi - z) ** 2).mean(0).sum()),
+                "variance_kept": float(zi.var(0).sum() / z.var(0).sum())})
+        out[name] = rows
+    return out
+
+
+def save_grids(samples, worst, args):
+    """8x8 grids of the first 64 samples (the same z for every generator) and 4x4 grids of
+    the 16 least face-like samples to the face model (lowest nearest-real cosine: what the
+    artifact rate counts first)."""
     from edgeconv.data.images import save_image
     from edgeconv.gan.train import grid_image
 
     out = {}
     for name, imgs in samples.items():
-        if name.startswith("real"):
-            name = "real"
-        p = ROOT / "docs" / f"gan_lis_{name}.png"
+        short = "real" if name.startswith("real") else name
+        p = ROOT / "docs" / f"gan_lis_{short}.png"
         save_image(p, grid_image(imgs[:64]))
-        out[name] = p.name
+        out[short] = p.name
+        if name in worst:
+            q = ROOT / "docs" / f"gan_lis_{short}_worst.png"
+            save_image(q, grid_image(worst[name], cols=4))
+            out[f"{short}_worst"] = q.name
     return out
 
 
@@ -226,7 +313,9 @@ def impostor_trials(files, face, args, log):
     for name in ("lis0", "lis1", "lis3", "rsep"):
         if name not in files:
             continue
+        # the quickstart trial's shape: 5 enrolment images and 5 genuine attempts per user
         r = generator_trial(face, files[name], count=args.trial_count, users=args.trial_users,
+                            enrol_images=5, genuine_images=5,
                             far=args.far, difficulty=args.difficulty, seed=0,
                             synthetic=name == "lis0")
         out[name] = r
@@ -259,8 +348,8 @@ def tables(result) -> str:
         rows = dev.get(where) or {}
         if not rows:
             continue
-        out += [f"{title}:", "", "| G | MACs | params | ONNX bytes | TFLite bytes | ONNX Runtime ms "
-                "| LiteRT ms |", "|---|---|---|---|---|---|---|"]
+        out += [f"{title}:", "", "| G | MACs | params | ONNX bytes | TFLite bytes | "
+                "ONNX Runtime ms | LiteRT ms |", "|---|---|---|---|---|---|---|"]
         for k, v in rows.items():
             f = lambda key, fmt: (fmt.format(v[key]) if v.get(key) is not None else "-")  # noqa
             out.append(f"| {k} | {f('macs', '{:,}')} | {f('params', '{:,}')} | "
@@ -271,14 +360,16 @@ def tables(result) -> str:
     if trials:
         def cell(d):
             lo, hi = d["clopper_pearson_95"]
-            return f"{100 * d['rate']:.2f}% ({d['accepted']}/{d['attempts']}; {100 * lo:.2f}-{100 * hi:.2f})"
+            return (f"{100 * d['rate']:.2f}% ({d['accepted']}/{d['attempts']}; "
+                    f"{100 * lo:.2f}-{100 * hi:.2f})")
         out += ["| impostors | FAR 1:1 (95% CP) | FAR 1:N (95% CP) |", "|---|---|---|"]
         for k, r in trials.items():
             out.append(f"| generated, {names.get(k, k)} | {cell(r['generated']['far_1to1'])} | "
                        f"{cell(r['generated']['far_1toN'])} |")
             if "synthetic" in r:
-                out.append(f"| synthetic people (never enrolled) | {cell(r['synthetic']['far_1to1'])}"
-                           f" | {cell(r['synthetic']['far_1toN'])} |")
+                out.append(f"| synthetic people (never enrolled) | "
+                           f"{cell(r['synthetic']['far_1to1'])} | "
+                           f"{cell(r['synthetic']['far_1toN'])} |")
         first = next(iter(trials.values()))
         out += ["", f"genuine accept: {cell(first['genuine'])}; threshold {first['threshold']:.4f} "
                 f"({first['threshold_source']})"]
@@ -287,21 +378,23 @@ def tables(result) -> str:
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--face", required=True, help="exported face model (ONNX)")
+    ap.add_argument("--face", help="exported face model (ONNX); required unless --tables")
     ap.add_argument("--seeds", type=lambda s: [int(v) for v in s.split(",")], default=[0])
     ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--width", type=float, default=0.125)
-    ap.add_argument("--identities", type=int, default=600)
+    ap.add_argument("--width", type=float, default=0.25)
+    ap.add_argument("--identities", type=int, default=1000)
     ap.add_argument("--per-identity", type=int, default=4)
     ap.add_argument("--difficulty", type=float, default=0.5)
-    ap.add_argument("--epochs", type=int, default=4)
-    ap.add_argument("--reverser-epochs", type=int, default=1)
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--reverser-epochs", type=int, default=4)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--samples", type=int, default=1000)
-    ap.add_argument("--trial-count", type=int, default=300)
-    ap.add_argument("--trial-users", type=int, default=10)
-    ap.add_argument("--far", default="1e-2")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--trial-count", type=int, default=1000)
+    ap.add_argument("--trial-users", type=int, default=40)
+    ap.add_argument("--far", default="1e-3", help="unlock threshold (the quickstart trial's: 1e-3)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per training")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="configurations trained at once (processes; 2 on a 2-core machine)")
     ap.add_argument("--time-per-config", type=float, default=0.5)
     ap.add_argument("--runs", default=str(ROOT / "runs" / "gan_lis"))
     ap.add_argument("--out", default=str(ROOT / "docs" / "gan_lis.json"))
@@ -310,6 +403,8 @@ def main(argv=None):
     if args.tables:
         print(tables(json.loads(Path(args.tables).read_text())))
         return
+    if not args.face:
+        ap.error("--face is required (an exported face model, e.g. the quickstart's ONNX file)")
     import torch
 
     torch.set_num_threads(args.threads)
@@ -321,12 +416,14 @@ def main(argv=None):
     for seed in args.seeds:
         ckpts = train_runs(args, seed, log)
         files = export_all(ckpts, seed, args, log)
-        rows, cut, samples = evaluate(files, reals, args.face, args, log)
+        rows, cut, samples, worst = evaluate(files, reals, args.face, args, log)
         hist = {n: json.loads((ck.parent / "history.json").read_text())
                 for n, ck in ckpts.items()}
-        result["seeds"][seed] = {"metrics": rows, "artifact_cut": cut, "history": hist}
+        result["seeds"][seed] = {"metrics": rows, "artifact_cut": cut, "history": hist,
+                                 "z_movement": z_movement(ckpts)}
+        log(f"  z movement: {json.dumps(result['seeds'][seed]['z_movement'])}")
         if seed == args.seeds[0]:
-            result["grids"] = save_grids(samples, args)
+            result["grids"] = save_grids(samples, worst, args)
             result["device"] = device_cost(files, args, log)
             result["trials"] = impostor_trials(files, args.face, args, log)
     load["end"] = os.getloadavg()
