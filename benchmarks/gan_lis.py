@@ -130,6 +130,28 @@ def real_sets(args):
     return imgs[:n], imgs[n:n + n // 2], imgs[n + n // 2:]
 
 
+def damaged(images, seed=0):
+    """Real faces broken on purpose, to check that the artifact rule sees broken faces (its
+    positive control): ``shuffled`` = the 16 quarter-side tiles of each face in a random order
+    (every part present, the geometry broken), ``half masked`` = the lower half painted in the
+    image's mean colour (no mouth or chin), ``noise`` = Gaussian pixel noise, sigma 48."""
+    rng = np.random.default_rng([seed, 0xDA])
+    x = np.asarray(images)
+    n, h, w, _ = x.shape
+    t = h // 4
+    tiles = x[:, :4 * t, :4 * t].reshape(n, 4, t, 4, t, 3).transpose(0, 1, 3, 2, 4, 5)
+    tiles = tiles.reshape(n, 16, t, t, 3)
+    order = np.stack([rng.permutation(16) for _ in range(n)])
+    tiles = np.take_along_axis(tiles, order[:, :, None, None, None], 1)
+    shuffled = x.copy()
+    shuffled[:, :4 * t, :4 * t] = tiles.reshape(n, 4, 4, t, t, 3).transpose(
+        0, 1, 3, 2, 4, 5).reshape(n, 4 * t, 4 * t, 3)
+    masked = x.copy()
+    masked[:, h // 2:] = x.reshape(n, -1, 3).mean(1).astype(np.uint8)[:, None, None]
+    noisy = np.clip(x + rng.normal(0, 48, x.shape), 0, 255).astype(np.uint8)
+    return {"shuffled": shuffled, "half masked": masked, "noise": noisy}
+
+
 def evaluate(files, reals, face, args, log):
     from edgeconv.gan.metrics import (EmbeddingFeatures, PixelFeatures, artifact_cut,
                                       artifact_rate, fid, nearest_cosine, outlier_cut,
@@ -145,6 +167,12 @@ def evaluate(files, reals, face, args, log):
     pcut = outlier_cut(pix(cut_set), f_ref["pixel"], q=0.99)
     rows, worst = {}, {}
     samples = {"real (held-out)": control}
+    positive = {}
+    for kind, imgs in damaged(control).items():
+        positive[kind] = {"artifact_rate": artifact_rate(emb(imgs), f_ref["embedding"], cut),
+                          "pixel_outlier_rate": outlier_rate(pix(imgs), f_ref["pixel"], pcut)}
+        log(f"  damaged real ({kind}): artifacts {100 * positive[kind]['artifact_rate']:.1f}% "
+            f"| pixel outliers {100 * positive[kind]['pixel_outlier_rate']:.1f}%")
     for name, path in files.items():
         with FaceGenerator(path) as g:
             samples[name] = g.generate(args.samples, seed=12345)
@@ -167,7 +195,7 @@ def evaluate(files, reals, face, args, log):
             f"{row['embedding']['fid']:.4f} | artifacts {100 * row['artifact_rate']:.1f}% | "
             f"pixel outliers {100 * row['pixel_outlier_rate']:.1f}%")
     emb.close()
-    return rows, cut, samples, worst
+    return rows, cut, samples, worst, positive
 
 
 def z_movement(ckpts, n=2000):
@@ -211,6 +239,10 @@ def save_grids(samples, worst, args):
     from edgeconv.gan.train import grid_image
 
     out = {}
+    dmg = damaged(samples["real (held-out)"][:4])
+    save_image(ROOT / "docs" / "gan_lis_damaged.png",
+               grid_image(np.concatenate([samples["real (held-out)"][:4], *dmg.values()]), cols=4))
+    out["damaged"] = "gan_lis_damaged.png"
     for name, imgs in samples.items():
         short = "real" if name.startswith("real") else name
         p = ROOT / "docs" / f"gan_lis_{short}.png"
@@ -341,6 +373,9 @@ def tables(result) -> str:
                        f"{px['fid']:.3f} | {em['precision']:.3f} | {em['recall']:.3f} | "
                        f"{em['fid']:.4f} | {100 * m['artifact_rate']:.1f}% | "
                        f"{100 * m.get('pixel_outlier_rate', float('nan')):.1f}% |")
+        for kind, d in (r.get("damaged_real") or {}).items():
+            out.append(f"| real faces, damaged: {kind} (positive control) | | | | | | | "
+                       f"{100 * d['artifact_rate']:.1f}% | {100 * d['pixel_outlier_rate']:.1f}% |")
         out.append("")
     dev = result.get("device") or {}
     for where, title in (("trained", "trained CPU-sized G"), ("full_80", "paper-size G, 80x80"),
@@ -376,6 +411,58 @@ def tables(result) -> str:
     return "\n".join(out)
 
 
+LABELS = {"lis0": "0 modules", "lis1": "1 module", "lis3": "3 modules", "rsep": "R-separate",
+          "real (held-out)": "real (held-out)"}
+COLOURS = {"lis0": "tab:blue", "lis1": "tab:orange", "lis3": "tab:green", "rsep": "tab:purple",
+           "real (held-out)": "black"}
+
+
+def plot(result, path):
+    """docs/gan_lis_plot.png: embedding-space precision vs recall and the artifact rate per
+    generator and seed (real control in black), and D's loss and the similarity MSE per
+    epoch of training (every seed)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 8), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots(2, 2)
+    seeds = list(result["seeds"])
+    markers = "os^D"
+    for j, seed in enumerate(seeds):
+        m = result["seeds"][seed]["metrics"]
+        for i, (name, row) in enumerate(m.items()):
+            e = row["embedding"]
+            ax[0, 0].scatter(e["recall"], e["precision"], color=COLOURS.get(name, "grey"),
+                             marker=markers[j % 4], label=f"{LABELS.get(name, name)}"
+                             if j == 0 else None)
+            ax[0, 1].bar(i + 0.8 * j / len(seeds), 100 * row["artifact_rate"],
+                         width=0.8 / len(seeds), color=COLOURS.get(name, "grey"),
+                         alpha=1.0 - 0.35 * j)
+        ax[0, 1].set_xticks([i + 0.4 - 0.4 / len(seeds) for i in range(len(m))],
+                            [LABELS.get(n, n) for n in m], rotation=20)
+        for name, hist in result["seeds"][seed]["history"].items():
+            gan = [h for h in hist if h.get("phase", "gan") == "gan"]
+            ep = [h["epoch"] for h in gan]
+            ax[1, 0].plot(ep, [h["dis"] for h in gan], color=COLOURS[name], marker=".",
+                          ls="-" if j == 0 else "--",
+                          label=f"{LABELS[name]}, seed {seed}")
+            if any(h["sim"] for h in gan):
+                ax[1, 1].plot(ep, [h["sim"] for h in gan], color=COLOURS[name], marker=".",
+                              ls="-" if j == 0 else "--", label=f"{LABELS[name]}, seed {seed}")
+    ax[0, 0].set(xlabel="recall (diversity)", ylabel="precision (fidelity)",
+                 title="embedding space (quickstart verifier), one marker per seed")
+    ax[0, 0].legend(fontsize=8)
+    ax[0, 1].set(ylabel="artifact rate (%)", title="artifact rate (one bar per seed)")
+    ax[1, 0].set(xlabel="epoch (125 batches)", ylabel="D loss (BCE, real + fake)",
+                 title="discriminator loss during training")
+    ax[1, 0].legend(fontsize=7, ncol=2)
+    ax[1, 1].set(xlabel="epoch (125 batches)", ylabel="similarity MSE (lambda-weighted sum)",
+                 title="how far the LIS modules move z")
+    ax[1, 1].legend(fontsize=7)
+    fig.savefig(path)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--face", help="exported face model (ONNX); required unless --tables")
@@ -399,9 +486,13 @@ def main(argv=None):
     ap.add_argument("--runs", default=str(ROOT / "runs" / "gan_lis"))
     ap.add_argument("--out", default=str(ROOT / "docs" / "gan_lis.json"))
     ap.add_argument("--tables", default=None, help="print the tables of this result JSON")
+    ap.add_argument("--plot", default=None, help="with --tables: draw its plot to this PNG")
     args = ap.parse_args(argv)
     if args.tables:
-        print(tables(json.loads(Path(args.tables).read_text())))
+        result = json.loads(Path(args.tables).read_text())
+        print(tables(result))
+        if args.plot:
+            plot(result, args.plot)
         return
     if not args.face:
         ap.error("--face is required (an exported face model, e.g. the quickstart's ONNX file)")
@@ -416,16 +507,18 @@ def main(argv=None):
     for seed in args.seeds:
         ckpts = train_runs(args, seed, log)
         files = export_all(ckpts, seed, args, log)
-        rows, cut, samples, worst = evaluate(files, reals, args.face, args, log)
+        rows, cut, samples, worst, positive = evaluate(files, reals, args.face, args, log)
         hist = {n: json.loads((ck.parent / "history.json").read_text())
                 for n, ck in ckpts.items()}
         result["seeds"][seed] = {"metrics": rows, "artifact_cut": cut, "history": hist,
+                                 "damaged_real": positive,
                                  "z_movement": z_movement(ckpts)}
         log(f"  z movement: {json.dumps(result['seeds'][seed]['z_movement'])}")
         if seed == args.seeds[0]:
             result["grids"] = save_grids(samples, worst, args)
             result["device"] = device_cost(files, args, log)
             result["trials"] = impostor_trials(files, args.face, args, log)
+    plot(result, ROOT / "docs" / "gan_lis_plot.png")
     load["end"] = os.getloadavg()
     result["loadavg"] = load
     result["seconds"] = time.perf_counter() - t_start
