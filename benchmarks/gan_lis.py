@@ -78,24 +78,23 @@ def train_runs(args, seed, log):
             out[name] = run / "last.ckpt"
         else:
             todo[name] = cfg
-    if args.jobs > 1 and len(todo) > 1:
+    for name, (last, secs) in _train_all(todo, args.jobs, args.threads).items():
+        log(f"{name} seed {seed}: {secs:.0f} s")
+        out[name] = Path(last)
+    return {name: out[name] for name in CONFIGS}
+
+
+def _train_all(todo: dict, jobs: int, threads: int) -> dict:
+    """{name: (last.ckpt, seconds)} of every configuration in ``todo``; ``jobs`` > 1 trains
+    them in that many spawned processes at once."""
+    if jobs > 1 and len(todo) > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(max_workers=args.jobs,
-                                 mp_context=mp.get_context("spawn")) as pool:
-            futs = {name: pool.submit(_train_one, cfg, args.threads)
-                    for name, cfg in todo.items()}
-            for name, f in futs.items():
-                last, secs = f.result()
-                log(f"{name} seed {seed}: {secs:.0f} s")
-                out[name] = Path(last)
-    else:
-        for name, cfg in todo.items():
-            last, secs = _train_one(cfg, args.threads)
-            log(f"{name} seed {seed}: {secs:.0f} s")
-            out[name] = Path(last)
-    return {name: out[name] for name in CONFIGS}
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+            futs = {name: pool.submit(_train_one, cfg, threads) for name, cfg in todo.items()}
+            return {name: f.result() for name, f in futs.items()}
+    return {name: _train_one(cfg, threads) for name, cfg in todo.items()}
 
 
 def export_all(ckpts, seed, args, log):
@@ -152,7 +151,7 @@ def damaged(images, seed=0):
     return {"shuffled": shuffled, "half masked": masked, "noise": noisy}
 
 
-def evaluate(files, reals, face, args, log):
+def evaluate(files, reals, broken, face, args, log):
     from edgeconv.gan.metrics import (EmbeddingFeatures, PixelFeatures, artifact_cut,
                                       artifact_rate, fid, nearest_cosine, outlier_cut,
                                       outlier_rate, precision_recall)
@@ -168,7 +167,7 @@ def evaluate(files, reals, face, args, log):
     rows, worst = {}, {}
     samples = {"real (held-out)": control}
     positive = {}
-    for kind, imgs in damaged(control).items():
+    for kind, imgs in broken.items():
         positive[kind] = {"artifact_rate": artifact_rate(emb(imgs), f_ref["embedding"], cut),
                           "pixel_outlier_rate": outlier_rate(pix(imgs), f_ref["pixel"], pcut)}
         log(f"  damaged real ({kind}): artifacts {100 * positive[kind]['artifact_rate']:.1f}% "
@@ -231,7 +230,7 @@ def z_movement(ckpts, n=2000):
     return out
 
 
-def save_grids(samples, worst, args):
+def save_grids(samples, worst, broken, args):
     """8x8 grids of the first 64 samples (the same z for every generator) and 4x4 grids of
     the 16 least face-like samples to the face model (lowest nearest-real cosine: what the
     artifact rate counts first)."""
@@ -239,9 +238,9 @@ def save_grids(samples, worst, args):
     from edgeconv.gan.train import grid_image
 
     out = {}
-    dmg = damaged(samples["real (held-out)"][:4])
-    save_image(ROOT / "docs" / "gan_lis_damaged.png",
-               grid_image(np.concatenate([samples["real (held-out)"][:4], *dmg.values()]), cols=4))
+    save_image(ROOT / "docs" / "gan_lis_damaged.png",   # four of the measured damaged faces
+               grid_image(np.concatenate([samples["real (held-out)"][:4],
+                                          *(v[:4] for v in broken.values())]), cols=4))
     out["damaged"] = "gan_lis_damaged.png"
     for name, imgs in samples.items():
         short = "real" if name.startswith("real") else name
@@ -439,8 +438,6 @@ def plot(result, path):
             ax[0, 1].bar(i + 0.8 * j / len(seeds), 100 * row["artifact_rate"],
                          width=0.8 / len(seeds), color=COLOURS.get(name, "grey"),
                          alpha=1.0 - 0.35 * j)
-        ax[0, 1].set_xticks([i + 0.4 - 0.4 / len(seeds) for i in range(len(m))],
-                            [LABELS.get(n, n) for n in m], rotation=20)
         for name, hist in result["seeds"][seed]["history"].items():
             gan = [h for h in hist if h.get("phase", "gan") == "gan"]
             ep = [h["epoch"] for h in gan]
@@ -450,6 +447,9 @@ def plot(result, path):
             if any(h["sim"] for h in gan):
                 ax[1, 1].plot(ep, [h["sim"] for h in gan], color=COLOURS[name], marker=".",
                               ls="-" if j == 0 else "--", label=f"{LABELS[name]}, seed {seed}")
+    names = list(result["seeds"][seeds[0]]["metrics"])
+    ax[0, 1].set_xticks([i + 0.4 - 0.4 / len(seeds) for i in range(len(names))],
+                        [LABELS.get(n, n) for n in names], rotation=20)
     ax[0, 0].set(xlabel="recall (diversity)", ylabel="precision (fidelity)",
                  title="embedding space (quickstart verifier), one marker per seed")
     ax[0, 0].legend(fontsize=8)
@@ -503,11 +503,13 @@ def main(argv=None):
     load = {"start": os.getloadavg()}
     log = lambda *a: print(*a, flush=True)  # noqa: E731
     reals = real_sets(args)
+    broken = damaged(reals[2])              # the positive control, from the control faces
     result = {"settings": {k: v for k, v in vars(args).items()}, "seeds": {}}
     for seed in args.seeds:
         ckpts = train_runs(args, seed, log)
         files = export_all(ckpts, seed, args, log)
-        rows, cut, samples, worst, positive = evaluate(files, reals, args.face, args, log)
+        rows, cut, samples, worst, positive = evaluate(files, reals, broken, args.face, args,
+                                                       log)
         hist = {n: json.loads((ck.parent / "history.json").read_text())
                 for n, ck in ckpts.items()}
         result["seeds"][seed] = {"metrics": rows, "artifact_cut": cut, "history": hist,
@@ -515,7 +517,7 @@ def main(argv=None):
                                  "z_movement": z_movement(ckpts)}
         log(f"  z movement: {json.dumps(result['seeds'][seed]['z_movement'])}")
         if seed == args.seeds[0]:
-            result["grids"] = save_grids(samples, worst, args)
+            result["grids"] = save_grids(samples, worst, broken, args)
             result["device"] = device_cost(files, args, log)
             result["trials"] = impostor_trials(files, args.face, args, log)
     plot(result, ROOT / "docs" / "gan_lis_plot.png")
