@@ -488,8 +488,15 @@ def main(argv=None):
     ap.add_argument("--tables", default=None, help="print the tables of this result JSON")
     ap.add_argument("--plot", default=None, help="with --tables: draw its plot to this PNG")
     args = ap.parse_args(argv)
+    if args.plot and not args.tables:
+        ap.error("--plot goes with --tables (a full run draws docs/gan_lis_plot.png itself)")
     if args.tables:
-        result = json.loads(Path(args.tables).read_text())
+        try:
+            result = json.loads(Path(args.tables).read_text())
+            if not isinstance(result, dict) or not isinstance(result.get("seeds"), dict):
+                raise ValueError("not a gan_lis result (no 'seeds')")
+        except (OSError, ValueError) as e:
+            ap.error(f"--tables {args.tables}: {e}")
         print(tables(result))
         if args.plot:
             plot(result, args.plot)
